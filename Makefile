@@ -1,0 +1,39 @@
+# Two commands matter to a new user: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-unit lint venv dev-venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The stamps make a second `make` skip pip, and redo it when pyproject.toml changes.
+$(VENV)/.runtime-stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev-stamp: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	touch $@ $(VENV)/.runtime-stamp
+
+venv: $(VENV)/.runtime-stamp
+dev-venv: $(VENV)/.dev-stamp
+
+run: venv
+	$(BIN)/serve -c configs/example.yaml
+
+lint: dev-venv
+	$(BIN)/ruff check server supervisor tests examples
+	$(BIN)/ruff format --check server supervisor tests examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+test-unit: dev-venv
+	$(BIN)/pytest tests/unit
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
