@@ -14,7 +14,9 @@ from server.types import ASGIApp
 LifespanMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
 
-DEFAULT_ACCESS_LOG_FORMAT = '%(client)s - "%(request_line)s" %(status)s %(bytes)s %(duration_ms).1fms'
+DEFAULT_ACCESS_LOG_FORMAT = (
+    '%(client)s - "%(request_line)s" %(status)s %(bytes)s %(duration_ms).1fms'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class WorkerSettings:
     lifespan: LifespanMode = "auto"
     root_path: str = ""
     limits: Limits = Limits()
+    backlog: int = 2048
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 5.0
     graceful_timeout_s: float = 30.0

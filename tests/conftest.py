@@ -8,6 +8,7 @@ session and the whole group is killed at teardown, so a failed test leaks nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -113,18 +114,36 @@ class ServeProcess:
             return []
 
     def kill_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         self._log_file.close()
 
 
 StartServe = Callable[..., ServeProcess]
+
+
+def launch(
+    args: list[str], log_path: Path, *, cwd: Path = APPS_DIR, env: dict[str, str] | None = None
+) -> ServeProcess:
+    """Start `python -m supervisor ARGS` with the repo importable and no SERVE_* leaking in."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(env or {})
+    return ServeProcess(args, cwd, log_path, full_env)
+
+
+@pytest.fixture(scope="module")
+def asgi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One server for a whole module, serving tests/apps/asgi_apps.py (read-only tests)."""
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc = launch(["asgi_apps:app", "--bind", "127.0.0.1:0"], log_path)
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.kill_group()
 
 
 @pytest.fixture
@@ -148,12 +167,7 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
             argv += ["-c", str(config)]
         if bind and config is None:
             argv += ["--bind", "127.0.0.1:0"]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-        full_env["PYTHONPATH"] = str(ROOT)
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        log_path = tmp_path / f"serve-{len(started)}.log"
-        proc = ServeProcess(argv, cwd, log_path, full_env)
+        proc = launch(argv, tmp_path / f"serve-{len(started)}.log", cwd=cwd, env=env)
         started.append(proc)
         if wait:
             proc.wait_ready()
@@ -165,13 +179,14 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send `data` on a fresh connection, half-close, return everything the server sent."""
+    """Send `data` on a fresh connection; return all the server sent until it closed.
+
+    The client does not half-close: like the ASGI servers we learn from, serve takes a
+    client's EOF as the client going away, so the request must ask for the close itself
+    (`Connection: close`, HTTP/1.0, or an error the server answers by closing).
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         chunks = []
         while True:
             try:

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of serve against its peers; see bench/README.md."""

@@ -1,0 +1,264 @@
+"""Turn the raw samples of a bench run into medians, ratios, a markdown report and a chart.
+
+Rules:
+- Pure functions of the samples: nothing here runs a server or reads the clock, so the
+  report can be rebuilt from bench/results.json alone.
+- Every figure is the median over the interleaved runs; the spread (max − min) / median
+  sits next to it, and a row whose spread exceeds STABLE_SPREAD_PCT is flagged "unstable".
+- Ratios compare with uvicorn and with the floor at the same scenario, workers and
+  concurrency, measured in the same run; the serve row is in bold.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+STABLE_SPREAD_PCT = 10.0
+BASELINE = "uvicorn"
+FLOOR = "floor"
+OURS = "serve"
+# Section 2 of the performance issue: minimum serve / uvicorn requests/s per scenario.
+TARGETS: dict[tuple[str, int], float] = {("plaintext", 1): 1.5, ("plaintext", 2): 1.3}
+DEFAULT_TARGET = 1.2
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One wrk measurement of one server start."""
+
+    server: str
+    scenario: str
+    workers: int
+    concurrency: int
+    rep: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rss_mib: float
+    start_ms: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """The median of all samples of one (server, scenario, workers, concurrency) cell."""
+
+    server: str
+    scenario: str
+    workers: int
+    concurrency: int
+    runs: int
+    rps: float
+    rps_min: float
+    rps_max: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rss_mib: float
+    start_ms: float
+
+    @property
+    def spread_pct(self) -> float:
+        return (self.rps_max - self.rps_min) / self.rps * 100 if self.rps else 0.0
+
+
+Key = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Everything about the run that is not a measurement; shown at the top of RESULTS.md."""
+
+    date: str
+    machine: str
+    python: str
+    tools: str
+    command: str
+    method: str
+    pinning: list[str]
+    commands: list[tuple[str, str, str]]
+    wrk_example: str
+    scenarios: list[tuple[str, str]]
+    servers: list[str]
+    failures: list[str]
+    cut: str
+
+
+def aggregate(samples: Iterable[Sample]) -> dict[Key, Row]:
+    cells: dict[Key, list[Sample]] = defaultdict(list)
+    for s in samples:
+        cells[(s.server, s.scenario, s.workers, s.concurrency)].append(s)
+    rows: dict[Key, Row] = {}
+    for key, group in cells.items():
+        rps = [s.rps for s in group]
+        rows[key] = Row(
+            *key,
+            runs=len(group),
+            rps=statistics.median(rps),
+            rps_min=min(rps),
+            rps_max=max(rps),
+            p50_ms=statistics.median(s.p50_ms for s in group),
+            p99_ms=statistics.median(s.p99_ms for s in group),
+            errors=sum(s.errors for s in group),
+            rss_mib=statistics.median(s.rss_mib for s in group),
+            start_ms=statistics.median(s.start_ms for s in group),
+        )
+    return rows
+
+
+def ratio(rows: dict[Key, Row], row: Row, other: str) -> float | None:
+    ref = rows.get((other, row.scenario, row.workers, row.concurrency))
+    return row.rps / ref.rps if ref is not None and ref.rps else None
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return out
+
+
+def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
+    """serve against uvicorn per scenario, with the target and where granian and the floor are."""
+    lines: list[list[str]] = []
+    for scenario in scenarios:
+        for key in sorted(k for k in rows if k[0] == OURS and k[1] == scenario):
+            ours = rows[key]
+            base = rows.get((BASELINE, *key[1:]))
+            target = TARGETS.get((scenario, ours.workers), DEFAULT_TARGET)
+            vs_base = ratio(rows, ours, BASELINE)
+            met = "–" if vs_base is None else ("yes" if vs_base >= target else "**no**")
+            p99 = "–" if base is None else f"{ours.p99_ms:.2f} / {base.p99_ms:.2f}"
+            lines.append([
+                scenario, str(ours.workers), str(ours.concurrency), f"{ours.rps:,.0f}",
+                "–" if base is None else f"{base.rps:,.0f}", f"**{_x(vs_base)}**",
+                f"≥ {target:.1f}×", met, p99, _x(ratio(rows, ours, "granian")),
+                _x(ratio(rows, ours, FLOOR)),
+            ])  # fmt: skip
+    header = [
+        "scenario", "w", "c", "serve req/s", "uvicorn req/s", "serve ÷ uvicorn", "target",
+        "met", "p99 ms serve / uvicorn", "÷ granian", "÷ floor",
+    ]  # fmt: skip
+    return _table(header, lines)
+
+
+def resources(rows: dict[Key, Row]) -> list[str]:
+    """RSS per worker and start-to-first-response, serve against uvicorn, per worker count."""
+    lines: list[list[str]] = []
+    for workers in sorted({k[2] for k in rows if k[0] == OURS}):
+        ours = [r for k, r in rows.items() if k[0] == OURS and k[2] == workers]
+        base = [r for k, r in rows.items() if k[0] == BASELINE and k[2] == workers]
+        if not ours or not base:
+            continue
+        rss = (max(r.rss_mib for r in ours), max(r.rss_mib for r in base))
+        start = (statistics.median(r.start_ms for r in ours), statistics.median(r.start_ms for r in base))
+        lines.append([str(workers), f"{rss[0]:.1f} / {rss[1]:.1f}", "yes" if rss[0] <= rss[1] else "**no**",
+                      f"{start[0]:.0f} / {start[1]:.0f}", "yes" if start[0] <= start[1] else "**no**"])  # fmt: skip
+    header = ["w", "max RSS/worker MiB serve / uvicorn", "≤ uvicorn", "start ms serve / uvicorn", "≤ uvicorn"]
+    return _table(header, lines)
+
+
+def detail(rows: dict[Key, Row], scenario: str, servers: Sequence[str]) -> list[str]:
+    lines: list[list[str]] = []
+    for workers, conc in sorted({(k[2], k[3]) for k in rows if k[1] == scenario}):
+        for server in servers:
+            row = rows.get((server, scenario, workers, conc))
+            if row is None:
+                continue
+            flag = " unstable" if row.spread_pct > STABLE_SPREAD_PCT else ""
+            name = f"**{server}**" if server == OURS else server
+            lines.append([
+                name, str(workers), str(conc), f"{row.rps:,.0f}",
+                f"{row.rps_min:,.0f}–{row.rps_max:,.0f} ({row.spread_pct:.1f}%{flag})",
+                _x(ratio(rows, row, BASELINE)), _x(ratio(rows, row, FLOOR)),
+                f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", str(row.errors),
+                f"{row.rss_mib:.1f}", f"{row.start_ms:.0f}",
+            ])  # fmt: skip
+    header = [
+        "server", "w", "c", "req/s", "min–max (spread)", "× uvicorn", "× floor", "p50 ms",
+        "p99 ms", "errors", "RSS/worker MiB", "start ms",
+    ]  # fmt: skip
+    return _table(header, lines)
+
+
+def stability(rows: dict[Key, Row]) -> str:
+    spreads = sorted((r.spread_pct for r in rows.values() if r.runs > 1), reverse=True)
+    if not spreads:
+        return "Only one run per cell: no spread to report (use --runs 2 or more)."
+    unstable = sum(s > STABLE_SPREAD_PCT for s in spreads)
+    return (
+        f"Run-to-run spread of requests/s: median {statistics.median(spreads):.1f}%, "
+        f"worst {spreads[0]:.1f}%; {unstable} of {len(spreads)} cells exceed "
+        f"{STABLE_SPREAD_PCT:.0f}% (marked unstable)."
+    )
+
+
+def chart(rows: dict[Key, Row], scenarios: Sequence[str], servers: Sequence[str], path: Path) -> None:
+    """One panel per scenario; bars per server for each (workers, concurrency), min–max whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(scenarios))
+    nrows = (len(scenarios) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4 * nrows), squeeze=False)
+    width = 0.8 / max(1, len(servers))
+    for ax, scenario in zip(axes.flat, scenarios):
+        configs = sorted({(k[2], k[3]) for k in rows if k[1] == scenario})
+        for i, server in enumerate(servers):
+            cells = [rows.get((server, scenario, w, c)) for w, c in configs]
+            xs = [j + (i - (len(servers) - 1) / 2) * width for j in range(len(configs))]
+            heights = [r.rps if r else 0.0 for r in cells]
+            low = [r.rps - r.rps_min if r else 0.0 for r in cells]
+            high = [r.rps_max - r.rps if r else 0.0 for r in cells]
+            ax.bar(xs, heights, width, label=server, yerr=[low, high], capsize=2,
+                   edgecolor="black" if server == OURS else None, linewidth=1.2)  # fmt: skip
+        ax.set_title(scenario)
+        ax.set_xticks(range(len(configs)), [f"w{w} c{c}" for w, c in configs])
+        ax.set_ylabel("requests/s")
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(servers), frameon=False)
+    fig.suptitle("requests/s, median of interleaved runs (whiskers: min–max)")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def document(rows: dict[Key, Row], meta: Meta, chart_name: str) -> str:
+    scenarios = [name for name, _ in meta.scenarios]
+    out = [
+        "# Benchmark results",
+        "",
+        f"Generated by `bench/run.py` on {meta.date}; rerun with `make bench` (see bench/README.md).",
+        "",
+        f"- Machine: {meta.machine}",
+        f"- Python: {meta.python}; load: {meta.tools}",
+        f"- Command: `{meta.command}`",
+        f"- Method: {meta.method} Figures are medians; spread = (max − min) / median.",
+        *[f"- Pinning, {line}" for line in meta.pinning],
+    ]
+    if meta.cut:
+        out += ["", f"**Incomplete run: {meta.cut}.**"]
+    out += ["", f"![requests/s per server and scenario]({chart_name})", "", "## serve vs uvicorn", ""]
+    out += headline(rows, scenarios) + [""] + resources(rows) + ["", stability(rows), ""]
+    out += ["## Servers", ""]
+    out += _table(["server", "version", "command (shown for 1 worker, port 8000)"],
+                  ([n, v, f"`{c}`"] for n, v, c in meta.commands))  # fmt: skip
+    out += ["", f"Load, e.g. the echo scenario: `{meta.wrk_example}`", ""]
+    out += ["## Scenarios", ""]
+    for name, meaning in meta.scenarios:
+        out += [f"### {name}: {meaning}", "", *detail(rows, name, meta.servers), ""]
+    if meta.failures:
+        out += ["## Failures", "", *[f"- {line}" for line in meta.failures], ""]
+    return "\n".join(out)

@@ -1,0 +1,220 @@
+"""The benchmarked servers: their command lines, and starting, probing and stopping them.
+
+Rules:
+- Every server runs bench.app:app from the repository root, on 127.0.0.1 and a port chosen
+  just before start, with access logs off and its fastest loop/parser (uvloop, httptools or
+  its own native one), so each peer is measured at its best documented setting.
+- A server is started in its own session (`start_new_session`) and stopped with killpg on
+  that group only: the harness never signals a process it did not start.
+- Workers are the server's descendants (minus multiprocessing helper processes); a server
+  with no descendants is its own single worker. The master, where there is one, is never
+  counted in the RSS per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT_S = 30.0
+WORKERS_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+_POLL_S = 0.005
+_HELPERS = ("resource_tracker", "semaphore_tracker", "forkserver")
+
+
+def _serve(workers: int, port: int) -> list[str]:
+    return [
+        str(BIN / "serve"), "bench.app:app", "--workers", str(workers),
+        "--bind", f"127.0.0.1:{port}", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _uvicorn(workers: int, port: int) -> list[str]:
+    return [
+        str(BIN / "uvicorn"), "bench.app:app", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+        "--loop", "uvloop", "--http", "httptools",
+    ]  # fmt: skip
+
+
+def _gunicorn(worker_class: list[str]) -> Callable[[int, int], list[str]]:
+    def argv(workers: int, port: int) -> list[str]:
+        return [
+            str(BIN / "gunicorn"), "bench.app:app", *worker_class, "-w", str(workers),
+            "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+        ]  # fmt: skip
+
+    return argv
+
+
+def _granian(workers: int, port: int) -> list[str]:
+    return [
+        str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
+        "--log-level", "warning", "bench.app:app",
+    ]  # fmt: skip
+
+
+def _hypercorn(workers: int, port: int) -> list[str]:
+    return [
+        str(BIN / "hypercorn"), "bench.app:app", "-b", f"127.0.0.1:{port}",
+        "-w", str(workers), "-k", "uvloop", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _floor(workers: int, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "bench.floor", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One contender: how to launch it with N workers on a port, and which package it is."""
+
+    name: str
+    package: str
+    argv: Callable[[int, int], list[str]]
+
+
+SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec("serve", "serve", _serve),
+        ServerSpec("uvicorn", "uvicorn", _uvicorn),
+        ServerSpec(
+            "gunicorn+uvicorn-worker",
+            "uvicorn-worker",
+            _gunicorn(["-k", "uvicorn_worker.UvicornWorker"]),
+        ),
+        ServerSpec("gunicorn-asgi", "gunicorn", _gunicorn(["-k", "asgi", "--asgi-loop", "uvloop"])),
+        ServerSpec("granian", "granian", _granian),
+        ServerSpec("hypercorn", "hypercorn", _hypercorn),
+        ServerSpec("floor", "uvloop", _floor),
+    )
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RunningServer:
+    """A started server: its process group, port, start time and log file."""
+
+    def __init__(
+        self, spec: ServerSpec, workers: int, cpus: str, cwd: Path, log: IO[bytes]
+    ) -> None:
+        self.spec = spec
+        self.workers = workers
+        self.port = free_port()
+        self.command = ["taskset", "-c", cpus, *spec.argv(workers, self.port)]
+        self._log = log
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self) -> float:
+        """Seconds from launch to the first 200 on `/`; raises if it never comes."""
+        deadline = self.started_at + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with code {self.proc.returncode} before answering")
+            if _answers(self.port):
+                return time.monotonic() - self.started_at
+            time.sleep(_POLL_S)
+        raise RuntimeError(f"no answer within {READY_TIMEOUT_S:.0f}s")
+
+    def wait_workers(self) -> None:
+        """Wait until all N workers exist, so the first measurement is not a partial fleet."""
+        deadline = time.monotonic() + WORKERS_TIMEOUT_S
+        while len(self.worker_processes()) < self.workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(self.worker_processes())} workers came up")
+            time.sleep(0.05)
+
+    def worker_processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            children = root.children(recursive=True)
+            workers = [p for p in children if not _is_helper(p)]
+        except psutil.NoSuchProcess:
+            return []
+        return workers or [root]
+
+    def rss_per_worker_mib(self) -> float:
+        sizes: list[int] = []
+        for proc in self.worker_processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                sizes.append(proc.memory_info().rss)
+        return sum(sizes) / len(sizes) / 2**20 if sizes else 0.0
+
+    def stop(self) -> None:
+        """SIGTERM the group, then SIGKILL it if it is still there after the grace period."""
+        tree = self._tree()
+        # The leader is not reaped before wait() returns, so its group id cannot be reused
+        # by another process while we signal it.
+        _signal_group(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        # A worker can outlive its master; psutil refuses to kill a pid that was reused.
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self._log.close()
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _is_helper(proc: psutil.Process) -> bool:
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return True
+    return any(name in cmdline for name in _HELPERS)
+
+
+def _answers(port: int) -> bool:
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(request)
+            return sock.recv(64).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+    except OSError:
+        return False

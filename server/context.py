@@ -1,0 +1,68 @@
+"""State one worker shares between all its connections.
+
+Rules: built once per worker after the app is loaded; connections read it on the hot path,
+so what they need per request is pre-computed here (the Date/Server header block, the
+scope's constant parts). Only worker.py mutates the draining flag and the date block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from server.logs import AccessLogger
+from server.proxy import ProxyTrust
+from server.settings import WorkerSettings
+from server.types import ASGIApp
+
+if TYPE_CHECKING:
+    from server.protocol import H1Connection
+
+ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
+
+
+def date_block(server_header: str | None, now: float | None = None) -> bytes:
+    """The `date:` (and `server:`) header lines, pre-encoded; refreshed once a second."""
+    block = (
+        b"date: %s\r\n" % formatdate(now if now is not None else time.time(), usegmt=True).encode()
+    )
+    if server_header:
+        block += b"server: %s\r\n" % server_header.encode("latin-1")
+    return block
+
+
+@dataclass(eq=False)
+class WorkerContext:
+    settings: WorkerSettings
+    app: ASGIApp
+    lifespan_state: dict[str, Any]
+    access_logger: AccessLogger | None
+    proxy: ProxyTrust | None
+    root_path: str = ""
+    root_path_bytes: bytes = b""
+    date_block: bytes = b""
+    draining: bool = False
+    requests: int = 0
+    connections: set[H1Connection] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.root_path = self.settings.root_path
+        self.root_path_bytes = self.settings.root_path.encode("utf-8")
+        self.date_block = date_block(self.settings.server_header)
+
+    def connection_closed(self, conn: H1Connection) -> None:
+        self.connections.discard(conn)
+        self.check_idle()
+
+    def task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        if self.draining and not self.connections and not self.tasks:
+            self.idle.set()

@@ -1,0 +1,221 @@
+"""One ASGI HTTP request/response cycle: the `receive`/`send` pair and its state machine.
+
+Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its connection
+(anything satisfying `CycleOwner`) to write a response start or body, and the connection
+frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
+NOT_STARTED -> STARTED -> STREAMING -> DONE. A lost connection makes every later `send` a
+no-op and `receive` return http.disconnect; ASGI misuse raises RuntimeError into the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Protocol
+
+from server.h1_writer import InvalidResponse
+from server.types import ASGIApp, Message, Scope
+
+logger = logging.getLogger("serve")
+
+# Unconsumed request body kept in memory before reading from the socket pauses.
+BODY_HIGH_WATER = 256 * 1024
+
+
+class BodyState(enum.Enum):
+    RECEIVING = 1  # more body may arrive from the client
+    COMPLETE = 2  # all of it arrived; some is not handed to the app yet
+    DELIVERED = 3  # the app received the final http.request message
+
+
+class ResponseState(enum.Enum):
+    NOT_STARTED = 1
+    STARTED = 2  # http.response.start seen; nothing written yet (head waits for the body)
+    STREAMING = 3  # head written, more body expected
+    DONE = 4
+
+
+class CycleOwner(Protocol):
+    """What a cycle needs from the connection that carries it."""
+
+    def start_response(
+        self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool
+    ) -> None: ...
+    def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None: ...
+    def send_continue(self) -> None: ...
+    def body_consumed(self) -> None: ...
+    def response_complete(self, cycle: Cycle) -> None: ...
+    def response_failed(self, cycle: Cycle) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class Cycle:
+    __slots__ = (
+        "_body",
+        "_buffered",
+        "_headers",
+        "_owner",
+        "_status",
+        "_waiter",
+        "body_state",
+        "bytes_sent",
+        "disconnected",
+        "expect_continue",
+        "head_request",
+        "keep_alive",
+        "response",
+        "scope",
+        "start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        owner: CycleOwner,
+        scope: Scope,
+        *,
+        has_body: bool,
+        expect_continue: bool,
+        keep_alive: bool,
+        start_time: float,
+    ) -> None:
+        self._owner = owner
+        self.scope = scope
+        # What the request allows; the connection may still close (drain, framing).
+        self.keep_alive = keep_alive
+        self.head_request = scope["method"] == "HEAD"
+        self.expect_continue = expect_continue and has_body
+        self.body_state = BodyState.RECEIVING if has_body else BodyState.COMPLETE
+        self._body: list[bytes] = []
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.response = ResponseState.NOT_STARTED
+        self.disconnected = False
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self.status = 0
+        self.bytes_sent = 0
+        self.start_time = start_time
+
+    # -- fed by the connection -------------------------------------------------------------
+    def feed_body(self, data: bytes) -> bool:
+        """Queue body bytes for the app; True when the unconsumed body is over its mark."""
+        self._body.append(data)
+        self._buffered += len(data)
+        self._wake()
+        return self._buffered > BODY_HIGH_WATER
+
+    def end_body(self) -> None:
+        self.body_state = BodyState.COMPLETE
+        self._wake()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    # -- the ASGI callables ----------------------------------------------------------------
+    async def receive(self) -> Message:
+        if self.expect_continue:
+            self.expect_continue = False
+            if self.response is ResponseState.NOT_STARTED and not self.disconnected:
+                self._owner.send_continue()
+        while True:
+            if self.disconnected:
+                return {"type": "http.disconnect"}
+            if self._body:
+                return self._take_body()
+            if self.body_state is BodyState.COMPLETE:
+                self.body_state = BodyState.DELIVERED
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.body_state is BodyState.DELIVERED and self.response is ResponseState.DONE:
+                # ASGI: receive after the response is sent reports the request as finished.
+                return {"type": "http.disconnect"}
+            await self._wait()
+
+    def _take_body(self) -> Message:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        self._buffered = 0
+        more = self.body_state is BodyState.RECEIVING
+        if not more:
+            self.body_state = BodyState.DELIVERED
+        self._owner.body_consumed()
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self.response
+        if state is ResponseState.NOT_STARTED:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            self._status = int(message["status"])
+            self._headers = list(message.get("headers", ()))
+            self.response = ResponseState.STARTED
+            return
+        if state is ResponseState.DONE:
+            raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        body = bytes(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        if self.disconnected:
+            if not more:
+                self._finish()
+            return
+        if state is ResponseState.STARTED:
+            self._owner.start_response(self, self._status, self._headers, body, more)
+            self.status = self._status
+            self.response = ResponseState.STREAMING
+        else:
+            self._owner.send_body(self, body, more)
+        if not more:
+            self._finish()
+        else:
+            await self._owner.drain()
+
+    def _finish(self) -> None:
+        self.response = ResponseState.DONE
+        self._wake()
+        if not self.disconnected:
+            self._owner.response_complete(self)
+
+    # -- running the app -------------------------------------------------------------------
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the app's failure must never take the worker down
+            self._app_failed(exc)
+        else:
+            if self.response is not ResponseState.DONE and not self.disconnected:
+                logger.error("ASGI app returned without completing the response")
+                self._fail_response()
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, InvalidResponse):
+            logger.error("invalid response from the ASGI app: %s", exc)
+        else:
+            logger.error("exception in the ASGI app", exc_info=exc)
+        if self.response is not ResponseState.DONE and not self.disconnected:
+            self._fail_response()
+
+    def _fail_response(self) -> None:
+        """500 when nothing was written yet, else the connection is closed mid-response."""
+        if self.response is not ResponseState.STREAMING:
+            self.status = 500
+        self.response = ResponseState.DONE
+        self._wake()
+        self._owner.response_failed(self)

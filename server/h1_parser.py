@@ -1,0 +1,351 @@
+"""Sans-IO HTTP/1.1 request framing: bytes in, request events out.
+
+Rules:
+- No IO, no clock, no app: feed() and feed_eof() return events and the protocol acts on them.
+- This module finds every message boundary itself (the empty line that ends a head, the
+  Content-Length count, the end of a chunked body) and hands llhttp exactly one message at a
+  time. llhttp, strict (its leniencies are never enabled), validates the syntax of those
+  bytes; h1_validate checks what they mean. Size limits apply before bytes reach llhttp, so
+  however slowly a head arrives, no more than max_header_size bytes of it are ever held.
+- httptools callbacks only append to lists and set flags; they never raise.
+- A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
+  request that does not keep the connection alive, later bytes are ignored: the server must
+  not process further requests on that connection (RFC 9112 §9.6).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from httptools import (
+    HttpParserError,
+    HttpParserInvalidMethodError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from server.h1_validate import (
+    RequestRejected,
+    check_fields,
+    decode_path,
+    parse_request_line,
+    split_target,
+)
+from server.settings import Limits
+
+_EMPTY_LINES = re.compile(rb"(?:\r\n)+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
+# A chunk-size line is hex digits plus (rare) extensions. llhttp does not hold extensions,
+# but we must see the whole line to read the size, so a line longer than this is refused.
+_MAX_CHUNK_LINE = 4096
+_MAX_CHUNK_SIZE = 2**64 - 1  # llhttp's own bound
+_END = MessageEnd()
+# llhttp skips the body of a request it takes for a protocol switch (uvicorn#2722). We
+# serve such requests as plain HTTP, so a fresh parser is told the same framing by one of
+# these heads and then parses the real body and whatever follows it.
+_BODY_BY_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+_BODY_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class _State(Enum):
+    HEAD = "head"  # waiting for (the rest of) a request head
+    LENGTH = "length"  # inside a body framed by Content-Length
+    CHUNKED = "chunked"  # inside a chunked body
+    CLOSED = "closed"  # the last request closes the connection; later bytes are ignored
+    DEAD = "dead"  # a ParseFailed was emitted
+
+
+_HEAD, _LENGTH, _CHUNKED = _State.HEAD, _State.LENGTH, _State.CHUNKED
+
+
+class _ChunkedBody:
+    """Finds where a chunked body ends, so llhttp is never handed bytes beyond it.
+
+    It only measures: llhttp decodes and validates the same bytes right after, so this reads
+    no more than the chunk sizes, the line ends and the empty line closing the trailers.
+    """
+
+    __slots__ = ("_left", "_line", "_max_body", "_max_trailers", "_total", "_trailer_bytes")
+
+    def __init__(self, max_body: int | None, max_trailers: int) -> None:
+        self._max_body = max_body
+        self._max_trailers = max_trailers
+        self._line = bytearray()  # a size or trailer line split across reads
+        self.reset()
+
+    def reset(self) -> None:
+        self._left = 0  # chunk data plus its CRLF still to skip
+        self._line.clear()
+        self._total = 0
+        self._trailer_bytes = -1  # -1 until the last chunk; then the trailer section size
+
+    def scan(self, data: bytes, pos: int) -> tuple[int, bool]:
+        """Return (end, done): data[pos:end] belongs to this body; done if it ends at end."""
+        n = len(data)
+        while pos < n:
+            if self._left:
+                step = min(self._left, n - pos)
+                self._left -= step
+                pos += step
+                continue
+            lf = data.find(b"\n", pos)
+            if lf < 0:
+                self._hold(data, pos)
+                return n, False
+            line = data[pos:lf]
+            if self._line:
+                line = bytes(self._line) + line
+                self._line.clear()
+            pos = lf + 1
+            if self._trailer_bytes < 0:
+                self._chunk_header(line)
+            elif line == b"\r":  # the empty line that ends the trailer section
+                return pos, True
+            else:
+                self._trailer_bytes += len(line) + 1
+                if self._trailer_bytes > self._max_trailers:
+                    raise RequestRejected(431, "trailer section too large")
+        return pos, False
+
+    def _hold(self, data: bytes, pos: int) -> None:
+        held = len(self._line) + len(data) - pos
+        if self._trailer_bytes < 0:
+            if held > _MAX_CHUNK_LINE:
+                raise RequestRejected(400, "chunk-size line too long")
+        elif self._trailer_bytes + held > self._max_trailers:
+            raise RequestRejected(431, "trailer section too large")
+        self._line += data[pos:]
+
+    def _chunk_header(self, line: bytes) -> None:
+        match = _CHUNK_SIZE.match(line)
+        if match is None or len(line) > _MAX_CHUNK_LINE:
+            raise RequestRejected(400, "invalid chunk-size line")
+        size = int(match.group(), 16)
+        if size > _MAX_CHUNK_SIZE:
+            raise RequestRejected(400, "chunk size overflow")
+        if not size:
+            self._trailer_bytes = 0
+            return
+        self._total += size
+        if self._max_body is not None and self._total > self._max_body:
+            raise RequestRejected(413, "request body too large")
+        self._left = size + 2
+
+
+class H1Parser:
+    """Request framing for one connection: feed it bytes, get events back."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._max_line = limits.max_request_line
+        self._max_head = limits.max_header_size
+        self._parser = HttpRequestParser(self)
+        self._state = _State.HEAD
+        self._events: list[Event] = []
+        self._head_buf = bytearray()
+        self._line_seen = False  # the buffered partial head holds a complete request line
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._message_done = False
+        self._keep_alive = True
+        self._left = 0
+        self._chunks = _ChunkedBody(limits.max_body_size, limits.max_header_size)
+
+    @property
+    def buffered_request_head(self) -> bool:
+        """True while bytes of an incomplete request head are held."""
+        return bool(self._head_buf)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse as much as possible and return the events, in order."""
+        events: list[Event] = []
+        self._events = events
+        pos, n = 0, len(data)
+        try:
+            while pos < n:
+                state = self._state
+                if state is _HEAD:
+                    pos = self._feed_head(data, pos)
+                elif state is _LENGTH:
+                    pos = self._feed_length(data, pos)
+                elif state is _CHUNKED:
+                    pos = self._feed_chunked(data, pos)
+                else:
+                    break
+        except RequestRejected as exc:
+            events.append(self._fail(exc))
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        """The client half-closed: a partly received request can never complete."""
+        state = self._state
+        if state is _State.DEAD or state is _State.CLOSED:
+            return []
+        if state is _State.HEAD and not self._head_buf:
+            return []
+        return [self._fail(RequestRejected(400, "connection closed inside a request"))]
+
+    # -- httptools callbacks: append and flag, never raise ------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the whitespace before a value but keeps the whitespace after it.
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(BodyChunk(body))
+
+    def on_message_complete(self) -> None:
+        self._message_done = True
+
+    # -- framing -------------------------------------------------------------------------------
+    def _feed_head(self, data: bytes, pos: int) -> int:
+        if self._head_buf:
+            return self._feed_partial_head(data, pos)
+        if data[pos] == 0x0D:
+            # A server should ignore empty lines before a request line (RFC 9112 §2.2).
+            match = _EMPTY_LINES.match(data, pos)
+            if match is not None:
+                return match.end()
+        end = data.find(b"\r\n\r\n", pos, pos + self._max_head)
+        if end < 0:
+            return self._feed_partial_head(data, pos)
+        end += 4
+        self._start_message(data if pos == 0 and end == len(data) else data[pos:end])
+        return end
+
+    def _feed_partial_head(self, data: bytes, pos: int) -> int:
+        buf = self._head_buf
+        if buf == b"\r" and data[pos] == 0x0A:
+            buf.clear()  # an empty line split across two reads
+            return pos + 1
+        old = len(buf)
+        buf += data[pos : pos + self._max_head - old]
+        end = buf.find(b"\r\n\r\n", max(0, old - 3))
+        if end < 0:
+            self._check_partial_head(old)
+            return len(data)
+        end += 4
+        head = bytes(buf[:end])
+        buf.clear()
+        self._line_seen = False
+        self._start_message(head)
+        return pos + end - old
+
+    def _check_partial_head(self, old: int) -> None:
+        """Refuse a head that can no longer fit the limits, as soon as that is certain."""
+        buf = self._head_buf
+        if not self._line_seen:
+            lf = buf.find(b"\n", old)
+            self._line_seen = lf >= 0
+            # The request line is buf[:lf - 1] once its CRLF has arrived.
+            if lf > self._max_line + 1 or (lf < 0 and len(buf) > self._max_line + 1):
+                raise RequestRejected(414, "request line too long")
+        if len(buf) >= self._max_head:
+            raise RequestRejected(431, "request head too large")
+
+    def _start_message(self, head: bytes) -> None:
+        line_end = head.find(b"\r\n")
+        if line_end > self._max_line:
+            raise RequestRejected(414, "request line too long")
+        method, target, version = parse_request_line(head, line_end)
+        raw_path, query, has_authority = split_target(method, target)
+        headers: list[tuple[bytes, bytes]] = []
+        self._headers = headers
+        upgraded = self._execute_head(head)
+        if len(headers) > self._limits.max_headers:
+            raise RequestRejected(431, "too many header fields")
+        length, chunked, keep_alive, expect, upgrade = check_fields(
+            headers, version == "1.1", has_authority
+        )
+        max_body = self._limits.max_body_size
+        if max_body is not None and length > max_body:
+            raise RequestRejected(413, "request body too large")
+        self._events.append(
+            RequestHead(
+                method,
+                target,
+                decode_path(raw_path),
+                raw_path,
+                query,
+                version,
+                headers,
+                keep_alive,
+                expect,
+                upgrade,
+                chunked or length > 0,
+            )
+        )
+        self._keep_alive = keep_alive
+        if upgraded:
+            self._reframe_body(length, chunked)
+        if chunked:
+            self._headers = []  # trailer fields land here and are dropped with the list
+            self._chunks.reset()
+            self._state = _State.CHUNKED
+        elif length:
+            self._left = length
+            self._state = _State.LENGTH
+        else:
+            self._end_message()
+
+    def _execute_head(self, head: bytes) -> bool:
+        """Hand llhttp one complete head; return True if it took the request for an upgrade."""
+        self._head_done = self._message_done = False
+        upgraded = False
+        try:
+            self._parser.feed_data(head)
+        except HttpParserUpgrade:
+            upgraded = True
+        except HttpParserInvalidMethodError:
+            # parse_request_line saw a valid token: it is a method we do not implement.
+            raise RequestRejected(501, "method not implemented") from None
+        except HttpParserError as exc:
+            raise RequestRejected(400, str(exc)) from None
+        if not self._head_done:
+            raise RequestRejected(400, "malformed request head")
+        return upgraded
+
+    def _reframe_body(self, length: int, chunked: bool) -> None:
+        self._parser = HttpRequestParser(self)
+        if chunked or length:
+            self._headers = []
+            self._message_done = False
+            self._parser.feed_data(_BODY_CHUNKED if chunked else _BODY_BY_LENGTH % length)
+
+    def _feed_length(self, data: bytes, pos: int) -> int:
+        n = len(data)
+        end = min(n, pos + self._left)
+        self._execute(data if pos == 0 and end == n else memoryview(data)[pos:end])
+        self._left -= end - pos
+        if not self._left:
+            self._end_message()
+        return end
+
+    def _feed_chunked(self, data: bytes, pos: int) -> int:
+        end, done = self._chunks.scan(data, pos)
+        self._execute(data if pos == 0 and end == len(data) else memoryview(data)[pos:end])
+        if done:
+            self._end_message()
+        return end
+
+    def _execute(self, chunk: bytes | memoryview) -> None:
+        try:
+            self._parser.feed_data(chunk)
+        except HttpParserError as exc:
+            raise RequestRejected(400, str(exc)) from None
+
+    def _end_message(self) -> None:
+        if not self._message_done:
+            # Our framing and llhttp's disagree on where the message ends: never guess.
+            raise RequestRejected(400, "message framing mismatch")
+        self._events.append(_END)
+        self._state = _HEAD if self._keep_alive else _State.CLOSED
+
+    def _fail(self, exc: RequestRejected) -> ParseFailed:
+        self._state = _State.DEAD
+        self._head_buf.clear()
+        return ParseFailed(exc.status, exc.reason)

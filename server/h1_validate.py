@@ -1,0 +1,203 @@
+"""Pure checks on an HTTP/1.1 request head: request line, request target and the fields
+that decide framing and connection handling.
+
+Rules: no IO and no parser state; every function takes bytes and returns values or raises
+RequestRejected(status, reason). llhttp has already checked the syntax of every field line
+(token names, no CTL in values, CRLF endings); what is here is the semantics llhttp leaves
+to us (RFC 9110, RFC 9112) and the few syntax rules it is lenient about.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import unquote_to_bytes
+
+# method SP request-target SP HTTP-version (RFC 9112 §3). One space each: llhttp tolerates
+# runs of spaces, which lets a request line mean different things to different parsers.
+# The target may hold any visible ASCII except "#": a fragment is never sent (RFC 9112 §3.2)
+# and SP, CTL, DEL and bytes above 0x7f are invalid in a URI (RFC 3986 §2).
+_REQUEST_LINE = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21\x22\x24-\x7e]+) HTTP/([0-9]\.[0-9])"
+)
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+_METHODS = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+}
+_ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?]*)(.*)")
+# host [ ":" port ] after RFC 3986 §3.2.2: an IP-literal, or a reg-name (which covers IPv4).
+_AUTHORITY = re.compile(
+    rb"(?:\[([0-9A-Fa-f:.]+)\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+)
+# Field names whose values decide framing or connection handling; the rest pass through.
+_FRAMING_FIELDS = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade")
+)
+
+# Memo tables for field values that repeat across requests (see _check_host).
+_MEMO_SIZE = 256
+_SEEN_HOSTS: set[bytes] = set()
+_CONNECTION_OPTIONS: dict[bytes, frozenset[bytes]] = {}
+
+# (content_length, chunked, keep_alive, expect_continue, upgrade), see check_fields.
+FieldSummary = tuple[int, bool, bool, bool, bytes | None]
+
+
+class RequestRejected(Exception):
+    """The request cannot be served; the connection answers `status` and closes."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+
+def parse_request_line(head: bytes, end: int) -> tuple[str, bytes, str]:
+    """Split head[:end] into (method, target, http_version)."""
+    match = _REQUEST_LINE.fullmatch(head, 0, end)
+    if match is None:
+        raise RequestRejected(400, "malformed request line")
+    method, target, version = match.groups()
+    text_version = _VERSIONS.get(version)
+    if text_version is None:
+        # Well-formed but not a version we speak (HTTP/0.9, /1.2, /2.0 prior knowledge...).
+        raise RequestRejected(505, f"HTTP/{version.decode()} is not supported")
+    return _METHODS.get(method) or method.decode("ascii"), target, text_version
+
+
+def split_target(method: str, target: bytes) -> tuple[bytes, bytes, bool]:
+    """Return (raw_path, query_string, has_authority) for the request target."""
+    if method == "CONNECT":
+        # CONNECT asks us to open a tunnel to the authority-form target (RFC 9110 §9.3.6):
+        # that is a proxy's job, and an origin server must not become an open relay.
+        raise RequestRejected(400, "CONNECT is not supported: this is not a proxy")
+    if target[0] == 0x2F:  # "/": origin-form, RFC 9112 §3.2.1
+        raw_path, _, query = target.partition(b"?")
+        return raw_path, query, False
+    if target == b"*":
+        # asterisk-form exists only for a server-wide OPTIONS (RFC 9112 §3.2.4).
+        if method != "OPTIONS":
+            raise RequestRejected(400, "asterisk-form target is only valid for OPTIONS")
+        return target, b"", False
+    # absolute-form (RFC 9112 §3.2.2): the server must accept it and take the path from it.
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise RequestRejected(400, "unsupported request-target form")
+    authority, rest = match.groups()
+    # An http(s) URI with an empty host is invalid (RFC 9110 §4.2.1); userinfo ("@") fails
+    # the authority grammar, as RFC 9110 §4.2.4 asks.
+    if not valid_authority(authority) or authority[:1] in (b"", b":"):
+        raise RequestRejected(400, "invalid authority in absolute-form target")
+    raw_path, _, query = rest.partition(b"?")
+    return raw_path or b"/", query, True
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode a path and read it as UTF-8, as the ASGI `path` key is defined."""
+    if b"%" not in raw_path:
+        return raw_path.decode("ascii")
+    # Undecodable bytes become U+FFFD (as uvicorn does); raw_path keeps the exact bytes.
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+def valid_authority(value: bytes) -> bool:
+    """host [":" port] per RFC 3986 §3.2.2-3.2.3 (an empty reg-name is allowed here)."""
+    match = _AUTHORITY.fullmatch(value)
+    if match is None:
+        return False
+    literal = match.group(1)
+    if literal is None:
+        return True
+    try:
+        ipaddress.IPv6Address(literal.decode("ascii"))
+    except ValueError:
+        return False
+    return True
+
+
+def check_fields(
+    headers: list[tuple[bytes, bytes]], http11: bool, has_authority: bool
+) -> FieldSummary:
+    """Apply the RFC 9112 framing and connection rules to the request's field lines."""
+    host_count = 0
+    host = length = te = connection = expect = upgrade = None
+    for name, value in headers:
+        if name not in _FRAMING_FIELDS:
+            continue
+        if name == b"host":
+            host_count += 1
+            host = value
+        elif name == b"content-length":
+            # llhttp rejects duplicates and non-digits too; checked again because a wrong
+            # body length is how requests get smuggled (RFC 9112 §6.3, §11.2).
+            if length is not None or not value.isdigit():
+                raise RequestRejected(400, "invalid Content-Length")
+            length = value
+        elif name == b"transfer-encoding":
+            if te is not None:
+                raise RequestRejected(400, "more than one Transfer-Encoding field")
+            te = value
+        elif name == b"connection":
+            connection = value if connection is None else connection + b"," + value
+        elif name == b"expect":
+            expect = value
+        else:
+            upgrade = value if upgrade is None else upgrade + b", " + value
+    # RFC 9112 §3.2: a 1.1 request needs exactly one Host, with a valid value; an empty one
+    # is what a client sends when the target has no authority.
+    if host_count > 1 or (host_count == 0 and http11):
+        raise RequestRejected(400, "a request needs exactly one Host field")
+    if host is not None and host not in _SEEN_HOSTS:
+        _check_host(host, has_authority)
+    chunked = te is not None and _check_transfer_encoding(te, http11, length is not None)
+    if connection is None:
+        keep_alive, upgrade = http11, None
+    else:
+        options = _connection_options(connection)
+        # RFC 9112 §9.3: 1.1 stays open unless "close"; 1.0 only with "keep-alive".
+        keep_alive = b"close" not in options and (http11 or b"keep-alive" in options)
+        if upgrade is not None:
+            upgrade = upgrade.lower() if b"upgrade" in options else None
+    # RFC 9110 §10.1.1: 100-continue is case-insensitive and ignored in an HTTP/1.0 request.
+    expect_continue = http11 and expect is not None and expect.lower() == b"100-continue"
+    return 0 if length is None else int(length), chunked, keep_alive, expect_continue, upgrade
+
+
+def _check_host(host: bytes, has_authority: bool) -> None:
+    if not valid_authority(host) or not (host or not has_authority):
+        raise RequestRejected(400, "invalid Host field")
+    # A keep-alive connection sends the same Host again and again; remembering a few
+    # valid, short, non-empty values saves a regex per request. Bounded: never evicts.
+    if host and len(host) <= 255 and len(_SEEN_HOSTS) < _MEMO_SIZE:
+        _SEEN_HOSTS.add(host)
+
+
+def _connection_options(value: bytes) -> frozenset[bytes]:
+    """The lowercased options of the Connection field(s), memoized for common values."""
+    options = _CONNECTION_OPTIONS.get(value)
+    if options is None:
+        options = frozenset(option.strip(b" \t") for option in value.lower().split(b","))
+        if len(value) <= 64 and len(_CONNECTION_OPTIONS) < _MEMO_SIZE:
+            _CONNECTION_OPTIONS[value] = options
+    return options
+
+
+def _check_transfer_encoding(value: bytes, http11: bool, has_length: bool) -> bool:
+    if not http11:
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+        raise RequestRejected(400, "Transfer-Encoding in an HTTP/1.0 request")
+    if has_length:
+        # RFC 9112 §6.1: both present is the classic smuggling setup; never guess.
+        raise RequestRejected(400, "both Content-Length and Transfer-Encoding")
+    codings = [coding.strip(b" \t") for coding in value.lower().split(b",")]
+    if codings[-1] != b"chunked":
+        # RFC 9112 §6.3: without a final chunked the body length cannot be determined.
+        raise RequestRejected(400, "chunked is not the final transfer coding")
+    if len(codings) > 1:
+        if b"chunked" in codings[:-1] or b"" in codings:
+            # RFC 9112 §7: chunked must not be applied more than once.
+            raise RequestRejected(400, "invalid Transfer-Encoding")
+        # RFC 9112 §6.1: a transfer coding we do not implement is answered with 501.
+        raise RequestRejected(501, "only the chunked transfer coding is supported")
+    return True

@@ -1,0 +1,143 @@
+"""Logging for master and workers: one handler on stderr, text or JSON lines.
+
+Rules:
+- Two loggers: "serve" (master and worker messages) and its child "serve.access" (one
+  line per request). Every line carries the pid: operators grep a worker's story by it.
+- configure_logging() is idempotent: a worker calls it again after fork and must not end
+  up with the master's handler twice. "serve" does not propagate, so an app that
+  configures the root logger does not print our lines a second time.
+- "serve.access" stays at INFO whatever the level: the access_log switch decides whether
+  access lines exist (the worker builds no AccessLogger when it is off), not log_level.
+- Text that came from the network goes through escape_control() before it is logged, so
+  a CR/LF in a request target cannot forge a log line (log injection).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+LOGGER_NAME = "serve"
+ACCESS_LOGGER_NAME = "serve.access"
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+TEXT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# LogRecord attribute holding an access line's fields, merged into JSON output.
+ACCESS_FIELDS_ATTR = "serve_access"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def escape_control(value: str) -> str:
+    """Replace C0 controls (CR and LF among them) and DEL with a visible \\xNN escape."""
+    if _CONTROL.search(value) is None:
+        return value
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, pid, logger, msg (+ exc, + access fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        access = getattr(record, ACCESS_FIELDS_ATTR, None)
+        if access is not None:
+            entry.update(access)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _ServeHandler(logging.StreamHandler):  # type: ignore[type-arg]  # TextIO stream
+    """Marks the handler configure_logging() owns, so a second call can replace it."""
+
+
+def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
+    """Send "serve" and "serve.access" to stderr in `fmt`; safe to call more than once."""
+    name = level.lower()
+    if name not in _LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(_LEVELS)}, got {level!r}")
+    formatter: logging.Formatter
+    if fmt == "json":
+        formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT, TEXT_DATE_FORMAT)
+    handler = _ServeHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(LOGGER_NAME)
+    for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(handler)
+    logger.setLevel(name.upper())
+    logger.propagate = False
+    logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.INFO)
+
+
+class AccessLogger:
+    """Formats and emits one access line per response on "serve.access"."""
+
+    def __init__(self, fmt: str, json: bool) -> None:
+        _check_format(fmt)
+        self._fmt = fmt
+        self._json = json
+        self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
+
+    # Positional on purpose: called once per response, it should not cost a record object.
+    def log(  # noqa: PLR0917
+        self,
+        client: tuple[str, int] | None,
+        method: str,
+        target: str,
+        http_version: str,
+        status: int,
+        nbytes: int,
+        duration_s: float,
+    ) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        method = escape_control(method)
+        target = escape_control(target)
+        fields: dict[str, Any] = {
+            "client": escape_control(f"{client[0]}:{client[1]}") if client else "-",
+            "request_line": f"{method} {target} HTTP/{escape_control(http_version)}",
+            "status": status,
+            "bytes": nbytes,
+            "duration_ms": duration_s * 1000.0,
+            "method": method,
+            "path": target.partition("?")[0],
+        }
+        extra = {ACCESS_FIELDS_ATTR: fields} if self._json else None
+        self._logger.info(self._fmt % fields, extra=extra)
+
+
+def _check_format(fmt: str) -> None:
+    """Fail at worker start, not on every request, when the format names an unknown field."""
+    sample = {
+        "client": "127.0.0.1:1",
+        "request_line": "GET / HTTP/1.1",
+        "status": 200,
+        "bytes": 0,
+        "duration_ms": 0.0,
+        "method": "GET",
+        "path": "/",
+    }
+    try:
+        fmt % sample
+    except (KeyError, ValueError, TypeError) as exc:
+        fields = ", ".join(sample)
+        raise ValueError(
+            f"access_log_format {fmt!r} is invalid ({type(exc).__name__}: {exc}); fields: {fields}"
+        ) from None

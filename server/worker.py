@@ -1,0 +1,148 @@
+"""One worker's life on its event loop: lifespan, serve, heartbeat, drain.
+
+Rules: runs after fork inside server.entry; talks to the master only through its channel
+(READY once, a heartbeat every interval) and hears from it only through signals, handled
+by loop.add_signal_handler so that nothing runs inside a signal handler. Graceful drain
+follows Go: stop accepting, let every connection finish what the client may still be
+sending (responses say `Connection: close`, idle ones close at their keep-alive timeout),
+wait for the last one (an event, not a poll) up to graceful_timeout, then abort the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import socket
+import time
+
+from server import channel as ch
+from server.context import WorkerContext, date_block
+from server.errors import LifespanFailed
+from server.exitcodes import BOOT_ERROR, OK
+from server.lifespan import Lifespan
+from server.logs import AccessLogger
+from server.protocol import H1Connection
+from server.proxy import ProxyTrust
+from server.settings import WorkerSettings
+from server.types import ASGIApp
+
+logger = logging.getLogger("serve")
+
+
+class StopMode(enum.Enum):
+    RUNNING = 0
+    GRACEFUL = 1
+    IMMEDIATE = 2
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        app: ASGIApp,
+        listeners: list[socket.socket],
+        channel: socket.socket,
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.listeners = listeners
+        self.channel = channel
+        self.parent_pid = os.getppid()
+        self.stop_mode = StopMode.RUNNING
+        self.stop_requested = asyncio.Event()
+
+    def report(self, message: ch.WorkerMessage) -> None:
+        # A full buffer or a dead master: reports are advisory, never fatal here.
+        with contextlib.suppress(OSError):
+            self.channel.send(ch.encode(message))
+
+    def request_stop(self, mode: StopMode) -> None:
+        if mode.value > self.stop_mode.value:
+            self.stop_mode = mode
+            self.stop_requested.set()
+
+    def install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, StopMode.GRACEFUL)
+        # Ctrl-C reaches the whole foreground group; the master decides what a second one means.
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, StopMode.GRACEFUL)
+        loop.add_signal_handler(signal.SIGQUIT, self.request_stop, StopMode.IMMEDIATE)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.channel.setblocking(False)
+        self.install_signals(loop)
+        lifespan = Lifespan(self.app, self.settings.lifespan, logger)
+        try:
+            await lifespan.startup()
+        except LifespanFailed as exc:
+            logger.error("lifespan startup failed: %s", exc)
+            self.report(ch.WorkerBootFailed(BOOT_ERROR, f"lifespan startup failed: {exc}"))
+            return BOOT_ERROR
+        ctx = self.build_context(lifespan.state)
+        servers = [
+            await loop.create_server(
+                lambda: H1Connection(ctx), sock=sock, backlog=self.settings.backlog
+            )
+            for sock in self.listeners
+        ]
+        self.report(ch.WorkerReady())
+        ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
+        await self.stop_requested.wait()
+        ticker.cancel()
+        for server in servers:
+            server.close()
+        if self.stop_mode is StopMode.GRACEFUL:
+            await self.drain(ctx)
+            await lifespan.shutdown()
+        else:
+            self.abort_all(ctx)
+        return OK
+
+    def build_context(self, state: dict[str, object]) -> WorkerContext:
+        s = self.settings
+        access = AccessLogger(s.access_log_format, s.log_format == "json") if s.access_log else None
+        proxy = ProxyTrust(s.forwarded_allow_ips) if s.proxy_headers else None
+        return WorkerContext(s, self.app, state, access, proxy)
+
+    def tick(self, ctx: WorkerContext) -> None:
+        """Once a second: Date header, heartbeat, and the orphan check."""
+        ctx.date_block = date_block(self.settings.server_header, time.time())
+        self.report(ch.WorkerHeartbeat(ctx.requests, len(ctx.connections)))
+        if os.getppid() != self.parent_pid:
+            logger.warning("master %d is gone; draining", self.parent_pid)
+            self.request_stop(StopMode.GRACEFUL)
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
+
+    async def drain(self, ctx: WorkerContext) -> None:
+        ctx.draining = True
+        ctx.check_idle()
+        # A SIGQUIT during the drain sets the event again and cuts the drain short.
+        self.stop_requested.clear()
+        waiters = {
+            asyncio.ensure_future(ctx.idle.wait()),
+            asyncio.ensure_future(self.stop_requested.wait()),
+        }
+        _, pending = await asyncio.wait(
+            waiters, timeout=self.settings.graceful_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+        if not ctx.idle.is_set():
+            logger.warning(
+                "graceful stop ended with %d connections and %d tasks still open; aborting them",
+                len(ctx.connections),
+                len(ctx.tasks),
+            )
+            self.abort_all(ctx)
+
+    def abort_all(self, ctx: WorkerContext) -> None:
+        for conn in list(ctx.connections):
+            conn.abort()
+        for task in list(ctx.tasks):
+            task.cancel()

@@ -1,0 +1,49 @@
+"""serve: a production ASGI server and process supervisor.
+
+Programmatic start, the counterpart of uvicorn.run(): `supervisor.run("myapp.main:app",
+workers=4)`. Rules: importing this package stays cheap (no YAML, no event loop, no fork);
+run() imports the loader and the arbiter only when called, and raises ConfigError instead
+of exiting, because the caller owns the process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.types import ASGIApp
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "run"]
+
+
+def run(
+    app: str | ASGIApp,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    config: str | None = None,
+    **settings: object,
+) -> int:
+    """Serve `app` until the master stops; return its exit code (0 on a clean stop).
+
+    `app` is an import string "module:attr" or the app object itself; an object reaches the
+    workers through fork, so workers > 1 works. `settings` are Config field names and sit on
+    top of the same layers as the command line: defaults < `config` file < SERVE_*
+    environment < keywords. `host`/`port` (default 127.0.0.1:8000) set `bind` when either
+    is given and `bind` is not; left out, the config file's or environment's bind stays.
+    Raises ConfigError for an unknown keyword (with a did-you-mean) or a bad value.
+    """
+    from supervisor.config_loader import load_config
+
+    values: dict[str, object] = {**settings, "app": app}
+    if "bind" not in settings and (host is not None or port is not None):
+        host = host or "127.0.0.1"
+        address = f"[{host}]" if ":" in host else host
+        values["bind"] = (f"{address}:{8000 if port is None else port}",)
+    effective = load_config(config, os.environ, values, cli_kind="keywords")
+
+    from supervisor.arbiter import run_master
+
+    return run_master(effective)

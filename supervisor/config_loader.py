@@ -1,0 +1,199 @@
+"""Build a Config from defaults, a YAML file, SERVE_* environment and command-line values.
+
+Rules:
+- This is the only module that reads YAML. Layers, lowest first: Config defaults < YAML file <
+  SERVE_<KEY> environment < command-line flags (or the keywords of supervisor.run()).
+- Every bad value becomes one ConfigError naming where it came from: file:line:col of the
+  YAML node (PyYAML start_mark, 1-based here), the variable name for the environment, the
+  flag for the command line. Nothing here exits the process, logs or imports the app.
+- What makes a value valid is config_values.py's business; YAML values and run() keywords
+  must have the right type, environment values and string flags are text to be parsed.
+- Only SERVE_ variables named after a key are read; anything else under SERVE_ is ignored,
+  even a near miss, because the environment is shared with other tools and a typo there is
+  not ours to reject. Unknown YAML keys and unknown keywords are errors with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from supervisor.config_schema import Config
+from supervisor.config_values import BadValueError, RawValue, convert
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
+
+
+@dataclasses.dataclass(eq=False)
+class ConfigError(Exception):
+    """A bad config value, located: `prod.yaml:12:10: workers: expected ..., got 'four'`.
+
+    file, line and col (1-based) are None when unknown; key_path names the key as the user
+    wrote it (`bind[1]`, `SERVE_WORKERS`, `--workers`).
+    """
+
+    file: str | None
+    line: int | None
+    col: int | None
+    key_path: str | None
+    message: str
+
+    def __post_init__(self) -> None:
+        # Exception.args feeds pickling and the default repr of tracebacks.
+        self.args = (self.file, self.line, self.col, self.key_path, self.message)
+
+    def __str__(self) -> str:
+        where = ":".join(str(part) for part in (self.file, self.line, self.col) if part is not None)
+        return ": ".join(part for part in (where, self.key_path, self.message) if part)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Source:
+    """Where a raw value came from; a YAML sequence keeps one source per item."""
+
+    key_path: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    items: tuple[_Source, ...] = ()
+
+    def error(self, message: str, index: int | None = None) -> ConfigError:
+        if index is not None and index < len(self.items):
+            return self.items[index].error(message)
+        return ConfigError(self.file, self.line, self.col, self.key_path, message)
+
+
+# Each layer maps a key to its raw value and where that value came from.
+_Layer = dict[str, tuple[RawValue, _Source]]
+
+
+def _unknown(kind: str, key: str) -> str:
+    matches = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    return f"unknown {kind} (did you mean {matches[0]!r}?)" if matches else f"unknown {kind}"
+
+
+def _node_source(file: str, key_path: str, node: Node) -> _Source:
+    items: tuple[_Source, ...] = ()
+    if isinstance(node, SequenceNode):
+        items = tuple(
+            _node_source(file, f"{key_path}[{index}]", item)
+            for index, item in enumerate(node.value)
+        )
+    mark = node.start_mark
+    return _Source(key_path, file, mark.line + 1, mark.column + 1, items)
+
+
+def _mapping_values(file: str, loader: yaml.SafeLoader, root: MappingNode) -> _Layer:
+    raws: _Layer = {}
+    first_line: dict[str, int] = {}
+    for key_node, value_node in root.value:
+        if not isinstance(key_node, ScalarNode):
+            raise _node_source(file, "", key_node).error("keys must be plain names")
+        key = str(key_node.value)
+        here = _node_source(file, key, key_node)
+        if key in first_line:
+            raise here.error(f"duplicate key (first set at line {first_line[key]})")
+        if key not in FIELD_NAMES:
+            raise here.error(_unknown("key", key))
+        first_line[key] = typing.cast(int, here.line)
+        value = loader.construct_object(value_node, deep=True)
+        raws[key] = (RawValue(value), _node_source(file, key, value_node))
+    return raws
+
+
+def _syntax_error(file: str, exc: yaml.MarkedYAMLError) -> ConfigError:
+    context, start = exc.context, exc.context_mark
+    if context and context.startswith("while ") and start is not None:
+        # The problem is often found far from its cause (an unclosed quote at end of file).
+        context = f"{context} started at {start.line + 1}:{start.column + 1}"
+    reason = "; ".join(part for part in (context, exc.problem) if part)
+    mark = exc.problem_mark or start
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    return ConfigError(file, line, col, None, f"invalid YAML: {reason}")
+
+
+def _read_yaml(file: str) -> _Layer:
+    try:
+        with open(file, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise ConfigError(file, None, None, None, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, None, None, None, "not UTF-8 text") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None or root.tag == "tag:yaml.org,2002:null":
+            return {}
+        if not isinstance(root, MappingNode):
+            found = "a list" if isinstance(root, SequenceNode) else "a single value"
+            raise _node_source(file, "", root).error(
+                f"top level must be a mapping of keys to values, got {found}"
+            )
+        return _mapping_values(file, loader, root)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(file, exc) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(file, None, None, None, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _override_values(values: Mapping[str, object], from_keywords: bool) -> _Layer:
+    raws: _Layer = {}
+    for key, value in values.items():
+        flag = "APP" if key == "app" else "--" + key.replace("_", "-")
+        name = key if from_keywords else flag
+        if key not in FIELD_NAMES:
+            raise ConfigError(None, None, None, name, _unknown("setting", key))
+        text = isinstance(value, str) and not from_keywords
+        raws[key] = (RawValue(value, text=text, python=from_keywords), _Source(name))
+    return raws
+
+
+def load_config(
+    path: str | None,
+    env: Mapping[str, str],
+    cli: Mapping[str, object],
+    *,
+    cli_kind: Literal["flags", "keywords"] = "flags",
+) -> Config:
+    """Layer defaults < YAML file `path` < SERVE_* `env` < `cli`; raise ConfigError.
+
+    `cli` holds only the keys the user set, named like the Config fields. With the default
+    cli_kind="flags" they are argparse values and errors name the flag (`--workers`, `APP`);
+    with "keywords" they come from supervisor.run() and may hold an app object.
+    """
+    raws = _read_yaml(path) if path is not None else {}
+    for key in FIELD_NAMES:
+        var = f"SERVE_{key.upper()}"
+        if var in env:
+            raws[key] = (RawValue(env[var], text=True), _Source(var))
+    raws.update(_override_values(cli, from_keywords=cli_kind == "keywords"))
+    values: dict[str, Any] = {}
+    for key, (raw, source) in raws.items():
+        try:
+            values[key] = convert(key, raw)
+        except BadValueError as exc:
+            raise source.error(exc.message, exc.index) from None
+    return Config(**values)
+
+
+def config_as_yaml(config: Config) -> str:
+    """The config as YAML in field order, loadable again (an app object shows as its repr)."""
+    lines = []
+    for f in dataclasses.fields(Config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        elif callable(value):
+            value = repr(value)
+        dumped = yaml.safe_dump({f.name: value}, default_flow_style=False, width=1000)
+        lines.append(dumped.rstrip("\n"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,328 @@
+"""Turn one raw config value into its typed form, or say why not.
+
+Rules: no IO and no YAML; the loader says where a value came from, this module says what is
+wrong with it. A converter per Config field is built from the field's annotation; the
+per-key rules (bounds, sizes, addresses, formats) live in the tables below. Values from YAML
+or supervisor.run() must already have the right type (`workers: "4"` is an error); text
+from the environment or a flag is parsed: booleans true/false/1/0/yes/no/on/off, null keys
+take null/none/"", bind and forwarded_allow_ips take comma-separated lists.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import functools
+import ipaddress
+import math
+import re
+import types
+import typing
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any, Literal
+
+from supervisor.config_schema import Config, parse_bind
+
+ACCESS_LOG_FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")
+SIZE_KEYS = frozenset({"max_body_size", "max_header_size"})
+# Zero would reject every client (header_timeout) or every new worker (boot_timeout); zero is
+# meaningful for the others: stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
+_POSITIVE_SECONDS_KEYS = frozenset({"header_timeout", "boot_timeout"})
+# Keys whose plain string is a comma-separated list in every layer (as uvicorn's flag is).
+_COMMA_KEYS = frozenset({"forwarded_allow_ips"})
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+_NULL_WORDS = frozenset({"null", "none", ""})
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1} | {
+    f"{prefix}{suffix}": base**power
+    for power, prefix in enumerate("kmgt", start=1)
+    for suffix, base in (("b", 1000), ("ib", 1024))
+}
+_SIZE_FORMS = "a positive size in bytes like 65536, '64KiB' or '10MB'"
+_ACCESS_LOG_SAMPLE = dict(
+    zip(
+        ACCESS_LOG_FIELDS,
+        ("127.0.0.1:51000", "GET / HTTP/1.1", 200, 13, 0.25, "GET", "/"),
+        strict=True,
+    )
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawValue:
+    """One value as a layer supplied it, before conversion."""
+
+    value: object
+    # Text from the environment or a flag is parsed ("4" -> 4). Python objects, such as an
+    # app, are only accepted from supervisor.run() keywords.
+    text: bool = False
+    python: bool = False
+
+
+@dataclasses.dataclass(eq=False)
+class BadValueError(Exception):
+    """A rejected value; the caller adds where it came from. `what` is set for type errors."""
+
+    message: str
+    index: int | None = None
+    what: str = ""
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else repr(value)
+
+
+def _expected(what: str, value: object, index: int | None = None) -> BadValueError:
+    return BadValueError(f"expected {what}, got {_show(value)}", index, what)
+
+
+def parse_size(text: str) -> int:
+    """'64KiB' -> 65536, '10MB' -> 10000000, '512' -> 512; ValueError otherwise."""
+    match = _SIZE_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    number, unit = match.groups()
+    return int(Fraction(number) * _SIZE_UNITS[(unit or "b").lower()])
+
+
+# Converters: one per Config field, built from its annotation; each takes a RawValue and returns
+# the typed value or raises BadValueError.
+_Converter = Callable[[RawValue], object]
+
+
+def _to_bool(raw: RawValue) -> bool:
+    value = raw.value
+    if isinstance(value, bool):
+        return value
+    if raw.text and isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+    raise _expected("true or false", value)
+
+
+def _int_converter(key: str) -> _Converter:
+    what = _SIZE_FORMS if key in SIZE_KEYS else "a positive integer"
+
+    def convert(raw: RawValue) -> int:
+        value = raw.value
+        if isinstance(value, str) and (raw.text or key in SIZE_KEYS):
+            try:
+                value = parse_size(value) if key in SIZE_KEYS else int(value.strip())
+            except ValueError:
+                raise _expected(what, raw.value) from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _expected(what, raw.value)
+        return value
+
+    return convert
+
+
+def _seconds_converter(key: str) -> _Converter:
+    what = "a number of seconds " + ("> 0" if key in _POSITIVE_SECONDS_KEYS else ">= 0")
+
+    def convert(raw: RawValue) -> float:
+        value = raw.value
+        if raw.text and isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise _expected(what, raw.value) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _expected(what, raw.value)
+        low_ok = value > 0 if key in _POSITIVE_SECONDS_KEYS else value >= 0
+        if not (math.isfinite(value) and low_ok):
+            raise _expected(what, raw.value)
+        return float(value)
+
+    return convert
+
+
+def _choice_converter(choices: tuple[str, ...]) -> _Converter:
+    what = "one of " + ", ".join(repr(choice) for choice in choices)
+
+    def convert(raw: RawValue) -> str:
+        value = raw.value
+        # YAML 1.1 reads a bare on/off as a boolean; `lifespan: off` means "off".
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _expected(what, raw.value)
+
+    return convert
+
+
+def _to_str(raw: RawValue) -> str:
+    if isinstance(raw.value, str):
+        return raw.value
+    raise _expected("a string", raw.value)
+
+
+def _str_tuple_converter(key: str) -> _Converter:
+    def convert(raw: RawValue) -> tuple[str, ...]:
+        value = raw.value
+        if isinstance(value, str):
+            split = raw.text or key in _COMMA_KEYS
+            items: list[object] = [p.strip() for p in value.split(",")] if split else [value]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise _expected("a string or a list of strings", value)
+        for index, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise _expected("a non-empty string", item, index)
+        return tuple(typing.cast(list[str], items))
+
+    return convert
+
+
+def _to_app(raw: RawValue) -> object:
+    value = raw.value
+    if raw.python and callable(value):
+        return value
+    if raw.python and not isinstance(value, str):
+        raise _expected("an import string 'module:attr' or an ASGI app", value)
+    return _to_str(raw)
+
+
+def _optional(convert: _Converter) -> _Converter:
+    def convert_optional(raw: RawValue) -> object:
+        value = raw.value
+        if value is None or (
+            raw.text and isinstance(value, str) and value.strip().lower() in _NULL_WORDS
+        ):
+            return None
+        try:
+            return convert(raw)
+        except BadValueError as exc:
+            if not exc.what:
+                raise
+            raise _expected(f"{exc.what}, or null", value, exc.index) from None
+
+    return convert_optional
+
+
+def _converter_for(key: str, hint: object) -> _Converter:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        members = [arg for arg in args if arg is not type(None)]
+        inner: _Converter = _to_app
+        if not any(typing.get_origin(arg) is collections.abc.Callable for arg in members):
+            (member,) = members
+            inner = _converter_for(key, member)
+        return _optional(inner) if type(None) in args else inner
+    if origin is Literal:
+        return _choice_converter(tuple(str(arg) for arg in args))
+    if origin is tuple and args == (str, ...):
+        return _str_tuple_converter(key)
+    simple: dict[object, _Converter] = {
+        bool: _to_bool,
+        int: _int_converter(key),
+        float: _seconds_converter(key),
+        str: _to_str,
+    }
+    if hint not in simple:
+        raise TypeError(f"Config.{key}: no converter for {hint!r}")
+    return simple[hint]
+
+
+@functools.cache
+def _converters() -> dict[str, _Converter]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: _converter_for(f.name, hints[f.name]) for f in dataclasses.fields(Config)}
+
+
+# Semantic checks, run on the typed value; None (a null key) is never checked.
+
+
+def _check_app(value: object) -> None:
+    if not isinstance(value, str):
+        return
+    module, _, attr = value.partition(":")
+    parts = [*module.split("."), *attr.split(".")]
+    if not (module and attr and all(part.isidentifier() for part in parts)):
+        raise BadValueError(f"expected 'module:attr' like 'myapp.main:app', got {value!r}")
+
+
+def _check_bind(value: tuple[str, ...]) -> None:
+    if not value:
+        raise BadValueError("needs at least one address")
+    seen: set[str] = set()
+    for index, entry in enumerate(value):
+        try:
+            canonical = str(parse_bind(entry))
+        except ValueError as exc:
+            raise BadValueError(str(exc), index) from None
+        if canonical in seen:
+            raise BadValueError(f"duplicate address {entry!r}", index)
+        seen.add(canonical)
+
+
+def _check_allow_ips(value: tuple[str, ...]) -> None:
+    for index, entry in enumerate(value):
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as exc:
+            raise BadValueError(f"expected an IP address, a CIDR or '*': {exc}", index) from None
+
+
+class _PositionalFieldError(Exception):
+    """The access log format used an unnamed conversion such as %s."""
+
+
+class _AccessLogSample(dict[str, object]):
+    """Formatting `%s` with a mapping formats the mapping itself; catch that mistake."""
+
+    def __str__(self) -> str:
+        raise _PositionalFieldError
+
+    __repr__ = __str__
+
+
+def _check_access_log_format(value: str) -> None:
+    try:
+        value % _AccessLogSample(_ACCESS_LOG_SAMPLE)
+    except KeyError as exc:
+        known = ", ".join(ACCESS_LOG_FIELDS)
+        raise BadValueError(f"unknown field {exc.args[0]!r} (known: {known})") from None
+    except _PositionalFieldError:
+        raise BadValueError("use named fields like %(status)s, not positional %s") from None
+    except (ValueError, TypeError) as exc:
+        raise BadValueError(f"not a valid %-format: {exc}") from None
+
+
+def _check_root_path(value: str) -> None:
+    if value and not value.startswith("/"):
+        raise BadValueError(f"expected '' or a path starting with '/', got {value!r}")
+
+
+def _check_server_header(value: str) -> None:
+    # CR or LF would let the config inject headers into every response (RFC 9110 5.5).
+    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
+        raise BadValueError(f"control characters are not allowed in a header value, got {value!r}")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "app": _check_app,
+    "bind": _check_bind,
+    "forwarded_allow_ips": _check_allow_ips,
+    "access_log_format": _check_access_log_format,
+    "root_path": _check_root_path,
+    "server_header": _check_server_header,
+}
+
+
+def convert(key: str, raw: RawValue) -> object:
+    """The typed, checked value of Config field `key`; raise BadValueError."""
+    value = _converters()[key](raw)
+    if key in _CHECKS and value is not None:
+        _CHECKS[key](value)
+    return value

@@ -1,0 +1,126 @@
+"""Raw ASGI apps the integration tests serve; each path exercises one server behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+
+
+def log(message: str) -> None:
+    # Tests read the server log to see what the app observed.
+    print(f"app: {message}", file=sys.stderr, flush=True)
+
+
+async def read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def respond(send: Any, status: int, body: bytes, headers: list[Any] | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers or [(b"content-type", b"text/plain")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _scope_json(scope: Scope) -> bytes:
+    keys = ("type", "http_version", "method", "scheme", "path", "root_path", "query_string")
+    view: dict[str, Any] = {key: scope[key] for key in keys}
+    view["raw_path"] = scope["raw_path"].decode("latin-1")
+    view["query_string"] = scope["query_string"].decode("latin-1")
+    view["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    view["client"] = list(scope["client"]) if scope["client"] else None
+    view["server"] = list(scope["server"]) if scope["server"] else None
+    view["asgi"] = scope["asgi"]
+    view["state"] = sorted(scope.get("state", {}))
+    return json.dumps(view).encode()
+
+
+async def lifespan(receive: Any, send: Any, scope: Scope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            scope["state"]["started"] = True
+            log("lifespan startup complete")
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            log("lifespan shutdown complete")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def stream(send: Any, count: int) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for i in range(count):
+        await send({"type": "http.response.body", "body": b"chunk%d\n" % i, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def wait_disconnect(receive: Any, send: Any) -> None:
+    await read_body(receive)
+    message = await receive()
+    log(f"received {message['type']}")
+    # Sending after the client left must be harmless.
+    await respond(send, 200, b"too late")
+    log("send after disconnect returned")
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send, scope)
+        return
+    # ASGI: path includes root_path; routing works on what follows it.
+    path = scope["path"].removeprefix(scope["root_path"])
+    query = parse_qs(scope["query_string"].decode())
+    if path.startswith("/scope"):
+        await respond(send, 200, _scope_json(scope), [(b"content-type", b"application/json")])
+    elif path == "/echo":
+        body = await read_body(receive)
+        await respond(send, 200, body)
+    elif path == "/echo-stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            more = message.get("more_body", False)
+            await send({"type": "http.response.body", "body": message["body"], "more_body": more})
+            if not more:
+                return
+    elif path == "/stream":
+        await stream(send, int(query.get("n", ["10"])[0]))
+    elif path == "/slow":
+        log(f"slow request started {scope['query_string'].decode()}")
+        await asyncio.sleep(float(query.get("s", ["2"])[0]))
+        await respond(send, 200, b"slow done")
+    elif path == "/error":
+        raise RuntimeError("boom before start")
+    elif path == "/error-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom after start")
+    elif path == "/no-response":
+        return
+    elif path == "/bad-header":
+        await respond(send, 200, b"x", [(b"x-injected", b"a\r\nset-cookie: evil=1")])
+    elif path == "/too-long":
+        await respond(send, 200, b"0123456789", [(b"content-length", b"5")])
+    elif path == "/wait-disconnect":
+        await wait_disconnect(receive, send)
+    elif path == "/status":
+        await respond(send, int(query["code"][0]), b"" if query["code"][0] == "204" else b"body")
+    else:
+        await respond(send, 200, b"Hello, world!")

@@ -1,0 +1,112 @@
+"""The `serve` command line as a real subprocess: `serve check`, config errors, --version.
+
+Only commands that exit on their own live here; running servers belong to the supervisor
+tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.system
+
+
+def serve(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_prints_the_effective_config(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("app: examples.hello:app\nworkers: 3\nlog_level: debug\n")
+    result = serve(
+        "check",
+        "-c",
+        "good.yaml",
+        "--log-level",
+        "warning",
+        cwd=tmp_path,
+        env={"SERVE_BACKLOG": "64"},
+    )
+    assert result.returncode == 0, result.stderr
+    effective = yaml.safe_load(result.stdout)
+    assert effective["workers"] == 3
+    assert effective["log_level"] == "warning"
+    assert effective["backlog"] == 64
+    assert effective["bind"] == ["127.0.0.1:8000"]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("app: examples.hello:app\nworkers: [2\n", "bad.yaml:3:1: invalid YAML"),
+        (
+            "app: examples.hello:app\nwokers: 2\n",
+            "bad.yaml:2:1: wokers: unknown key (did you mean 'workers'?)",
+        ),
+        (
+            "app: examples.hello:app\nworkers: four\n",
+            "bad.yaml:2:10: workers: expected a positive integer, got 'four'",
+        ),
+    ],
+)
+def test_config_errors_exit_2_with_location(tmp_path: Path, text: str, where: str) -> None:
+    (tmp_path / "bad.yaml").write_text(text)
+    for args in (["check", "-c", "bad.yaml"], ["-c", "bad.yaml"]):
+        result = serve(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"serve: error: {where}")
+        assert result.stdout == ""
+
+
+def test_flag_errors_name_the_flag() -> None:
+    result = serve("check", "examples.hello:app", "--bind", "localhost")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "serve: error: --bind: expected HOST:PORT, [IPv6]:PORT or unix:PATH, got 'localhost'\n"
+    )
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "prod.yaml"])
+def test_shipped_configs_check(name: str) -> None:
+    result = serve("check", "-c", f"configs/{name}")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["app"] == "examples.hello:app"
+
+
+@pytest.mark.parametrize("args", [[], ["--workers", "2"], ["check"]])
+def test_missing_app_exits_2(args: list[str]) -> None:
+    result = serve(*args)
+    assert result.returncode == 2
+    assert "no app to serve" in result.stderr
+
+
+def test_unknown_flag_exits_2() -> None:
+    result = serve("examples.hello:app", "--wrokers", "2")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --wrokers" in result.stderr
+
+
+def test_version() -> None:
+    result = serve("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("serve 0.1.0 ")

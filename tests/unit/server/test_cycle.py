@@ -1,0 +1,185 @@
+"""The ASGI cycle's state machine, driven on a real event loop with a recording owner."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.cycle import Cycle, ResponseState
+
+
+class RecordingOwner:
+    """Stands in for the connection: records what the cycle asked it to write."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def start_response(
+        self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool
+    ) -> None:
+        self.calls.append(("start", status, body, more))
+
+    def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
+        self.calls.append(("body", body, more))
+
+    def send_continue(self) -> None:
+        self.calls.append(("continue",))
+
+    def body_consumed(self) -> None:
+        self.calls.append(("consumed",))
+
+    def response_complete(self, cycle: Cycle) -> None:
+        self.calls.append(("complete",))
+
+    def response_failed(self, cycle: Cycle) -> None:
+        self.calls.append(("failed", cycle.status))
+
+    async def drain(self) -> None:
+        return None
+
+
+def make(has_body: bool = False, expect_continue: bool = False) -> tuple[Cycle, RecordingOwner]:
+    owner = RecordingOwner()
+    scope = {"method": "GET", "path": "/"}
+    cycle = Cycle(
+        owner,
+        scope,
+        has_body=has_body,
+        expect_continue=expect_continue,
+        keep_alive=True,
+        start_time=0.0,
+    )
+    return cycle, owner
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+START = {"type": "http.response.start", "status": 200, "headers": []}
+
+
+def test_request_without_body_reads_empty_then_disconnect_after_response() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        cycle, _ = make()
+        first = await cycle.receive()
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.body", "body": b"ok"})
+        return [dict(first), dict(await cycle.receive())]
+
+    first, after = run(scenario())
+    assert first == {"type": "http.request", "body": b"", "more_body": False}
+    assert after == {"type": "http.disconnect"}
+
+
+def test_body_chunks_are_joined_and_more_body_tracks_completion() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        cycle, owner = make(has_body=True)
+        cycle.feed_body(b"ab")
+        cycle.feed_body(b"cd")
+        first = await cycle.receive()
+        cycle.feed_body(b"ef")
+        cycle.end_body()
+        second = await cycle.receive()
+        assert ("consumed",) in owner.calls
+        return [dict(first), dict(second)]
+
+    assert run(scenario()) == [
+        {"type": "http.request", "body": b"abcd", "more_body": True},
+        {"type": "http.request", "body": b"ef", "more_body": False},
+    ]
+
+
+def test_receive_waits_for_body_that_arrives_later() -> None:
+    async def scenario() -> dict[str, Any]:
+        cycle, _ = make(has_body=True)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(cycle.feed_body, b"late")
+        loop.call_soon(cycle.end_body)
+        return dict(await cycle.receive())
+
+    assert run(scenario()) == {"type": "http.request", "body": b"late", "more_body": False}
+
+
+def test_expect_continue_sent_once_on_first_receive() -> None:
+    async def scenario() -> list[tuple[Any, ...]]:
+        cycle, owner = make(has_body=True, expect_continue=True)
+        cycle.feed_body(b"x")
+        cycle.end_body()
+        await cycle.receive()
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.body", "body": b""})
+        return owner.calls
+
+    calls = run(scenario())
+    assert calls.count(("continue",)) == 1
+    assert calls[0] == ("continue",)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"type": "http.response.body", "body": b"x"}],
+        [START, START],
+        [START, {"type": "http.response.body"}, {"type": "http.response.body"}],
+        [{"type": "websocket.send"}],
+    ],
+    ids=["body-before-start", "start-twice", "body-after-done", "wrong-type"],
+)
+def test_asgi_misuse_raises(messages: list[dict[str, Any]]) -> None:
+    async def scenario() -> None:
+        cycle, _ = make()
+        for message in messages:
+            await cycle.send(message)
+
+    with pytest.raises(RuntimeError):
+        run(scenario())
+
+
+def test_after_disconnect_receive_reports_it_and_send_is_a_no_op() -> None:
+    async def scenario() -> tuple[dict[str, Any], list[tuple[Any, ...]], ResponseState]:
+        cycle, owner = make(has_body=True)
+        cycle.disconnect()
+        message = await cycle.receive()
+        await cycle.send(START)
+        await cycle.send({"type": "http.response.body", "body": b"ignored"})
+        return dict(message), owner.calls, cycle.response
+
+    message, calls, state = run(scenario())
+    assert message == {"type": "http.disconnect"}
+    assert calls == []
+    assert state is ResponseState.DONE
+
+
+@pytest.mark.parametrize("when", ["before-start", "after-start-before-body"])
+def test_app_exception_before_body_fails_with_500(when: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if when == "after-start-before-body":
+            await send(START)
+        raise ValueError("boom")
+
+    cycle, owner = make()
+    run(cycle.run(app))
+    assert owner.calls == [("failed", 500)]
+
+
+def test_app_exception_while_streaming_closes_without_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise ValueError("boom")
+
+    cycle, owner = make()
+    run(cycle.run(app))
+    assert owner.calls[-1] == ("failed", 200)
+
+
+def test_app_returning_without_response_fails_with_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    cycle, owner = make()
+    run(cycle.run(app))
+    assert owner.calls == [("failed", 500)]

@@ -1,0 +1,78 @@
+"""The master's signal handlers record, wake the loop, lose nothing and clean up after."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+
+import pytest
+
+from supervisor.signals import HANDLED_SIGNALS, SignalCatcher
+
+
+def readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_signal_is_queued_once_and_wakes_the_loop() -> None:
+    with SignalCatcher() as catcher:
+        assert not readable(catcher.wakeup_fd)
+        signal.raise_signal(signal.SIGUSR1)
+        assert readable(catcher.wakeup_fd)
+        assert catcher.pending()
+        assert catcher.drain() == [signal.SIGUSR1]
+        assert not readable(catcher.wakeup_fd)
+        assert not catcher.pending()
+        assert catcher.drain() == []
+
+
+def test_repeated_signals_are_all_kept_in_order() -> None:
+    with SignalCatcher() as catcher:
+        for _ in range(20):
+            signal.raise_signal(signal.SIGTTIN)
+        signal.raise_signal(signal.SIGTERM)
+        assert catcher.drain() == [signal.SIGTTIN] * 20 + [signal.SIGTERM]
+
+
+def test_original_handlers_and_wakeup_fd_are_restored() -> None:
+    originals = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd)
+    try:
+        with pytest.raises(RuntimeError), SignalCatcher() as catcher:
+            assert signal.getsignal(signal.SIGTERM) != originals[signal.SIGTERM]
+            pipe = catcher.fds
+            raise RuntimeError("the loop failed")
+        assert {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS} == originals
+        assert signal.set_wakeup_fd(previous) == write_fd
+        for fd in pipe:
+            with pytest.raises(OSError):
+                os.fstat(fd)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_forked_worker_gets_default_handlers_and_no_wakeup_fd() -> None:
+    with SignalCatcher() as catcher:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                catcher.reset_in_child()
+                defaults = all(
+                    signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
+                    for signum in HANDLED_SIGNALS
+                )
+                no_wakeup = signal.set_wakeup_fd(-1) == -1
+                code = 0 if defaults and no_wakeup else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The child closing its copies leaves the master's pipe working.
+        signal.raise_signal(signal.SIGUSR2)
+        assert readable(catcher.wakeup_fd)
+        assert signal.SIGUSR2 in catcher.drain()

@@ -1,0 +1,441 @@
+"""Event scripts for the supervisor's pure core: events in, actions out, no processes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+
+from server.channel import WorkerBootFailed, WorkerHeartbeat, WorkerReady
+from supervisor.actions import Action, Halt, Log, SendSignal, Spawn
+from supervisor.events import (
+    ChildExited,
+    Event,
+    MasterStarted,
+    SignalReceived,
+    SpawnFailed,
+    Tick,
+    WorkerMessageReceived,
+    WorkerSpawned,
+)
+from supervisor.fleet import (
+    BACKOFF_MAX_S,
+    Phase,
+    Policy,
+    WorkerState,
+    backoff_delay,
+    exit_text,
+    initial_state,
+)
+from supervisor.state import QUIT_GRACE_S, STABLE_READY_S, STOP_MARGIN_S, next_deadline, step
+
+POLICY = Policy(graceful_timeout_s=30.0, boot_timeout_s=60.0)
+
+
+class Script:
+    """Drives step() the way the arbiter does: a Spawn comes back as WorkerSpawned."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.state = initial_state(POLICY, workers)
+        self.now = 1000.0
+        self._next_pid = 100
+
+    def feed(self, event: Event, after: float = 0.0) -> list[Action]:
+        self.now += after
+        pending = [event]
+        seen: list[Action] = []
+        while pending:
+            self.state, actions = step(self.state, pending.pop(0), self.now)
+            seen += actions
+            for action in actions:
+                if isinstance(action, Spawn):
+                    pending.append(WorkerSpawned(self._next_pid, action.slot, action.generation))
+                    self._next_pid += 1
+        return seen
+
+    def signal(self, sig: int, after: float = 0.0) -> list[Action]:
+        return self.feed(SignalReceived(sig), after)
+
+    def tick(self, after: float) -> list[Action]:
+        return self.feed(Tick(self.now + after), after)
+
+    def ready(self, pid: int, after: float = 0.0) -> list[Action]:
+        return self.feed(WorkerMessageReceived(pid, WorkerReady()), after)
+
+    def exited(self, pid: int, code: int, after: float = 0.0) -> list[Action]:
+        return self.feed(ChildExited(pid, code), after)
+
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    def pids(self) -> list[int]:
+        return sorted(self.state.workers)
+
+    def start_serving(self) -> list[int]:
+        self.feed(MasterStarted())
+        for pid in self.pids():
+            self.ready(pid)
+        assert self.phase() is Phase.SERVING
+        return self.pids()
+
+
+def messages(actions: list[Action]) -> list[str]:
+    return [action.message for action in actions if isinstance(action, Log)]
+
+
+def spawns(actions: list[Action]) -> list[Spawn]:
+    return [action for action in actions if isinstance(action, Spawn)]
+
+
+def signals(actions: list[Action]) -> list[tuple[int, int]]:
+    return [(a.pid, a.sig) for a in actions if isinstance(a, SendSignal)]
+
+
+def halts(actions: list[Action]) -> list[Halt]:
+    return [action for action in actions if isinstance(action, Halt)]
+
+
+def test_start_spawns_one_worker_per_slot() -> None:
+    script = Script(workers=3)
+    actions = script.feed(MasterStarted())
+    assert spawns(actions) == [Spawn(0, 1), Spawn(1, 1), Spawn(2, 1)]
+    assert "worker 100 booting (gen 1)" in messages(actions)
+    assert [r.state for r in script.state.workers.values()] == [WorkerState.STARTING] * 3
+    assert script.phase() is Phase.BOOTING
+
+
+def test_serve_ready_is_logged_once_when_every_worker_is_ready() -> None:
+    script = Script(workers=2)
+    script.feed(MasterStarted())
+    first = script.ready(100)
+    assert messages(first) == ["worker 100 ready"]
+    second = script.ready(101)
+    assert messages(second) == ["worker 101 ready", "serve ready (2 workers)"]
+    again = script.ready(101) + script.feed(WorkerMessageReceived(100, WorkerHeartbeat(7, 1)))
+    assert messages(again) == []
+    assert script.state.workers[100].requests == 7
+
+
+def test_a_ready_worker_that_dies_is_replaced_in_its_slot_at_once() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    actions = script.exited(101, -signal.SIGKILL, after=STABLE_READY_S)
+    assert messages(actions)[0] == "worker 101 killed by SIGKILL"
+    assert spawns(actions) == [Spawn(1, 1)]
+    assert script.pids() == [100, 102]
+    assert script.state.workers[102].slot == 1
+
+
+@pytest.mark.parametrize("code", [3, 4])
+def test_boot_failure_at_first_start_stops_the_others_and_halts(code: int) -> None:
+    script = Script(workers=2)
+    script.feed(MasterStarted())
+    failed = script.feed(WorkerMessageReceived(100, WorkerBootFailed(code, "no module 'x'")))
+    assert messages(failed) == ["worker 100 failed to boot: no module 'x'"]
+    actions = script.exited(100, code)
+    assert f"worker 100 exited with code {code}" in messages(actions)
+    assert spawns(actions) == []
+    assert signals(actions) == [(101, signal.SIGTERM)]
+    assert halts(actions) == []
+    assert halts(script.exited(101, 0)) == [Halt(code)]
+    assert script.phase() is Phase.HALTED
+
+
+def test_boot_failure_halts_even_if_the_others_never_exit_on_their_own() -> None:
+    script = Script(workers=2)
+    script.feed(MasterStarted())
+    script.exited(100, 4)
+    assert next_deadline(script.state) == script.now + QUIT_GRACE_S
+    assert signals(script.tick(QUIT_GRACE_S)) == [(101, signal.SIGKILL)]
+    assert halts(script.exited(101, -signal.SIGKILL)) == [Halt(4)]
+
+
+def test_a_crash_that_is_not_a_boot_error_is_retried_at_first_start() -> None:
+    script = Script(workers=1)
+    script.feed(MasterStarted())
+    actions = script.exited(100, 1)
+    assert halts(actions) == []
+    assert spawns(script.tick(backoff_delay(1))) == [Spawn(0, 1)]
+
+
+def test_death_before_ready_after_first_start_backs_off_exponentially() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    assert spawns(script.exited(100, 1, after=STABLE_READY_S)) == [Spawn(0, 1)]
+    delays = []
+    for pid in range(101, 111):
+        actions = script.exited(pid, 4, after=0.01)
+        assert halts(actions) == []
+        assert spawns(actions) == []
+        deadline = next_deadline(script.state)
+        assert deadline is not None
+        delays.append(round(deadline - script.now, 6))
+        assert spawns(script.tick(deadline - script.now - 0.001)) == []
+        assert spawns(script.tick(0.001)) == [Spawn(0, 1)]
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, BACKOFF_MAX_S, BACKOFF_MAX_S, 10.0]
+
+
+def test_backoff_resets_after_a_worker_stays_ready() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    script.exited(100, 1, after=STABLE_READY_S)
+    script.exited(101, 1)
+    script.tick(backoff_delay(1))
+    script.exited(102, 1)
+    script.tick(backoff_delay(2))
+    script.ready(103)
+    briefly = script.exited(103, 1, after=STABLE_READY_S / 2)
+    assert spawns(briefly) == []
+    assert script.state.slots[0].failures == 3
+    assert spawns(script.tick(backoff_delay(3))) == [Spawn(0, 1)]
+    script.ready(104)
+    assert spawns(script.exited(104, 1, after=STABLE_READY_S)) == [Spawn(0, 1)]
+    assert script.state.slots[0].failures == 0
+
+
+def test_sigterm_asks_each_worker_to_drain_and_sigint_then_hurries_them() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    actions = script.signal(signal.SIGTERM)
+    assert "shutting down (graceful)" in messages(actions)
+    assert signals(actions) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
+    assert [r.state for r in script.state.workers.values()] == [WorkerState.DRAINING] * 2
+    hurried = script.signal(signal.SIGTERM) + script.signal(signal.SIGINT)
+    assert signals(hurried) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
+
+
+def test_graceful_stop_never_signals_twice_and_exits_zero() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    script.signal(signal.SIGTERM)
+    again = script.signal(signal.SIGTERM) + script.tick(1.0)
+    assert signals(again) == []
+    first = script.exited(100, 0)
+    assert spawns(first) == []
+    assert halts(first) == []
+    assert "worker 100 exited with code 0" in messages(first)
+    assert halts(script.exited(101, 0)) == [Halt(0)]
+
+
+def test_graceful_timeout_plus_margin_escalates_to_sigkill() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    script.signal(signal.SIGTERM)
+    limit = POLICY.graceful_timeout_s + STOP_MARGIN_S
+    assert next_deadline(script.state) == script.now + limit
+    assert signals(script.tick(limit - 0.01)) == []
+    killed = script.tick(0.01)
+    assert signals(killed) == [(100, signal.SIGKILL), (101, signal.SIGKILL)]
+    assert "worker 100 did not stop in time; killing it" in messages(killed)
+    assert signals(script.tick(60.0)) == []
+    assert next_deadline(script.state) is None
+    script.exited(100, -signal.SIGKILL)
+    assert halts(script.exited(101, -signal.SIGKILL)) == [Halt(0)]
+
+
+def test_second_sigint_during_graceful_stop_quits_immediately() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    first = script.signal(signal.SIGINT)
+    assert signals(first) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
+    second = script.signal(signal.SIGINT)
+    assert "shutting down (immediate)" in messages(second)
+    assert signals(second) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
+    assert signals(script.signal(signal.SIGINT)) == []
+    assert next_deadline(script.state) == script.now + QUIT_GRACE_S
+    killed = script.tick(QUIT_GRACE_S)
+    assert signals(killed) == [(100, signal.SIGKILL), (101, signal.SIGKILL)]
+
+
+def test_sigquit_quits_workers_kills_stragglers_and_exits_zero() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    actions = script.signal(signal.SIGQUIT)
+    assert messages(actions) == ["shutting down (immediate)"]
+    assert signals(actions) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
+    script.exited(100, 0)
+    assert signals(script.tick(QUIT_GRACE_S)) == [(101, signal.SIGKILL)]
+    assert halts(script.exited(101, -signal.SIGKILL)) == [Halt(0)]
+
+
+def test_sigterm_while_workers_boot_stops_them_promptly() -> None:
+    script = Script(workers=2)
+    script.feed(MasterStarted())
+    script.ready(100)
+    actions = script.signal(signal.SIGTERM)
+    assert signals(actions) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
+    # The ready one may drain; the booting one has nothing to finish.
+    assert script.state.workers[101].kill_at == script.now + QUIT_GRACE_S
+    assert signals(script.tick(QUIT_GRACE_S)) == [(101, signal.SIGKILL)]
+    assert "serve ready" not in " ".join(messages(script.ready(101)))
+    script.exited(101, -signal.SIGKILL)
+    assert halts(script.exited(100, 0)) == [Halt(0)]
+
+
+def test_a_worker_that_never_gets_ready_is_killed_after_boot_timeout() -> None:
+    script = Script(workers=1)
+    script.feed(MasterStarted())
+    assert next_deadline(script.state) == script.now + POLICY.boot_timeout_s
+    actions = script.tick(POLICY.boot_timeout_s)
+    assert signals(actions) == [(100, signal.SIGKILL)]
+    assert messages(actions) == ["worker 100 not ready after 60s; killing it"]
+    assert spawns(script.exited(100, -signal.SIGKILL)) == []
+    assert spawns(script.tick(backoff_delay(1))) == [Spawn(0, 1)]
+
+
+def test_ttin_adds_a_worker_and_ttou_retires_one_but_never_the_last() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    up = script.signal(signal.SIGTTIN)
+    assert spawns(up) == [Spawn(1, 1)]
+    assert "SIGTTIN: scaling up to 2 workers" in messages(up)
+    script.ready(101)
+    down = script.signal(signal.SIGTTOU)
+    assert signals(down) == [(101, signal.SIGTERM)]
+    assert script.state.desired == 1
+    assert spawns(script.exited(101, 0)) == []
+    last = script.signal(signal.SIGTTOU)
+    assert signals(last) == []
+    assert messages(last) == ["SIGTTOU: keeping the last worker"]
+    assert script.pids() == [100]
+
+
+def test_ttou_then_ttin_does_not_confuse_the_retiring_worker_with_the_new_one() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    script.signal(signal.SIGTTOU)
+    assert spawns(script.signal(signal.SIGTTIN)) == [Spawn(1, 1)]
+    assert spawns(script.exited(101, 0)) == []
+    assert script.pids() == [100, 102]
+
+
+def test_spawn_failure_is_retried_with_backoff() -> None:
+    script = Script(workers=1)
+    state, actions = step(script.state, MasterStarted(), script.now)
+    assert spawns(actions) == [Spawn(0, 1)]
+    script.state = state
+    failed = script.feed(SpawnFailed(0, 1, "fork: Resource temporarily unavailable"))
+    assert "retrying in 0.1s" in messages(failed)[0]
+    assert spawns(script.tick(backoff_delay(1))) == [Spawn(0, 1)]
+
+
+def test_unknown_pids_and_garbage_change_nothing() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    before = script.state
+    assert script.exited(999, 0) == []
+    assert script.ready(999) == []
+    assert script.signal(signal.SIGCHLD) == []
+    assert script.state == before
+
+
+def test_unsupported_signals_are_logged_and_change_nothing() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    before = script.state
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        actions = script.signal(sig)
+        assert [a for a in actions if not isinstance(a, Log)] == []
+        assert messages(actions)[0].startswith(signal.Signals(sig).name)
+    assert script.state == before
+
+
+def test_nothing_happens_after_halt() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    script.signal(signal.SIGQUIT)
+    assert halts(script.exited(100, 0)) == [Halt(0)]
+    assert script.signal(signal.SIGTERM) == []
+    assert script.tick(100.0) == []
+
+
+def test_an_unexpected_exit_is_a_warning_and_a_requested_one_is_not() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    crashed = script.exited(100, 1, after=STABLE_READY_S)
+    assert next(a.level for a in crashed if isinstance(a, Log)) == logging.WARNING
+    script.signal(signal.SIGTERM)
+    stopped = script.exited(101, 0)
+    assert [a.level for a in stopped if isinstance(a, Log)] == [logging.INFO]
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (0, "exited with code 0"),
+        (4, "exited with code 4"),
+        (-signal.SIGKILL, "killed by SIGKILL"),
+        (-signal.SIGTERM, "killed by SIGTERM"),
+    ],
+)
+def test_exit_text(code: int, text: str) -> None:
+    assert exit_text(code) == text
+
+
+def test_sighup_starts_a_new_generation_and_retires_the_old_once_it_is_ready() -> None:
+    script = Script(workers=2)
+    old = script.start_serving()
+    actions = script.signal(signal.SIGHUP)
+    assert spawns(actions) == [Spawn(0, 2), Spawn(1, 2)]
+    assert "worker 102 booting (gen 2)" in messages(actions)
+    assert signals(actions) == []
+    assert script.phase() is Phase.RELOADING
+    assert signals(script.ready(102)) == []
+    assert "SIGHUP ignored while reloading" in messages(script.signal(signal.SIGHUP))
+    done = script.ready(103)
+    assert signals(done) == [(pid, signal.SIGTERM) for pid in old]
+    assert "generation 2 ready; retiring the previous workers" in messages(done)
+    assert "serve ready" not in " ".join(messages(done))
+    assert spawns(script.exited(100, 0) + script.exited(101, 0)) == []
+    assert script.pids() == [102, 103]
+    assert script.phase() is Phase.SERVING
+
+
+def test_a_new_generation_that_cannot_boot_leaves_the_old_one_serving() -> None:
+    script = Script(workers=2)
+    old = script.start_serving()
+    script.signal(signal.SIGHUP)
+    script.ready(102)
+    failed = script.exited(103, 4)
+    assert halts(failed) == []
+    assert "generation 2 failed to boot; generation 1 keeps serving" in messages(failed)
+    assert signals(failed) == [(102, signal.SIGTERM)]
+    assert spawns(failed) == []
+    assert script.state.generation == 1
+    assert script.phase() is Phase.SERVING
+    script.exited(102, 0)
+    assert script.pids() == old
+    # The old workers are still the fleet: losing one replaces it as before.
+    assert spawns(script.exited(100, 1, after=STABLE_READY_S)) == [Spawn(0, 1)]
+
+
+def test_an_old_worker_lost_during_a_failed_reload_is_replaced() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    script.signal(signal.SIGHUP)
+    assert spawns(script.exited(100, -signal.SIGKILL)) == []
+    failed = script.exited(102, 3)
+    assert spawns(failed) == [Spawn(0, 1)]
+
+
+def test_a_new_generation_that_hangs_in_boot_is_killed_and_abandoned() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    script.signal(signal.SIGHUP)
+    assert signals(script.tick(POLICY.boot_timeout_s)) == [(101, signal.SIGKILL)]
+    abandoned = script.exited(101, -signal.SIGKILL)
+    assert "generation 2 failed to boot; generation 1 keeps serving" in messages(abandoned)
+    assert script.pids() == [100]
+
+
+def test_a_failed_reload_after_ttou_keeps_the_fleet_at_the_new_size() -> None:
+    script = Script(workers=2)
+    script.start_serving()
+    script.signal(signal.SIGHUP)
+    script.signal(signal.SIGTTOU)
+    failed = script.exited(102, 4)
+    assert signals(failed) == [(101, signal.SIGTERM)]
+    assert spawns(script.exited(101, 0) + script.exited(103, 0)) == []
+    assert script.pids() == [100]
+    assert script.state.desired == 1
