@@ -36,7 +36,8 @@ from server.h1_validate import (
 from server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
+# chunk-size, then the CR of CRLF or the ";" of an extension; llhttp checks the rest.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[\r;]")
 # A chunk-size line is hex digits plus (rare) extensions. llhttp does not hold extensions,
 # but we must see the whole line to read the size, so a line longer than this is refused.
 _MAX_CHUNK_LINE = 4096
@@ -82,14 +83,20 @@ class _ChunkedBody:
         self._trailer_bytes = -1  # -1 until the last chunk; then the trailer section size
 
     def scan(self, data: bytes, pos: int) -> tuple[int, bool]:
-        """Return (end, done): data[pos:end] belongs to this body; done if it ends at end."""
-        n = len(data)
+        """Return (end, done): data[pos:end] belongs to this body; done if it ends at end.
+
+        A scan stops before a chunk-size line that is not the first thing it reads, so the
+        chunks before it reach llhttp (and the app) even when that line is refused.
+        """
+        n, start = len(data), pos
         while pos < n:
             if self._left:
                 step = min(self._left, n - pos)
                 self._left -= step
                 pos += step
                 continue
+            if pos > start and self._trailer_bytes < 0:
+                return pos, False
             lf = data.find(b"\n", pos)
             if lf < 0:
                 self._hold(data, pos)
@@ -122,7 +129,7 @@ class _ChunkedBody:
         match = _CHUNK_SIZE.match(line)
         if match is None or len(line) > _MAX_CHUNK_LINE:
             raise RequestRejected(400, "invalid chunk-size line")
-        size = int(match.group(), 16)
+        size = int(match.group(1), 16)
         if size > _MAX_CHUNK_SIZE:
             raise RequestRejected(400, "chunk size overflow")
         if not size:
@@ -135,12 +142,17 @@ class _ChunkedBody:
 
 
 class H1Parser:
-    """Request framing for one connection: feed it bytes, get events back."""
+    """Request framing for one connection: feed it bytes, get events back.
+
+    Events come as (RequestHead BodyChunk* MessageEnd)*, possibly ended by one ParseFailed.
+    Pipelined requests in one feed give several such sequences.
+    """
 
     def __init__(self, limits: Limits) -> None:
-        self._limits = limits
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
+        self._max_headers = limits.max_headers
+        self._max_body = limits.max_body_size
         self._parser = HttpRequestParser(self)
         self._state = _State.HEAD
         self._events: list[Event] = []
@@ -159,7 +171,11 @@ class H1Parser:
         return bool(self._head_buf)
 
     def feed(self, data: bytes) -> list[Event]:
-        """Parse as much as possible and return the events, in order."""
+        """Parse as much as possible and return the events, in order.
+
+        After a ParseFailed the parser is dead: it returns nothing more, from this feed or
+        any later one.
+        """
         events: list[Event] = []
         self._events = events
         pos, n = 0, len(data)
@@ -179,7 +195,7 @@ class H1Parser:
         return events
 
     def feed_eof(self) -> list[Event]:
-        """The client half-closed: a partly received request can never complete."""
+        """The client half-closed: a partly received request fails with 400, else []."""
         state = self._state
         if state is _State.DEAD or state is _State.CLOSED:
             return []
@@ -256,13 +272,12 @@ class H1Parser:
         headers: list[tuple[bytes, bytes]] = []
         self._headers = headers
         upgraded = self._execute_head(head)
-        if len(headers) > self._limits.max_headers:
+        if len(headers) > self._max_headers:
             raise RequestRejected(431, "too many header fields")
         length, chunked, keep_alive, expect, upgrade = check_fields(
             headers, version == "1.1", has_authority
         )
-        max_body = self._limits.max_body_size
-        if max_body is not None and length > max_body:
+        if self._max_body is not None and length > self._max_body:
             raise RequestRejected(413, "request body too large")
         self._events.append(
             RequestHead(
@@ -280,15 +295,24 @@ class H1Parser:
             )
         )
         self._keep_alive = keep_alive
+        if chunked or length or upgraded:
+            self._begin_body(length, chunked, upgraded)
+        else:
+            self._end_message()
+
+    def _begin_body(self, length: int, chunked: bool, upgraded: bool) -> None:
         if upgraded:
             self._reframe_body(length, chunked)
+        if (chunked or length) and self._message_done:
+            # llhttp saw no body where the fields announce one: never guess which is right.
+            raise RequestRejected(400, "message framing mismatch")
         if chunked:
             self._headers = []  # trailer fields land here and are dropped with the list
             self._chunks.reset()
-            self._state = _State.CHUNKED
+            self._state = _CHUNKED
         elif length:
             self._left = length
-            self._state = _State.LENGTH
+            self._state = _LENGTH
         else:
             self._end_message()
 

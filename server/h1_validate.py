@@ -2,7 +2,8 @@
 that decide framing and connection handling.
 
 Rules: no IO and no parser state; every function takes bytes and returns values or raises
-RequestRejected(status, reason). llhttp has already checked the syntax of every field line
+RequestRejected(status, reason). The only module state is two bounded memo tables of field
+values already checked. llhttp has already checked the syntax of every field line
 (token names, no CTL in values, CRLF endings); what is here is the semantics llhttp leaves
 to us (RFC 9110, RFC 9112) and the few syntax rules it is lenient about.
 """
@@ -150,7 +151,9 @@ def check_fields(
         raise RequestRejected(400, "a request needs exactly one Host field")
     if host is not None and host not in _SEEN_HOSTS:
         _check_host(host, has_authority)
-    chunked = te is not None and _check_transfer_encoding(te, http11, length is not None)
+    chunked = te is not None
+    if te is not None:
+        _check_transfer_encoding(te, http11, length is not None)
     if connection is None:
         keep_alive, upgrade = http11, None
     else:
@@ -183,7 +186,7 @@ def _connection_options(value: bytes) -> frozenset[bytes]:
     return options
 
 
-def _check_transfer_encoding(value: bytes, http11: bool, has_length: bool) -> bool:
+def _check_transfer_encoding(value: bytes, http11: bool, has_length: bool) -> None:
     if not http11:
         # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
         raise RequestRejected(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -200,4 +203,3 @@ def _check_transfer_encoding(value: bytes, http11: bool, has_length: bool) -> bo
             raise RequestRejected(400, "invalid Transfer-Encoding")
         # RFC 9112 §6.1: a transfer coding we do not implement is answered with 501.
         raise RequestRejected(501, "only the chunked transfer coding is supported")
-    return True

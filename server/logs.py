@@ -1,4 +1,4 @@
-"""Logging for master and workers: one handler on stderr, text or JSON lines.
+"""Logging for master and workers: one handler on stderr or a log file, text or JSON lines.
 
 Rules:
 - Two loggers: "serve" (master and worker messages) and its child "serve.access" (one
@@ -8,6 +8,10 @@ Rules:
   configures the root logger does not print our lines a second time.
 - "serve.access" stays at INFO whatever the level: the access_log switch decides whether
   access lines exist (the worker builds no AccessLogger when it is off), not log_level.
+- A log file is opened in append mode, line-buffered, so master and workers append whole
+  lines to the same file. reopen_log_files() (USR1, after logrotate moved the file) opens
+  the path again before closing the old stream: a failed reopen keeps logging to the old
+  file rather than losing lines.
 - Text that came from the network goes through escape_control() before it is logged, so
   a CR/LF in a request target cannot forge a log line (log injection).
 """
@@ -19,7 +23,7 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 LOGGER_NAME = "serve"
 ACCESS_LOGGER_NAME = "serve.access"
@@ -64,8 +68,55 @@ class _ServeHandler(logging.StreamHandler):  # type: ignore[type-arg]  # TextIO 
     """Marks the handler configure_logging() owns, so a second call can replace it."""
 
 
-def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
-    """Send "serve" and "serve.access" to stderr in `fmt`; safe to call more than once."""
+class _ServeFileHandler(_ServeHandler):
+    """Appends to a file that reopen() can open again at the same path."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(_open_log(path))
+        self.path = path
+
+    def reopen(self) -> None:
+        new = _open_log(self.path)
+        self.acquire()
+        try:
+            old: TextIO = self.setStream(new) or new
+        finally:
+            self.release()
+        if old is not new:
+            old.close()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.stream.close()
+        finally:
+            self.release()
+        super().close()
+
+
+def _open_log(path: str) -> TextIO:
+    # Line buffering: each record is one write(2) on an O_APPEND file, so records from
+    # several processes do not interleave.
+    return open(path, "a", encoding="utf-8", buffering=1)  # the handler owns it
+
+
+def reopen_log_files() -> None:
+    """Open the log file again at its path (USR1 after logrotate); no-op on stderr.
+
+    Raises OSError when the file cannot be opened; logging then continues to the old one.
+    """
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(handler, _ServeFileHandler):
+            handler.reopen()
+
+
+def configure_logging(
+    level: str, fmt: Literal["text", "json"], log_file: str | None = None
+) -> None:
+    """Send "serve" and "serve.access" to stderr, or to `log_file`, in `fmt`.
+
+    Safe to call more than once; raises OSError when `log_file` cannot be opened.
+    """
     name = level.lower()
     if name not in _LEVELS:
         raise ValueError(f"log level must be one of {', '.join(_LEVELS)}, got {level!r}")
@@ -74,7 +125,7 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
         formatter = JsonFormatter()
     else:
         formatter = logging.Formatter(TEXT_FORMAT, TEXT_DATE_FORMAT)
-    handler = _ServeHandler(sys.stderr)
+    handler = _ServeFileHandler(log_file) if log_file is not None else _ServeHandler(sys.stderr)
     handler.setFormatter(formatter)
     logger = logging.getLogger(LOGGER_NAME)
     for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:

@@ -1,11 +1,13 @@
 """asyncio glue for one HTTP/1.1 connection: bytes in -> parser -> cycles -> bytes out.
 
-Rules: the only worker code that touches a transport or timers. Framing decisions come from
+Rules: the only worker code that touches a transport. Framing decisions come from
 server.h1_parser (requests) and server.h1_writer (responses); ASGI rules live in
 server.cycle. Connection states follow Go's net/http: NEW (accepted, no request yet),
-ACTIVE (a request in progress), IDLE (keep-alive, between requests), CLOSED. One timer per
-connection: header_timeout while a head is awaited on a new connection or after the first
-bytes of a request, keep_alive_timeout while idle, none while the app works.
+ACTIVE (a request in progress), IDLE (keep-alive, between requests), CLOSED. Each
+connection has one deadline: header_timeout while a head is awaited on a new connection or
+after the first bytes of a request, keep_alive_timeout while idle, none while the app works.
+Deadlines are plain numbers that the worker's once-a-second sweep checks, because arming
+and cancelling a loop timer twice per request costs more than the whole sweep.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections import deque
 from typing import cast
 
@@ -54,7 +57,8 @@ class H1Connection(asyncio.Protocol):
         self.state = ConnState.NEW
         self.pipeline: deque[Cycle] = deque()
         self.pending_error: ParseFailed | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        # loop.time() after which an idle or new connection is closed; 0.0 means none.
+        self.deadline = 0.0
         # Response framing of the cycle at the head of the pipeline.
         self.framing = Framing.NONE
         self.remaining = 0
@@ -147,7 +151,7 @@ class H1Connection(asyncio.Protocol):
             has_body=head.has_body,
             expect_continue=head.expect_continue,
             keep_alive=head.keep_alive and not ctx.draining,
-            start_time=self.loop.time() if ctx.access_logger is not None else 0.0,
+            start_time=time.perf_counter() if ctx.access_logger is not None else 0.0,
         )
         self.pipeline.append(cycle)
         if len(self.pipeline) == 1:
@@ -321,7 +325,7 @@ class H1Connection(asyncio.Protocol):
             scope["http_version"],
             cycle.status,
             cycle.bytes_sent,
-            self.loop.time() - cycle.start_time,
+            time.perf_counter() - cycle.start_time,
         )
 
     # -- closing, timers, drain ------------------------------------------------------------
@@ -335,19 +339,14 @@ class H1Connection(asyncio.Protocol):
             self.transport.close()
 
     def arm_timer(self, seconds: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(seconds, self.on_timeout)
+        self.deadline = self.loop.time() + seconds
 
     def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
-    def on_timeout(self) -> None:
-        # Header timeout (slowloris) or keep-alive timeout: either way nothing is in flight.
-        self.timer = None
-        if self.state in (ConnState.NEW, ConnState.IDLE):
+    def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweep: header timeout (slowloris) or keep-alive timeout."""
+        if self.deadline and now >= self.deadline and self.state in (ConnState.NEW, ConnState.IDLE):
             self.close()
 
     def abort(self) -> None:

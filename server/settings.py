@@ -52,4 +52,6 @@ class WorkerSettings:
     access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
     log_level: str = "info"
     log_format: LogFormat = "text"
+    # None: stderr. A file is opened in append mode and reopened on USR1 (logrotate).
+    log_file: str | None = None
     heartbeat_interval_s: float = 1.0

@@ -90,9 +90,9 @@ class Worker:
             for sock in self.listeners
         ]
         self.report(ch.WorkerReady())
-        ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
+        # The tick goes on through the drain: idle connections still need their deadlines.
+        self.ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
         await self.stop_requested.wait()
-        ticker.cancel()
         for server in servers:
             server.close()
         if self.stop_mode is StopMode.GRACEFUL:
@@ -100,6 +100,7 @@ class Worker:
             await lifespan.shutdown()
         else:
             self.abort_all(ctx)
+        self.ticker.cancel()
         return OK
 
     def build_context(self, state: dict[str, object]) -> WorkerContext:
@@ -109,15 +110,17 @@ class Worker:
         return WorkerContext(s, self.app, state, access, proxy)
 
     def tick(self, ctx: WorkerContext) -> None:
-        """Once a second: Date header, heartbeat, and the orphan check."""
+        """Once a second: Date header, connection deadlines, heartbeat, the orphan check."""
         ctx.date_block = date_block(self.settings.server_header, time.time())
+        now = asyncio.get_running_loop().time()
+        for conn in list(ctx.connections):
+            conn.check_deadline(now)
         self.report(ch.WorkerHeartbeat(ctx.requests, len(ctx.connections)))
-        if os.getppid() != self.parent_pid:
+        if os.getppid() != self.parent_pid and self.stop_mode is StopMode.RUNNING:
             logger.warning("master %d is gone; draining", self.parent_pid)
             self.request_stop(StopMode.GRACEFUL)
-            return
         loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
+        self.ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
 
     async def drain(self, ctx: WorkerContext) -> None:
         ctx.draining = True

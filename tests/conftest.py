@@ -48,11 +48,11 @@ def write_config(path: Path, **keys: Any) -> Path:
 class ServeProcess:
     """One `serve` master started as a subprocess, with its combined log in a file."""
 
-    def __init__(self, args: list[str], cwd: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], cwd: Path, log_path: Path, env: dict[str, str]) -> None:
         self.log_path = log_path
         self._log_file = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", *args],
+            command,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -125,14 +125,21 @@ StartServe = Callable[..., ServeProcess]
 
 
 def launch(
-    args: list[str], log_path: Path, *, cwd: Path = APPS_DIR, env: dict[str, str] | None = None
+    args: list[str],
+    log_path: Path,
+    *,
+    cwd: Path = APPS_DIR,
+    env: dict[str, str] | None = None,
+    script: Path | None = None,
 ) -> ServeProcess:
-    """Start `python -m supervisor ARGS` with the repo importable and no SERVE_* leaking in."""
+    """Start `python -m supervisor ARGS` (or `python SCRIPT ARGS`) with the repo importable
+    and no SERVE_* variables leaking in from the caller's environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
-    return ServeProcess(args, cwd, log_path, full_env)
+    entry = [str(script)] if script is not None else ["-m", "supervisor"]
+    return ServeProcess([sys.executable, *entry, *args], cwd, log_path, full_env)
 
 
 @pytest.fixture(scope="module")

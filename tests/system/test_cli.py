@@ -82,7 +82,8 @@ def test_flag_errors_name_the_flag() -> None:
     result = serve("check", "examples.hello:app", "--bind", "localhost")
     assert result.returncode == 2
     assert result.stderr == (
-        "serve: error: --bind: expected HOST:PORT, [IPv6]:PORT or unix:PATH, got 'localhost'\n"
+        "serve: error: --bind: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N, "
+        "got 'localhost'\n"
     )
 
 

@@ -100,7 +100,8 @@ def error_of(load: Load, text: str, **layers: Mapping[str, object]) -> str:
         ("root_path: 12\n", "conf.yaml:1:12: root_path: expected a string, got 12"),
         (
             'bind: "localhost"\n',
-            "conf.yaml:1:7: bind: expected HOST:PORT, [IPv6]:PORT or unix:PATH, got 'localhost'",
+            "conf.yaml:1:7: bind: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N, got "
+            "'localhost'",
         ),
         (
             'bind: "1.2.3.4:99999"\n',
@@ -373,7 +374,7 @@ def test_parse_bind(value: str, spec: BindSpec) -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("8000", "expected HOST:PORT, [IPv6]:PORT or unix:PATH, got '8000'"),
+        ("8000", "expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N, got '8000'"),
         (":8000", "missing host in ':8000' (0.0.0.0 listens on every interface)"),
         ("localhost:http", "invalid port 'http' in 'localhost:http'"),
         ("localhost:-1", "invalid port '-1' in 'localhost:-1'"),

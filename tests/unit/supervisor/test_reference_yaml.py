@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from supervisor.config_loader import load_config
-from supervisor.config_schema import Config
+from supervisor.config_schema import NESTED, Config
 from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"
 REFERENCE = CONFIGS / "reference.yaml"
 _KEY_LINE = re.compile(r"^([a-z_]+):")
+_SUB_KEY_LINE = re.compile(r"^  ([a-z_]+):")
 
 
 def test_reference_is_exactly_the_defaults() -> None:
@@ -41,6 +42,25 @@ def test_each_key_is_documented_by_the_line_above() -> None:
             assert number > 0
             assert lines[number - 1] == f"# {docs[key]}", key
     assert sorted(seen) == sorted(docs)
+
+
+@pytest.mark.parametrize("outer", sorted(NESTED))
+def test_nested_keys_are_documented_by_the_line_above(outer: str) -> None:
+    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(NESTED[outer])}
+    lines = REFERENCE.read_text().splitlines()
+    start = lines.index(f"{outer}:")
+    seen = []
+    for number in range(start + 1, len(lines)):
+        line = lines[number]
+        if not line.startswith(" "):
+            if not line.startswith("#"):
+                break
+            continue
+        match = _SUB_KEY_LINE.match(line)
+        if match:
+            seen.append(match.group(1))
+            assert lines[number - 1] == f"  # {docs[match.group(1)]}", match.group(1)
+    assert seen == list(docs)
 
 
 @pytest.mark.parametrize("name", ["example.yaml", "prod.yaml"])

@@ -1,0 +1,429 @@
+"""H1Parser: bytes in, events out; fed whole, byte by byte and at random split points.
+
+The corpus in tests/corpus/requests/ holds the exact bytes of each request (as latin-1
+JSON strings). h11, an independent parser, must agree on which requests are valid, except
+where an entry's "h11_differs" names the RFC section that allows both behaviours.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h11
+import pytest
+
+from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from server.h1_parser import H1Parser
+from server.settings import Limits
+
+CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "requests"
+LIMITS = Limits()
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads((CORPUS / f"{name}.json").read_text("utf-8"))
+    return entries
+
+
+VALID = load("valid")
+INVALID = load("invalid")
+
+
+def cases(entries: list[dict[str, Any]]) -> list[Any]:
+    return [pytest.param(entry, id=entry["id"]) for entry in entries]
+
+
+def raw(entry: dict[str, Any]) -> bytes:
+    return str(entry["request"]).encode("latin-1")
+
+
+def latin1(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def expected_events(entry: dict[str, Any]) -> list[Event]:
+    """The corpus entry's messages as events; path fields default to the plain target."""
+    events: list[Event] = []
+    for message in entry["messages"]:
+        target = message["target"]
+        body = message.get("body", "")
+        chunks = [body] if isinstance(body, str) and body else list(body)
+        upgrade = message.get("upgrade")
+        events.append(
+            RequestHead(
+                method=message.get("method", "GET"),
+                target=latin1(target),
+                path=message.get("path", target),
+                raw_path=latin1(message.get("raw_path", target)),
+                query_string=latin1(message.get("query_string", "")),
+                http_version=message.get("http_version", "1.1"),
+                headers=[(latin1(name), latin1(value)) for name, value in message["headers"]],
+                keep_alive=message.get("keep_alive", True),
+                expect_continue=message.get("expect_continue", False),
+                upgrade=None if upgrade is None else latin1(upgrade),
+                has_body=message.get("has_body", bool(chunks)),
+            )
+        )
+        events.extend(BodyChunk(latin1(chunk)) for chunk in chunks)
+        events.append(MessageEnd())
+    return events
+
+
+def merged(events: list[Event]) -> list[Event]:
+    """Join adjacent body chunks: how a body is cut depends on how the bytes arrived."""
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, BodyChunk) and out and isinstance(out[-1], BodyChunk):
+            out[-1] = BodyChunk(out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+def feed_pieces(data: bytes, cuts: list[int], limits: Limits = LIMITS) -> list[Event]:
+    parser = H1Parser(limits)
+    events: list[Event] = []
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        events += parser.feed(data[start:end])
+    return events
+
+
+def splittings(data: bytes) -> Iterator[list[int]]:
+    """Byte by byte, then twenty random cuts, seeded by the data so failures reproduce."""
+    yield list(range(1, len(data)))
+    rng = random.Random(data)
+    for _ in range(20):
+        count = rng.randint(1, min(8, len(data) - 1))
+        yield sorted(rng.sample(range(1, len(data)), count))
+
+
+def kinds(events: list[Event]) -> str:
+    return " ".join(type(event).__name__ for event in events)
+
+
+def failure(events: list[Event]) -> ParseFailed:
+    """The single ParseFailed that must close the event list."""
+    assert events, "expected a ParseFailed event"
+    last = events[-1]
+    assert isinstance(last, ParseFailed), events
+    assert not any(isinstance(event, ParseFailed) for event in events[:-1])
+    return last
+
+
+# -- the corpus ---------------------------------------------------------------------------
+@pytest.mark.parametrize("entry", cases(VALID))
+def test_valid_request_gives_exact_events(entry: dict[str, Any]) -> None:
+    parser = H1Parser(LIMITS)
+    assert parser.feed(raw(entry)) == expected_events(entry)
+    assert not parser.buffered_request_head
+    assert parser.feed_eof() == []
+
+
+@pytest.mark.parametrize("entry", cases(VALID))
+def test_valid_request_split_anywhere_gives_same_events(entry: dict[str, Any]) -> None:
+    data, expected = raw(entry), merged(expected_events(entry))
+    for cuts in splittings(data):
+        assert merged(feed_pieces(data, cuts)) == expected, cuts
+
+
+def check_rejected(entry: dict[str, Any], events: list[Event]) -> None:
+    assert failure(events).status == entry["status"]
+    assert not any(isinstance(event, MessageEnd) for event in events)
+    if entry["where"] == "head":
+        # A bad head never reaches the application, not even as a RequestHead.
+        assert len(events) == 1
+    else:
+        assert isinstance(events[0], RequestHead)
+        assert all(isinstance(event, BodyChunk) for event in events[1:-1])
+
+
+@pytest.mark.parametrize("entry", cases(INVALID))
+def test_invalid_request_fails_with_status(entry: dict[str, Any]) -> None:
+    parser = H1Parser(LIMITS)
+    check_rejected(entry, parser.feed(raw(entry)))
+    # The parser is dead now: nothing more comes out of it.
+    assert parser.feed(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n") == []
+    assert parser.feed_eof() == []
+    assert not parser.buffered_request_head
+
+
+@pytest.mark.parametrize("entry", cases(INVALID))
+def test_invalid_request_split_anywhere_fails_the_same(entry: dict[str, Any]) -> None:
+    data = raw(entry)
+    for cuts in splittings(data):
+        check_rejected(entry, feed_pieces(data, cuts))
+
+
+def h11_accepts(data: bytes) -> bool:
+    """True if h11 reads every request in data to its end, answering each with a 404."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return False
+            if isinstance(event, h11.EndOfMessage):
+                conn.send(h11.Response(status_code=404, headers=[(b"content-length", b"0")]))
+                conn.send(h11.EndOfMessage())
+                if conn.our_state is h11.MUST_CLOSE:
+                    return True
+                conn.start_next_cycle()
+                if not conn.trailing_data[0]:
+                    return True
+    except h11.RemoteProtocolError:
+        return False
+
+
+@pytest.mark.parametrize("entry", cases(VALID + INVALID))
+def test_h11_agrees_unless_the_difference_is_documented(entry: dict[str, Any]) -> None:
+    events = H1Parser(LIMITS).feed(raw(entry))
+    ours = not any(isinstance(event, ParseFailed) for event in events)
+    assert ours == ("messages" in entry)
+    if "h11_differs" in entry:
+        assert h11_accepts(raw(entry)) != ours, "h11 agrees now: drop the h11_differs note"
+    else:
+        assert h11_accepts(raw(entry)) == ours
+
+
+# -- connection options -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "connection", "keep_alive"),
+    [
+        ("1.1", [], True),
+        ("1.1", ["keep-alive"], True),
+        ("1.1", ["close"], False),
+        ("1.1", ["Close"], False),
+        ("1.1", ["keep-alive, close"], False),
+        ("1.1", ["te, CLOSE "], False),
+        ("1.1", ["keep-alive", "close"], False),
+        ("1.1", ["upgrade"], True),
+        ("1.1", ["closed"], True),
+        ("1.0", [], False),
+        ("1.0", ["keep-alive"], True),
+        ("1.0", ["Keep-Alive"], True),
+        ("1.0", ["te,keep-alive"], True),
+        ("1.0", ["close"], False),
+        ("1.0", ["keep-alive, close"], False),
+        ("1.0", ["upgrade"], False),
+    ],
+)
+def test_keep_alive_rules(version: str, connection: list[str], keep_alive: bool) -> None:
+    fields = "".join(f"Connection: {value}\r\n" for value in connection)
+    data = f"GET / HTTP/{version}\r\nHost: a\r\n{fields}\r\n".encode()
+    head, end = H1Parser(LIMITS).feed(data)
+    assert isinstance(head, RequestHead) and end == MessageEnd()
+    assert head.keep_alive is keep_alive
+
+
+def test_after_a_closing_request_later_bytes_are_ignored() -> None:
+    parser = H1Parser(LIMITS)
+    events = parser.feed(b"GET / HTTP/1.0\r\n\r\n")
+    assert kinds(events) == "RequestHead MessageEnd"
+    assert parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
+    assert parser.feed(b"garbage\r\n\r\n") == []
+    assert parser.feed_eof() == []
+
+
+@pytest.mark.parametrize(
+    ("version", "expect", "expect_continue"),
+    [
+        ("1.1", None, False),
+        ("1.1", "100-continue", True),
+        ("1.1", "100-CONTINUE", True),
+        ("1.1", "something-else", False),
+        ("1.0", "100-continue", False),
+    ],
+)
+def test_expect_continue(version: str, expect: str | None, expect_continue: bool) -> None:
+    field = "" if expect is None else f"Expect: {expect}\r\n"
+    data = f"PUT / HTTP/{version}\r\nHost: a\r\n{field}Content-Length: 1\r\n\r\n".encode()
+    [head] = H1Parser(LIMITS).feed(data)
+    assert isinstance(head, RequestHead)
+    assert head.expect_continue is expect_continue
+    assert head.has_body
+
+
+# -- pipelining and state ---------------------------------------------------------------
+def test_failure_after_good_pipelined_requests_keeps_their_events() -> None:
+    good = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"
+    )
+    events = H1Parser(LIMITS).feed(good + b"GET /3 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert kinds(events) == "RequestHead MessageEnd RequestHead BodyChunk MessageEnd ParseFailed"
+    assert failure(events).status == 400
+
+
+def test_buffered_request_head_tracks_an_incomplete_head() -> None:
+    parser = H1Parser(LIMITS)
+    assert not parser.buffered_request_head
+    assert parser.feed(b"\r\n") == []
+    assert not parser.buffered_request_head
+    assert parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\n") == []
+    assert parser.buffered_request_head
+    [head] = parser.feed(b"Content-Length: 4\r\n\r\n")
+    assert isinstance(head, RequestHead)
+    assert not parser.buffered_request_head
+    assert parser.feed(b"ab") == [BodyChunk(b"ab")]
+    assert not parser.buffered_request_head
+    assert parser.feed(b"cdGE") == [BodyChunk(b"cd"), MessageEnd()]
+    assert parser.buffered_request_head
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+        b"G",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+    ],
+)
+def test_eof_inside_a_request_fails(partial: bytes) -> None:
+    parser = H1Parser(LIMITS)
+    assert not any(isinstance(event, ParseFailed) for event in parser.feed(partial))
+    assert parser.feed_eof() == [ParseFailed(400, "connection closed inside a request")]
+    assert parser.feed_eof() == []
+    assert parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
+
+
+@pytest.mark.parametrize("before", [b"", b"\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"])
+def test_eof_between_requests_is_clean(before: bytes) -> None:
+    parser = H1Parser(LIMITS)
+    parser.feed(before)
+    assert parser.feed_eof() == []
+
+
+# -- limits ---------------------------------------------------------------------------------
+SMALL = Limits(max_request_line=64, max_header_size=256, max_headers=4, max_body_size=16)
+
+
+def request_line(length: int) -> bytes:
+    line = b"GET /" + b"a" * (length - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert len(line) == length
+    return line
+
+
+def head_of_size(size: int) -> bytes:
+    start = b"GET / HTTP/1.1\r\nHost: a\r\nX-Fill: "
+    head = start + b"f" * (size - len(start) - 4) + b"\r\n\r\n"
+    assert len(head) == size
+    return head
+
+
+def first_failure_at(data: bytes, limits: Limits, piece: int = 1) -> tuple[int, ParseFailed]:
+    """Feed data piece by piece; return how many bytes went in when ParseFailed came out."""
+    parser = H1Parser(limits)
+    for start in range(0, len(data), piece):
+        events = parser.feed(data[start : start + piece])
+        if any(isinstance(event, ParseFailed) for event in events):
+            assert parser.feed(data[start + piece :]) == []
+            assert not parser.buffered_request_head
+            return min(start + piece, len(data)), failure(events)
+    raise AssertionError("no ParseFailed")
+
+
+def test_request_line_at_the_limit_is_accepted() -> None:
+    events = H1Parser(SMALL).feed(request_line(64) + b"\r\nHost: a\r\n\r\n")
+    assert kinds(events) == "RequestHead MessageEnd"
+
+
+def test_request_line_over_the_limit_is_414() -> None:
+    data = request_line(65) + b"\r\nHost: a\r\n\r\n"
+    assert failure(H1Parser(SMALL).feed(data)).status == 414
+    for cuts in splittings(data):
+        assert failure(feed_pieces(data, cuts, SMALL)).status == 414
+
+
+def test_request_line_limit_cuts_off_a_trickled_line() -> None:
+    # Once 64 + CR + one more byte are in without a LF, the line can only be too long.
+    fed, failed = first_failure_at(b"GET /" + b"a" * 10_000, SMALL)
+    assert (fed, failed.status) == (66, 414)
+
+
+def test_head_at_the_limit_is_accepted() -> None:
+    data = head_of_size(256)
+    for cuts in [[], *splittings(data)]:
+        assert kinds(feed_pieces(data, cuts, SMALL)) == "RequestHead MessageEnd"
+
+
+def test_head_over_the_limit_is_431() -> None:
+    data = head_of_size(257)
+    assert failure(H1Parser(SMALL).feed(data)).status == 431
+    for cuts in splittings(data):
+        assert failure(feed_pieces(data, cuts, SMALL)).status == 431
+
+
+def test_trickled_head_is_cut_off_at_the_limit() -> None:
+    endless = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 10_000
+    assert first_failure_at(endless, SMALL) == (256, ParseFailed(431, "request head too large"))
+    many_lines = b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 10_000
+    assert first_failure_at(many_lines, SMALL)[0] == 256
+
+
+def test_ten_megabyte_head_is_refused_after_the_limit() -> None:
+    endless = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * (10 * 1024 * 1024)
+    # Fed in 1 KiB reads, the failure comes with the read that reaches the 64 KiB limit.
+    assert first_failure_at(endless, LIMITS, piece=1024) == (
+        65536,
+        ParseFailed(431, "request head too large"),
+    )
+    assert failure(H1Parser(LIMITS).feed(endless)).status == 431
+
+
+def test_header_count_limit() -> None:
+    fields = b"Host: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n"
+    ok = H1Parser(SMALL).feed(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
+    assert kinds(ok) == "RequestHead MessageEnd"
+    over = H1Parser(SMALL).feed(b"GET / HTTP/1.1\r\n" + fields + b"D: 4\r\n\r\n")
+    assert failure(over) == ParseFailed(431, "too many header fields")
+
+
+def test_content_length_over_the_limit_is_413_before_any_body() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n"
+    assert H1Parser(SMALL).feed(head) == [ParseFailed(413, "request body too large")]
+    ok = H1Parser(SMALL).feed(head.replace(b"17", b"16") + b"x" * 16)
+    assert kinds(ok) == "RequestHead BodyChunk MessageEnd"
+
+
+def test_chunked_body_over_the_limit_is_413_once_the_total_exceeds_it() -> None:
+    parser = H1Parser(SMALL)
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    [request] = parser.feed(head)
+    assert isinstance(request, RequestHead)
+    assert parser.feed(b"a\r\n0123456789\r\n") == [BodyChunk(b"0123456789")]
+    assert parser.feed(b"6\r\n") == []  # 16 bytes in all: still allowed
+    assert parser.feed(b"abcdef\r\n1\r\n") == [
+        BodyChunk(b"abcdef"),
+        ParseFailed(413, "request body too large"),
+    ]
+
+
+def test_no_body_limit_when_max_body_size_is_none() -> None:
+    unlimited = Limits(max_body_size=None)
+    body = b"x" * 200_000
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+    events = H1Parser(unlimited).feed(head + body)
+    assert merged(events)[1:] == [BodyChunk(body), MessageEnd()]
+
+
+def test_trailer_section_over_the_head_limit_is_431() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    trailers = b"T: " + b"t" * 300 + b"\r\n\r\n"
+    assert failure(H1Parser(SMALL).feed(data + trailers)).status == 431
+    fed, failed = first_failure_at(data + trailers, SMALL)
+    assert failed.status == 431
+    assert fed <= len(data) + 257
+
+
+def test_overlong_chunk_extension_is_refused() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;e=" + b"x" * 5000
+    fed, failed = first_failure_at(data, LIMITS, piece=512)
+    assert failed == ParseFailed(400, "chunk-size line too long")
+    assert fed < len(data)
