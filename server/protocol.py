@@ -91,7 +91,18 @@ class H1Connection(asyncio.Protocol):
             self.state = ConnState.NEW
             self.arm_timer(self.ctx.settings.header_timeout_s)
         for event in self.parser.feed(data):
-            self.handle(event)
+            # Dispatch inline: this loop runs for every request and body chunk.
+            if self.state is ConnState.CLOSED or self.pending_error is not None:
+                return
+            if type(event) is RequestHead:
+                self.request_head(event)
+            elif type(event) is MessageEnd:
+                self.pipeline[-1].end_body()
+            elif type(event) is BodyChunk:
+                if self.pipeline[-1].feed_body(event.data):
+                    self.flow.pause_reading()
+            elif type(event) is ParseFailed:
+                self.parse_failed(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = ConnState.CLOSED
@@ -108,20 +119,6 @@ class H1Connection(asyncio.Protocol):
         self.flow.resume_writing()
 
     # -- events from the parser ------------------------------------------------------------
-    def handle(self, event: RequestHead | BodyChunk | MessageEnd | ParseFailed) -> None:
-        if self.state is ConnState.CLOSED or self.pending_error is not None:
-            return
-        if type(event) is BodyChunk:
-            if self.pipeline[-1].feed_body(event.data):
-                self.flow.pause_reading()
-        elif type(event) is MessageEnd:
-            self.pipeline[-1].end_body()
-        elif type(event) is RequestHead:
-            self.request_head(event)
-        else:
-            assert isinstance(event, ParseFailed)
-            self.parse_failed(event)
-
     def request_head(self, head: RequestHead) -> None:
         self.cancel_timer()
         self.state = ConnState.ACTIVE
