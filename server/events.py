@@ -1,8 +1,9 @@
 """Protocol-neutral request events produced by the framing layer.
 
-Rules: slotted dataclasses, no behaviour, never mutated after creation (not declared frozen
-because a frozen RequestHead costs five times as much to build, once per request). The HTTP/1.1 parser emits them; later
-protocols (h2, WebSocket upgrade) emit the same ones, so the ASGI cycle exists once.
+Rules: slotted dataclasses, no behaviour, never mutated after creation (not declared
+frozen because a frozen RequestHead costs five times as much to build, once per request).
+The HTTP/1.1 parser emits them; later protocols (h2, WebSocket upgrade) emit the same ones,
+so the ASGI cycle exists once.
 """
 
 from __future__ import annotations
