@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 from urllib.parse import parse_qs
@@ -80,6 +81,26 @@ async def wait_disconnect(receive: Any, send: Any) -> None:
     log("send after disconnect returned")
 
 
+async def stall_upload(receive: Any, send: Any, flag: str) -> None:
+    """Read one body message, then stop reading until the test creates `flag`."""
+    first = await receive()
+    log("upload stalled")
+    while not os.path.exists(flag):
+        await asyncio.sleep(0.05)
+    rest = await read_body(receive) if first.get("more_body") else b""
+    await respond(send, 200, str(len(first["body"]) + len(rest)).encode())
+
+
+async def big_stream(send: Any, count: int) -> None:
+    """Stream `count` chunks of 64 KiB, logging progress, so a test can see send() block."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = b"x" * 65536
+    for i in range(count):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        log(f"sent chunk {i + 1}")
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def app(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send, scope)
@@ -120,6 +141,10 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 200, b"0123456789", [(b"content-length", b"5")])
     elif path == "/wait-disconnect":
         await wait_disconnect(receive, send)
+    elif path == "/stall-upload":
+        await stall_upload(receive, send, query["flag"][0])
+    elif path == "/big-stream":
+        await big_stream(send, int(query["n"][0]))
     elif path == "/status":
         await respond(send, int(query["code"][0]), b"" if query["code"][0] == "204" else b"body")
     else:
