@@ -211,3 +211,15 @@ def test_access_log_escapes_control_characters(asgi_server: ServeProcess) -> Non
     line = next(line for line in log.splitlines() if "inject" in line)
     assert '"GET /inject\\x0aevil HTTP/1.1" 200' in line
     assert not any(text.startswith("evil") for text in log.splitlines())
+
+
+def test_upgrade_request_is_served_as_plain_http_with_its_body(asgi_server: ServeProcess) -> None:
+    request = (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Content-Length: 5\r\n\r\nhello"
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    response = raw_request(asgi_server.port, request)
+    assert response.count(b"HTTP/1.1 200 OK") == 2
+    assert b"\r\n\r\nhello" in response
+    assert response.endswith(b"Hello, world!")
