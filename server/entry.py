@@ -28,7 +28,7 @@ logger = logging.getLogger("serve")
 def run_worker(
     settings: WorkerSettings, listeners: list[socket.socket], channel: socket.socket
 ) -> int:
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
     # SIGABRT from the master (a blocked loop) dumps every thread's stack to stderr.
     faulthandler.enable(all_threads=True)
     try:

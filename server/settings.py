@@ -55,3 +55,6 @@ class WorkerSettings:
     # None: stderr. A file is opened in append mode and reopened on USR1 (logrotate).
     log_file: str | None = None
     heartbeat_interval_s: float = 1.0
+    # Requests after which the worker reports at once instead of at its next heartbeat, so
+    # the master can start its replacement (max_requests plus this worker's jitter); 0: never.
+    max_requests: int = 0

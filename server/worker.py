@@ -1,11 +1,13 @@
 """One worker's life on its event loop: lifespan, serve, heartbeat, drain.
 
 Rules: runs after fork inside server.entry; talks to the master only through its channel
-(READY once, a heartbeat every interval) and hears from it only through signals, handled
-by loop.add_signal_handler so that nothing runs inside a signal handler. Graceful drain
-follows Go: stop accepting, let every connection finish what the client may still be
-sending (responses say `Connection: close`, idle ones close at their keep-alive timeout),
-wait for the last one (an event, not a poll) up to graceful_timeout, then abort the rest.
+(READY once, a heartbeat every interval, and one more at once when max_requests is
+reached) and hears from it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
+log file), handled by loop.add_signal_handler so that nothing runs inside a signal handler.
+Graceful drain follows Go: stop accepting, let every connection finish what the client may
+still be sending (responses say `Connection: close`, idle ones close at their keep-alive
+timeout), wait for the last one (an event, not a poll) up to graceful_timeout, then abort
+the rest.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from server.context import WorkerContext, date_block
 from server.errors import LifespanFailed
 from server.exitcodes import BOOT_ERROR, OK
 from server.lifespan import Lifespan
-from server.logs import AccessLogger
+from server.logs import AccessLogger, reopen_log_files
 from server.protocol import H1Connection
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
-from server.types import ASGIApp
+from server.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("serve")
 
@@ -70,6 +72,14 @@ class Worker:
         # Ctrl-C reaches the whole foreground group; the master decides what a second one means.
         loop.add_signal_handler(signal.SIGINT, self.request_stop, StopMode.GRACEFUL)
         loop.add_signal_handler(signal.SIGQUIT, self.request_stop, StopMode.IMMEDIATE)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (the master forwards it after logrotate moved the file)."""
+        try:
+            reopen_log_files()
+        except OSError as exc:
+            logger.error("cannot reopen the log file: %s", exc)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -107,7 +117,32 @@ class Worker:
         s = self.settings
         access = AccessLogger(s.access_log_format, s.log_format == "json") if s.access_log else None
         proxy = ProxyTrust(s.forwarded_allow_ips) if s.proxy_headers else None
-        return WorkerContext(s, self.app, state, access, proxy)
+        ctx = WorkerContext(s, self.app, state, access, proxy)
+        if s.max_requests:
+            ctx.app = self.with_request_limit(ctx)
+        return ctx
+
+    def with_request_limit(self, ctx: WorkerContext) -> ASGIApp:
+        """The app, plus a report to the master the moment max_requests is reached.
+
+        The master starts the replacement on that report; this worker serves on until the
+        replacement is ready and it is asked to drain. Without the limit there is no wrapper
+        and no cost per request.
+        """
+        app, limit = ctx.app, self.settings.max_requests
+        served = 0
+
+        async def app_with_limit(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal served
+            try:
+                await app(scope, receive, send)
+            finally:
+                served += 1
+                if served == limit:
+                    requests = max(served, ctx.requests)
+                    self.report(ch.WorkerHeartbeat(requests, len(ctx.connections)))
+
+        return app_with_limit
 
     def tick(self, ctx: WorkerContext) -> None:
         """Once a second: Date header, connection deadlines, heartbeat, the orphan check."""

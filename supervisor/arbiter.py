@@ -2,10 +2,12 @@
 
 Rules: this is the only module that executes Actions, and it decides nothing: state.step()
 does. The loop is single-threaded (process.py says why) and never blocks anywhere but in
-one poll() on the signal self-pipe and every worker's channel, with a timeout taken from
-state.next_deadline(). After each wake it turns what it sees into Events in a fixed order:
-signals, channel datagrams, reaped children (each child's last datagrams before its exit,
-so a WorkerBootFailed is never lost to the race with SIGCHLD), then a Tick.
+one poll() on the signal self-pipe, every worker's channel and the reload watcher's pipe,
+with a timeout taken from state.next_deadline() (and the systemd watchdog). After each wake
+it turns what it sees into Events in a fixed order: signals, channel datagrams, file
+changes, reaped children (each child's last datagrams before its exit, so a
+WorkerBootFailed is never lost to the race with SIGCHLD), then a Tick. After the Tick it
+publishes what changed: the status file next to the pidfile, STATUS= and WATCHDOG=1.
 
 poll rather than epoll: an epoll instance is a kernel object that a forked worker would
 share, while poll keeps no state outside this process.
@@ -14,33 +16,63 @@ share, while poll keeps no state outside this process.
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from server import channel as ch
 from server.exitcodes import CONFIG_ERROR
-from server.logs import configure_logging
-from server.settings import WorkerSettings
-from supervisor.actions import Action, Halt, Log, SendSignal, Spawn
+from server.logs import configure_logging, reopen_log_files
+from supervisor import health
+from supervisor.actions import (
+    AbandonUpgrade,
+    Action,
+    CommitGeneration,
+    DropGeneration,
+    Halt,
+    LoadGeneration,
+    Log,
+    Notify,
+    ProbeHealth,
+    ReopenLogs,
+    SendSignal,
+    Spawn,
+    StartUpgrade,
+)
+from supervisor.config_loader import ConfigError
 from supervisor.config_schema import Config
 from supervisor.events import (
     ChildExited,
     Event,
+    FilesChanged,
+    GenerationFailed,
+    GenerationLoaded,
     MasterStarted,
     SignalReceived,
     SpawnFailed,
     Tick,
+    UpgradeFailed,
+    UpgradeStarted,
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import Policy, SupervisorState, initial_state
+from supervisor.fleet import RUNNING, Policy, SupervisorState, initial_state
+from supervisor.generations import Resources
+from supervisor.pidfile import Pidfile, PidfileError
+from supervisor.privileges import apply_umask
 from supervisor.process import reap_children, send_signal, spawn_worker, wait_for
+from supervisor.reload import status_text
 from supervisor.signals import SignalCatcher
-from supervisor.sockets import BindError, Listener, bind_listeners, close_listeners
+from supervisor.sockets import BindError
 from supervisor.state import next_deadline, step
+from supervisor.status import status_path, write_status
+from supervisor.upgrade import start_new_master, takeover_from
+from supervisor.watcher import WatcherError
 
 logger = logging.getLogger("serve.master")
 
@@ -48,53 +80,84 @@ logger = logging.getLogger("serve.master")
 MASTER_CRASH_EXIT = 1
 # Larger than any message server.channel encodes.
 DATAGRAM_MAX = 65536
+# The old master's pidfile during a USR2 upgrade (nginx's name for it).
+OLD_PIDFILE_SUFFIX = ".oldbin"
+_WATCHER = "watcher"
+# Keys a reload cannot apply: the master holds what they name for its whole life.
+_RESTART_KEYS = ("pidfile", "reload")
 
 
-def run_master(config: Config) -> int:
-    """Bind, fork the workers, supervise them until told to stop; return the exit code."""
-    configure_logging(config.log_level, config.log_format)
+def run_master(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    """Bind, fork the workers, supervise them until told to stop; return the exit code.
+
+    `reload_config` re-reads the config on SIGHUP (the CLI passes one that keeps its
+    original file, environment and flags); without it a reload keeps `config` and only
+    imports the app afresh.
+    """
+    apply_umask(config.umask)
     try:
-        settings = config.worker_settings()
-    except ValueError as exc:
+        configure_logging(config.log_level, config.log_format, config.log_file)
+    except OSError as exc:
+        configure_logging(config.log_level, config.log_format)
+        logger.error("cannot open log_file %s: %s", config.log_file, exc.strerror or exc)
+        return CONFIG_ERROR
+    takeover = takeover_from(os.environ)
+    try:
+        resources = Resources(config)
+    except (PidfileError, BindError, WatcherError, ValueError) as exc:
+        # Found at start: an operator error, like a bad config value.
         logger.error("%s", exc)
         return CONFIG_ERROR
     try:
-        listeners = bind_listeners(config.bind, config.backlog)
-    except BindError as exc:
-        # A bind failure is an operator error found at start, like a bad config value.
-        logger.error("%s", exc)
-        return CONFIG_ERROR
-    try:
-        for listener in listeners:
-            logger.info("Listening on %s", listener.url)
         state = initial_state(Policy.from_config(config), config.workers)
         with SignalCatcher() as catcher:
-            return _Master(settings, state, listeners, catcher).run()
+            master = _Master(resources, state, catcher, reload_config or (lambda: config))
+            return master.run(MasterStarted(takeover))
     finally:
-        close_listeners(listeners)
+        resources.close()
         logger.info("serve stopped")
 
 
 class _Master:
     def __init__(
         self,
-        settings: WorkerSettings,
+        resources: Resources,
         state: SupervisorState,
-        listeners: list[Listener],
         catcher: SignalCatcher,
+        reload_config: Callable[[], Config],
     ) -> None:
-        self._settings = settings
+        self._res = resources
         self._state = state
-        self._sockets = [listener.sock for listener in listeners]
         self._catcher = catcher
+        self._reload_config = reload_config
         self._channels: dict[int, socket.socket] = {}
         self._selector = selectors.PollSelector()
         self._selector.register(catcher.wakeup_fd, selectors.EVENT_READ)
+        if resources.watcher is not None:
+            self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
+        self._started_at = time.time()
+        self._shape: tuple[object, ...] = ()
+        self._probed = False
+        self._watchdog_at = 0.0
+        self._executors: dict[type[Any], Callable[[Any], Event | None]] = {
+            Log: self._log,
+            SendSignal: self._signal,
+            Spawn: self._spawn,
+            Halt: self._halt,
+            LoadGeneration: self._load_generation,
+            CommitGeneration: self._commit_generation,
+            DropGeneration: self._drop_generation,
+            ProbeHealth: self._probe,
+            ReopenLogs: self._reopen_logs,
+            StartUpgrade: self._start_upgrade,
+            AbandonUpgrade: self._abandon_upgrade,
+            Notify: self._notify,
+        }
 
-    def run(self) -> int:
+    def run(self, first: MasterStarted) -> int:
         try:
-            self._feed(MasterStarted())
+            self._feed(first)
             while self._exit_code is None:
                 self._wake()
             return self._exit_code
@@ -103,12 +166,16 @@ class _Master:
             self._kill_all()
             return MASTER_CRASH_EXIT
         finally:
+            self._res.handed_over = self._state.upgrade_pid is not None
             for sock in self._channels.values():
                 sock.close()
             self._selector.close()
 
     def _wake(self) -> None:
-        deadline = next_deadline(self._state)
+        deadlines = [next_deadline(self._state)]
+        if self._res.notifier is not None and self._res.notifier.watchdog_interval_s:
+            deadlines.append(self._watchdog_at)
+        deadline = min((d for d in deadlines if d is not None), default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if self._catcher.pending():
             timeout = 0.0
@@ -118,11 +185,15 @@ class _Master:
         for key, _ in ready:
             if isinstance(key.data, int):
                 self._read_channel(key.data)
+            elif key.data == _WATCHER:
+                self._read_watcher()
         for pid, exitcode in reap_children():
             self._read_channel(pid)
             self._feed(ChildExited(pid, exitcode))
             self._close_channel(pid)
         self._feed(Tick(time.monotonic()))
+        if self._exit_code is None:
+            self._publish()
 
     def _feed(self, event: Event) -> None:
         """Step `event`, execute the actions, and step what executing them produced."""
@@ -133,28 +204,36 @@ class _Master:
             pending.extendleft(reversed(results))
 
     def _execute(self, action: Action) -> Event | None:
-        if isinstance(action, Log):
-            logger.log(action.level, "%s", action.message)
-        elif isinstance(action, SendSignal):
-            send_signal(action.pid, action.sig)
-        elif isinstance(action, Spawn):
-            return self._spawn(action)
-        elif isinstance(action, Halt):
-            self._exit_code = action.code
-        return None
+        return self._executors[type(action)](action)
+
+    def _log(self, action: Log) -> None:
+        logger.log(action.level, "%s", action.message)
+
+    def _signal(self, action: SendSignal) -> None:
+        send_signal(action.pid, action.sig)
+
+    def _halt(self, action: Halt) -> None:
+        self._exit_code = action.code
 
     def _spawn(self, action: Spawn) -> Event:
+        generation = self._res.generations[action.generation]
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         except OSError as exc:
             return SpawnFailed(action.slot, action.generation, f"socketpair: {exc}")
+        settings = generation.settings_for_worker()
         try:
             pid = spawn_worker(
-                self._settings,
-                self._sockets,
+                settings,
+                self._res.sockets.sockets(generation),
                 theirs,
                 reset_child=self._catcher.reset_in_child,
-                close_in_child=[ours, *self._channels.values()],
+                close_in_child=[
+                    ours,
+                    *self._channels.values(),
+                    *self._res.sockets.others(generation),
+                ],
+                identity=generation.identity,
             )
         except OSError as exc:
             ours.close()
@@ -164,7 +243,122 @@ class _Master:
         ours.setblocking(False)
         self._channels[pid] = ours
         self._selector.register(ours, selectors.EVENT_READ, pid)
-        return WorkerSpawned(pid, action.slot, action.generation)
+        return WorkerSpawned(pid, action.slot, action.generation, settings.max_requests)
+
+    def _load_generation(self, action: LoadGeneration) -> Event:
+        try:
+            config = self._reload_config()
+            generation = self._res.sockets.prepare(config)
+        except (ConfigError, ValueError, BindError) as exc:
+            return GenerationFailed(action.generation, str(exc))
+        self._res.generations[action.generation] = generation
+        policy = Policy.from_config(config)
+        return GenerationLoaded(action.generation, config.workers, policy)
+
+    def _commit_generation(self, action: CommitGeneration) -> None:
+        current = self._res.generations[action.generation]
+        previous = [g.config for n, g in self._res.generations.items() if n != action.generation]
+        self._res.generations = {action.generation: current}
+        self._res.sockets.keep_only([current])
+        config = current.config
+        apply_umask(config.umask)
+        for key in _RESTART_KEYS:
+            if any(getattr(old, key) != getattr(config, key) for old in previous):
+                logger.warning("%s changed: it takes effect at the next start or USR2", key)
+        logging_now = (config.log_level, config.log_format, config.log_file)
+        if all((c.log_level, c.log_format, c.log_file) == logging_now for c in previous):
+            return
+        try:
+            configure_logging(*logging_now)
+        except OSError as exc:
+            logger.error("cannot open log_file %s: %s", config.log_file, exc.strerror or exc)
+
+    def _drop_generation(self, action: DropGeneration) -> None:
+        self._res.generations.pop(action.generation, None)
+        self._res.sockets.keep_only(self._res.generations.values())
+
+    def _probe(self, action: ProbeHealth) -> Event:
+        self._probed = True
+        return health.probe(action.pids)
+
+    def _reopen_logs(self, action: ReopenLogs) -> None:
+        try:
+            reopen_log_files()
+        except OSError as exc:
+            logger.error("cannot reopen the log file: %s", exc.strerror or exc)
+
+    def _start_upgrade(self, action: StartUpgrade) -> Event:
+        pidfile = self._res.pidfile
+        try:
+            if pidfile is not None:
+                pidfile.rename(OLD_PIDFILE_SUFFIX)
+        except PidfileError as exc:
+            return UpgradeFailed(str(exc))
+        try:
+            pid = start_new_master(self._res.sockets.listeners, self._catcher.reset_in_child)
+        except OSError as exc:
+            self._abandon_upgrade(AbandonUpgrade())
+            return UpgradeFailed(f"fork: {exc.strerror or exc}")
+        return UpgradeStarted(pid)
+
+    def _abandon_upgrade(self, action: AbandonUpgrade) -> None:
+        old = self._res.pidfile
+        if old is None or not old.path.endswith(OLD_PIDFILE_SUFFIX):
+            return
+        try:
+            self._res.pidfile = Pidfile.create(old.path.removesuffix(OLD_PIDFILE_SUFFIX))
+        except PidfileError as exc:
+            logger.error("%s", exc)
+            return
+        old.remove()
+
+    def _notify(self, action: Notify) -> None:
+        notifier = self._res.notifier
+        if notifier is None:
+            return
+        if action.kind == "ready":
+            notifier.ready(action.text)
+        elif action.kind == "reloading":
+            notifier.reloading()
+        elif action.kind == "stopping":
+            notifier.stopping()
+        else:
+            notifier.mainpid(os.getpid())
+
+    def _publish(self) -> None:
+        """Status file, STATUS= and WATCHDOG=1: what outsiders see of a healthy loop."""
+        shape = health.shape(self._state)
+        changed, self._shape = shape != self._shape, shape
+        notifier = self._res.notifier
+        if changed and notifier is not None:
+            notifier.status(status_text(self._state))
+        if (changed or self._probed) and self._res.pidfile is not None:
+            self._write_status(self._res.pidfile.path)
+        self._probed = False
+        interval = notifier.watchdog_interval_s if notifier is not None else None
+        now = time.monotonic()
+        if interval and now >= self._watchdog_at and self._state.phase in RUNNING:
+            assert notifier is not None
+            notifier.watchdog()
+            self._watchdog_at = now + interval
+
+    def _write_status(self, pidfile: str) -> None:
+        offset = time.time() - time.monotonic()
+        snapshot = health.snapshot(self._state, os.getpid(), self._started_at, offset)
+        try:
+            write_status(status_path(pidfile), snapshot)
+        except OSError as exc:
+            logger.debug("cannot write the status file: %s", exc)
+
+    def _read_watcher(self) -> None:
+        watcher = self._res.watcher
+        assert watcher is not None
+        changes = watcher.read_changes()
+        if not watcher.running:
+            logger.error("the reload watcher exited; file changes are no longer seen")
+            self._selector.unregister(watcher.fd)
+        if changes:
+            self._feed(FilesChanged(tuple(changes)))
 
     def _read_channel(self, pid: int) -> None:
         sock = self._channels.get(pid)

@@ -11,6 +11,11 @@ Rules:
 - Only SERVE_ variables named after a key are read; anything else under SERVE_ is ignored,
   even a near miss, because the environment is shared with other tools and a typo there is
   not ours to reject. Unknown YAML keys and unknown keywords are errors with a did-you-mean.
+- A nested mapping (`reload:`) is layered key by key: each layer sets the sub-keys it names
+  (`reload.dirs`, SERVE_RELOAD_DIRS, --reload-dir), so `--reload` keeps the file's dirs.
+  `reload: true` (SERVE_RELOAD, --reload, run(reload=True)) is short for `reload.enabled`.
+- A YAML scalar for a mode key (umask, socket_mode) is read as its text, so `umask: 022`
+  and `umask: 22` are both octal, as the umask command reads them.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from typing import Any, Literal
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from supervisor.config_schema import Config
-from supervisor.config_values import BadValueError, RawValue, convert
+from supervisor.config_checks import BadValueError
+from supervisor.config_schema import LEAF_KEYS, NESTED, Config
+from supervisor.config_values import OCTAL_KEYS, RawValue, convert
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
+# Flags whose name is not "--" + the key with dashes.
+_FLAG_NAMES = {"reload.enabled": "--reload", "reload.dirs": "--reload-dir"}
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,9 +81,17 @@ class _Source:
 _Layer = dict[str, tuple[RawValue, _Source]]
 
 
-def _unknown(kind: str, key: str) -> str:
-    matches = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+def _unknown(kind: str, key: str, known: tuple[str, ...] = FIELD_NAMES) -> str:
+    matches = difflib.get_close_matches(key, known, n=1)
     return f"unknown {kind} (did you mean {matches[0]!r}?)" if matches else f"unknown {kind}"
+
+
+def _sub_keys(key: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(NESTED[key]))
+
+
+def _nested_shape(key: str) -> str:
+    return f"a mapping of {', '.join(_sub_keys(key))}, or true/false"
 
 
 def _node_source(file: str, key_path: str, node: Node) -> _Source:
@@ -89,22 +105,43 @@ def _node_source(file: str, key_path: str, node: Node) -> _Source:
     return _Source(key_path, file, mark.line + 1, mark.column + 1, items)
 
 
-def _mapping_values(file: str, loader: yaml.SafeLoader, root: MappingNode) -> _Layer:
+def _mapping_values(
+    file: str, loader: yaml.SafeLoader, root: MappingNode, prefix: str = ""
+) -> _Layer:
+    """The values of one YAML mapping: the top level, or a nested key's when `prefix` is set."""
+    known = _sub_keys(prefix.rstrip(".")) if prefix else FIELD_NAMES
     raws: _Layer = {}
     first_line: dict[str, int] = {}
     for key_node, value_node in root.value:
         if not isinstance(key_node, ScalarNode):
-            raise _node_source(file, "", key_node).error("keys must be plain names")
+            raise _node_source(file, prefix.rstrip("."), key_node).error("keys must be plain names")
         key = str(key_node.value)
-        here = _node_source(file, key, key_node)
+        here = _node_source(file, prefix + key, key_node)
         if key in first_line:
             raise here.error(f"duplicate key (first set at line {first_line[key]})")
-        if key not in FIELD_NAMES:
-            raise here.error(_unknown("key", key))
+        if key not in known:
+            raise here.error(_unknown("key", key, known))
         first_line[key] = typing.cast(int, here.line)
-        value = loader.construct_object(value_node, deep=True)
-        raws[key] = (RawValue(value), _node_source(file, key, value_node))
+        if key in NESTED and not prefix:
+            raws.update(_nested_values(file, loader, key, value_node))
+        elif key in OCTAL_KEYS and isinstance(value_node, ScalarNode):
+            raws[key] = (RawValue(value_node.value, text=True), _node_source(file, key, value_node))
+        else:
+            value = loader.construct_object(value_node, deep=True)
+            raws[prefix + key] = (RawValue(value), _node_source(file, prefix + key, value_node))
     return raws
+
+
+def _nested_values(file: str, loader: yaml.SafeLoader, key: str, node: Node) -> _Layer:
+    if isinstance(node, MappingNode):
+        return _mapping_values(file, loader, node, prefix=key + ".")
+    value = loader.construct_object(node, deep=True)
+    source = _node_source(file, key, node)
+    if isinstance(value, bool):
+        return {f"{key}.enabled": (RawValue(value), source)}
+    if value is None:
+        return {}
+    raise source.error(f"expected {_nested_shape(key)}, got {value!r}")
 
 
 def _syntax_error(file: str, exc: yaml.MarkedYAMLError) -> ConfigError:
@@ -145,16 +182,57 @@ def _read_yaml(file: str) -> _Layer:
         loader.dispose()
 
 
+def _flatten_nested(values: Mapping[str, object]) -> dict[str, object]:
+    """run(reload=True | {"dirs": [...]} | ReloadSpec(...)) -> dotted keys; flags are dotted."""
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        if key not in NESTED:
+            flat[key] = value
+        elif isinstance(value, bool):
+            flat[f"{key}.enabled"] = value
+        elif isinstance(value, NESTED[key]):
+            flat.update({f"{key}.{sub}": getattr(value, sub) for sub in _sub_keys(key)})
+        elif isinstance(value, Mapping):
+            flat.update({f"{key}.{sub}": item for sub, item in value.items()})
+        else:
+            raise ConfigError(
+                None, None, None, key, f"expected {_nested_shape(key)}, got {value!r}"
+            )
+    return flat
+
+
 def _override_values(values: Mapping[str, object], from_keywords: bool) -> _Layer:
     raws: _Layer = {}
-    for key, value in values.items():
-        flag = "APP" if key == "app" else "--" + key.replace("_", "-")
-        name = key if from_keywords else flag
-        if key not in FIELD_NAMES:
-            raise ConfigError(None, None, None, name, _unknown("setting", key))
+    for key, value in _flatten_nested(values).items():
+        flag = "APP" if key == "app" else "--" + key.replace("_", "-").replace(".", "-")
+        name = key if from_keywords else _FLAG_NAMES.get(key, flag)
+        if key not in LEAF_KEYS:
+            outer, dot, inner = key.partition(".")
+            known = _sub_keys(outer) if dot and outer in NESTED else FIELD_NAMES
+            raise ConfigError(None, None, None, name, _unknown("setting", inner or key, known))
         text = isinstance(value, str) and not from_keywords
         raws[key] = (RawValue(value, text=text, python=from_keywords), _Source(name))
     return raws
+
+
+def _env_values(env: Mapping[str, str]) -> _Layer:
+    raws: _Layer = {}
+    names = {f"SERVE_{key.replace('.', '_').upper()}": key for key in LEAF_KEYS}
+    names.update({f"SERVE_{key.upper()}": f"{key}.enabled" for key in NESTED})
+    for var, key in names.items():
+        if var in env:
+            raws[key] = (RawValue(env[var], text=True), _Source(var))
+    return raws
+
+
+def _build(values: Mapping[str, Any]) -> Config:
+    flat = {key: value for key, value in values.items() if "." not in key}
+    for outer, spec in NESTED.items():
+        prefix = outer + "."
+        subs = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        if subs:
+            flat[outer] = spec(**subs)
+    return Config(**flat)
 
 
 def load_config(
@@ -171,10 +249,7 @@ def load_config(
     with "keywords" they come from supervisor.run() and may hold an app object.
     """
     raws = _read_yaml(path) if path is not None else {}
-    for key in FIELD_NAMES:
-        var = f"SERVE_{key.upper()}"
-        if var in env:
-            raws[key] = (RawValue(env[var], text=True), _Source(var))
+    raws.update(_env_values(env))
     raws.update(_override_values(cli, from_keywords=cli_kind == "keywords"))
     values: dict[str, Any] = {}
     for key, (raw, source) in raws.items():
@@ -182,18 +257,28 @@ def load_config(
             values[key] = convert(key, raw)
         except BadValueError as exc:
             raise source.error(exc.message, exc.index) from None
-    return Config(**values)
+    return _build(values)
 
 
 def config_as_yaml(config: Config) -> str:
     """The config as YAML in field order, loadable again (an app object shows as its repr)."""
     lines = []
     for f in dataclasses.fields(Config):
-        value = getattr(config, f.name)
-        if isinstance(value, tuple):
-            value = list(value)
-        elif callable(value):
-            value = repr(value)
-        dumped = yaml.safe_dump({f.name: value}, default_flow_style=False, width=1000)
+        value = _plain(getattr(config, f.name))
+        if f.name in OCTAL_KEYS and value is not None:
+            value = f"0o{value:03o}"
+        dumped = yaml.safe_dump(
+            {f.name: value}, default_flow_style=False, width=1000, sort_keys=False
+        )
         lines.append(dumped.rstrip("\n"))
     return "\n".join(lines) + "\n"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if callable(value):
+        return repr(value)
+    return value

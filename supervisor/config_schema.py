@@ -4,15 +4,16 @@ Rules: frozen slotted dataclasses and no IO. config_loader.py is the only code t
 a Config from YAML, environment and CLI; configs/reference.yaml mirrors this file and a test
 keeps the two in sync. Field metadata carries the doc line ("doc") used by that test and by
 `serve check`. BindSpec/parse_bind turn one `bind` entry into a typed address here, so
-sockets.py can use them without importing the YAML loader.
+sockets.py can use them without importing the YAML loader. A nested mapping (`reload:`) is
+its own frozen dataclass, listed in NESTED so the loader and converters find its fields.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from server.settings import DEFAULT_ACCESS_LOG_FORMAT, Limits, WorkerSettings
 from server.types import ASGIApp
@@ -22,30 +23,39 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LogFormat = Literal["text", "json"]
 
 
-BIND_FORMS = "HOST:PORT, [IPv6]:PORT or unix:PATH"
+BIND_FORMS = "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
 # RFC 1123 host name label: letters, digits and inner hyphens, 1-63 characters.
 _LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
 class BindSpec:
-    """One listen address. TCP specs have host and port; unix specs have path."""
+    """One listen address. TCP specs have host and port; unix specs have path; fd specs
+    name a socket inherited from the parent process."""
 
-    kind: Literal["tcp", "unix"]
+    kind: Literal["tcp", "unix", "fd"]
     host: str = ""
     port: int = 0
     path: str = ""
+    fd: int = -1
 
     def __str__(self) -> str:
         if self.kind == "unix":
             return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
 
 
 def parse_bind(value: str) -> BindSpec:
-    """Parse HOST:PORT, [IPv6]:PORT or unix:PATH; raise ValueError with a one-line reason."""
+    """Parse HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; raise ValueError with a reason."""
+    if value.startswith("fd://"):
+        number = value[len("fd://") :]
+        if not (number.isascii() and number.isdigit()):
+            raise ValueError(f"expected a file descriptor number in {value!r}")
+        return BindSpec(kind="fd", fd=int(number))
     if value.startswith("unix:"):
         path = value[len("unix:") :]
         if not path:
@@ -89,6 +99,23 @@ def _doc(text: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadSpec:
+    """Development reload: watch files and roll the workers when one changes."""
+
+    enabled: bool = field(
+        default=False, metadata=_doc("roll the workers when a watched file changes")
+    )
+    dirs: tuple[str, ...] = field(default=(".",), metadata=_doc("directories watched, recursively"))
+    include: tuple[str, ...] = field(
+        default=("*.py",), metadata=_doc("file name patterns that trigger a reload")
+    )
+    exclude: tuple[str, ...] = field(
+        default=(".*", "*.pyc", "__pycache__"),
+        metadata=_doc("file or directory name patterns never watched (win over include)"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     # The app: an import string here; supervisor.run() may put an app object in its place.
     app: str | ASGIApp | None = field(
@@ -98,15 +125,27 @@ class Config:
     app_dir: str = field(default=".", metadata=_doc("directory put first on sys.path for APP"))
     bind: tuple[str, ...] = field(
         default=("127.0.0.1:8000",),
-        metadata=_doc("listen addresses: HOST:PORT, [IPv6]:PORT or unix:PATH (string or list)"),
+        metadata=_doc(
+            "listen addresses: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (one or a list)"
+        ),
     )
     backlog: int = field(default=2048, metadata=_doc("listen(2) backlog of each socket"))
+    reuse_port: bool = field(
+        default=False, metadata=_doc("set SO_REUSEPORT on TCP sockets before binding")
+    )
+    socket_mode: int | None = field(
+        default=None, metadata=_doc("permissions of unix sockets, octal like '0o660'; null: umask")
+    )
     workers: int = field(default=1, metadata=_doc("number of worker processes"))
     lifespan: LifespanMode = field(default="auto", metadata=_doc("ASGI lifespan: auto, on or off"))
     log_level: LogLevel = field(
         default="info", metadata=_doc("critical, error, warning, info or debug")
     )
     log_format: LogFormat = field(default="text", metadata=_doc("log lines as text or json"))
+    log_file: str | None = field(
+        default=None,
+        metadata=_doc("append log lines to this file (reopened on USR1); null: stderr"),
+    )
     access_log: bool = field(default=True, metadata=_doc("log one line per request"))
     access_log_format: str = field(
         default=DEFAULT_ACCESS_LOG_FORMAT,
@@ -126,6 +165,37 @@ class Config:
     )
     boot_timeout: float = field(
         default=60.0, metadata=_doc("seconds a new worker may take to become ready")
+    )
+    worker_timeout: float = field(
+        default=30.0, metadata=_doc("seconds without a heartbeat before a worker is killed")
+    )
+    health_interval: float = field(
+        default=1.0, metadata=_doc("seconds between two checks of worker memory and heartbeat")
+    )
+    max_requests: int = field(
+        default=0, metadata=_doc("requests a worker serves before it is replaced; 0: no limit")
+    )
+    max_requests_jitter: int = field(
+        default=0, metadata=_doc("random 0..N added to max_requests per worker (spreads restarts)")
+    )
+    max_worker_memory: int | None = field(
+        default=None,
+        metadata=_doc("worker RSS in bytes above which it is replaced; null: no limit"),
+    )
+    reload: ReloadSpec = field(
+        default=ReloadSpec(), metadata=_doc("development reload on file changes")
+    )
+    pidfile: str | None = field(
+        default=None, metadata=_doc("file holding the master's pid (for serve reload|stop|status)")
+    )
+    user: str | None = field(
+        default=None, metadata=_doc("user (name or uid) to run as after binding; needs root")
+    )
+    group: str | None = field(
+        default=None, metadata=_doc("group (name or gid) to run as; default: the user's group")
+    )
+    umask: int | None = field(
+        default=None, metadata=_doc("process umask, octal like '0o022'; null: inherited")
     )
     root_path: str = field(default="", metadata=_doc("ASGI root_path (app mounted below a prefix)"))
     proxy_headers: bool = field(
@@ -174,4 +244,23 @@ class Config:
             access_log_format=self.access_log_format,
             log_level=self.log_level,
             log_format=self.log_format,
+            log_file=self.log_file,
         )
+
+
+# Keys whose value is a nested mapping, each with its own dataclass of sub-keys.
+NESTED: dict[str, type[Any]] = {"reload": ReloadSpec}
+
+
+def _leaf_keys() -> tuple[str, ...]:
+    keys: list[str] = []
+    for f in fields(Config):
+        if f.name in NESTED:
+            keys.extend(f"{f.name}.{sub.name}" for sub in fields(NESTED[f.name]))
+        else:
+            keys.append(f.name)
+    return tuple(keys)
+
+
+# Every settable value, nested ones dotted ("reload.dirs"), in field order.
+LEAF_KEYS = _leaf_keys()

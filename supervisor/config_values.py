@@ -2,10 +2,13 @@
 
 Rules: no IO and no YAML; the loader says where a value came from, this module says what is
 wrong with it. A converter per Config field is built from the field's annotation; the
-per-key rules (bounds, sizes, addresses, formats) live in the tables below. Values from YAML
-or supervisor.run() must already have the right type (`workers: "4"` is an error); text
-from the environment or a flag is parsed: booleans true/false/1/0/yes/no/on/off, null keys
-take null/none/"", bind and forwarded_allow_ips take comma-separated lists.
+per-key rules (bounds, sizes, formats) live in the tables below, checks of a typed value
+(addresses, formats, paths) in config_checks.py. Keys are the
+schema's LEAF_KEYS: nested ones are dotted ("reload.dirs"). Values from YAML or
+supervisor.run() must already have the right type (`workers: "4"` is an error); text from
+the environment or a flag is parsed: booleans true/false/1/0/yes/no/on/off, null keys take
+null/none/"", bind and forwarded_allow_ips take comma-separated lists. Modes (umask,
+socket_mode) written as text are always octal, with or without 0o, as in `umask 022`.
 """
 
 from __future__ import annotations
@@ -13,22 +16,30 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import functools
-import ipaddress
 import math
 import re
 import types
 import typing
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
-from supervisor.config_schema import Config, parse_bind
+from supervisor.config_checks import CHECKS, BadValueError
+from supervisor.config_schema import LEAF_KEYS, NESTED, Config
 
-ACCESS_LOG_FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")
-SIZE_KEYS = frozenset({"max_body_size", "max_header_size"})
-# Zero would reject every client (header_timeout) or every new worker (boot_timeout); zero is
-# meaningful for the others: stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
-_POSITIVE_SECONDS_KEYS = frozenset({"header_timeout", "boot_timeout"})
+SIZE_KEYS = frozenset({"max_body_size", "max_header_size", "max_worker_memory"})
+# Permission bits, octal when written as text.
+OCTAL_KEYS = frozenset({"umask", "socket_mode"})
+# Zero would reject every client (header_timeout), every new worker (boot_timeout,
+# worker_timeout) or spin the master (health_interval); zero is meaningful for the others:
+# stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
+_POSITIVE_SECONDS_KEYS = frozenset(
+    {"header_timeout", "boot_timeout", "worker_timeout", "health_interval"}
+)
+# Counts where 0 means "off".
+_COUNT_KEYS = frozenset({"max_requests", "max_requests_jitter"})
+# A user or group may be a numeric id; YAML reads `user: 1000` as an int.
+_ID_KEYS = frozenset({"user", "group"})
 # Keys whose plain string is a comma-separated list in every layer (as uvicorn's flag is).
 _COMMA_KEYS = frozenset({"forwarded_allow_ips"})
 
@@ -42,13 +53,8 @@ _SIZE_UNITS = {"b": 1} | {
     for suffix, base in (("b", 1000), ("ib", 1024))
 }
 _SIZE_FORMS = "a positive size in bytes like 65536, '64KiB' or '10MB'"
-_ACCESS_LOG_SAMPLE = dict(
-    zip(
-        ACCESS_LOG_FIELDS,
-        ("127.0.0.1:51000", "GET / HTTP/1.1", 200, 13, 0.25, "GET", "/"),
-        strict=True,
-    )
-)
+_OCTAL_FORMS = "an octal mode from 0 to 0o777 like '0o022' or '022'"
+_OCTAL_MAX = 0o777
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,15 +66,6 @@ class RawValue:
     # app, are only accepted from supervisor.run() keywords.
     text: bool = False
     python: bool = False
-
-
-@dataclasses.dataclass(eq=False)
-class BadValueError(Exception):
-    """A rejected value; the caller adds where it came from. `what` is set for type errors."""
-
-    message: str
-    index: int | None = None
-    what: str = ""
 
 
 def _show(value: object) -> str:
@@ -106,8 +103,21 @@ def _to_bool(raw: RawValue) -> bool:
     raise _expected("true or false", value)
 
 
+def parse_octal(text: str) -> int:
+    """'0o022', '022' and '22' -> 18; ValueError otherwise."""
+    digits = text.strip().lower().removeprefix("0o")
+    if not digits or not set(digits) <= set("01234567"):
+        raise ValueError(text)
+    return int(digits, 8)
+
+
 def _int_converter(key: str) -> _Converter:
+    if key in OCTAL_KEYS:
+        return _octal_converter
     what = _SIZE_FORMS if key in SIZE_KEYS else "a positive integer"
+    low = 1
+    if key in _COUNT_KEYS:
+        what, low = "an integer >= 0", 0
 
     def convert(raw: RawValue) -> int:
         value = raw.value
@@ -116,11 +126,23 @@ def _int_converter(key: str) -> _Converter:
                 value = parse_size(value) if key in SIZE_KEYS else int(value.strip())
             except ValueError:
                 raise _expected(what, raw.value) from None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _expected(what, raw.value)
         return value
 
     return convert
+
+
+def _octal_converter(raw: RawValue) -> int:
+    value = raw.value
+    if isinstance(value, str) and raw.text:
+        try:
+            value = parse_octal(value)
+        except ValueError:
+            raise _expected(_OCTAL_FORMS, raw.value) from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _OCTAL_MAX:
+        raise _expected(_OCTAL_FORMS, raw.value)
+    return value
 
 
 def _seconds_converter(key: str) -> _Converter:
@@ -162,6 +184,15 @@ def _to_str(raw: RawValue) -> str:
     if isinstance(raw.value, str):
         return raw.value
     raise _expected("a string", raw.value)
+
+
+def _to_name_or_id(raw: RawValue) -> str:
+    value = raw.value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _expected("a name or a numeric id", value)
 
 
 def _str_tuple_converter(key: str) -> _Converter:
@@ -225,7 +256,7 @@ def _converter_for(key: str, hint: object) -> _Converter:
         bool: _to_bool,
         int: _int_converter(key),
         float: _seconds_converter(key),
-        str: _to_str,
+        str: _to_name_or_id if key in _ID_KEYS else _to_str,
     }
     if hint not in simple:
         raise TypeError(f"Config.{key}: no converter for {hint!r}")
@@ -234,95 +265,19 @@ def _converter_for(key: str, hint: object) -> _Converter:
 
 @functools.cache
 def _converters() -> dict[str, _Converter]:
-    hints = typing.get_type_hints(Config)
-    return {f.name: _converter_for(f.name, hints[f.name]) for f in dataclasses.fields(Config)}
-
-
-# Semantic checks, run on the typed value; None (a null key) is never checked.
-
-
-def _check_app(value: object) -> None:
-    if not isinstance(value, str):
-        return
-    module, _, attr = value.partition(":")
-    parts = [*module.split("."), *attr.split(".")]
-    if not (module and attr and all(part.isidentifier() for part in parts)):
-        raise BadValueError(f"expected 'module:attr' like 'myapp.main:app', got {value!r}")
-
-
-def _check_bind(value: tuple[str, ...]) -> None:
-    if not value:
-        raise BadValueError("needs at least one address")
-    seen: set[str] = set()
-    for index, entry in enumerate(value):
-        try:
-            canonical = str(parse_bind(entry))
-        except ValueError as exc:
-            raise BadValueError(str(exc), index) from None
-        if canonical in seen:
-            raise BadValueError(f"duplicate address {entry!r}", index)
-        seen.add(canonical)
-
-
-def _check_allow_ips(value: tuple[str, ...]) -> None:
-    for index, entry in enumerate(value):
-        if entry == "*":
-            continue
-        try:
-            ipaddress.ip_network(entry)
-        except ValueError as exc:
-            raise BadValueError(f"expected an IP address, a CIDR or '*': {exc}", index) from None
-
-
-class _PositionalFieldError(Exception):
-    """The access log format used an unnamed conversion such as %s."""
-
-
-class _AccessLogSample(dict[str, object]):
-    """Formatting `%s` with a mapping formats the mapping itself; catch that mistake."""
-
-    def __str__(self) -> str:
-        raise _PositionalFieldError
-
-    __repr__ = __str__
-
-
-def _check_access_log_format(value: str) -> None:
-    try:
-        value % _AccessLogSample(_ACCESS_LOG_SAMPLE)
-    except KeyError as exc:
-        known = ", ".join(ACCESS_LOG_FIELDS)
-        raise BadValueError(f"unknown field {exc.args[0]!r} (known: {known})") from None
-    except _PositionalFieldError:
-        raise BadValueError("use named fields like %(status)s, not positional %s") from None
-    except (ValueError, TypeError) as exc:
-        raise BadValueError(f"not a valid %-format: {exc}") from None
-
-
-def _check_root_path(value: str) -> None:
-    if value and not value.startswith("/"):
-        raise BadValueError(f"expected '' or a path starting with '/', got {value!r}")
-
-
-def _check_server_header(value: str) -> None:
-    # CR or LF would let the config inject headers into every response (RFC 9110 5.5).
-    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
-        raise BadValueError(f"control characters are not allowed in a header value, got {value!r}")
-
-
-_CHECKS: dict[str, Callable[[Any], None]] = {
-    "app": _check_app,
-    "bind": _check_bind,
-    "forwarded_allow_ips": _check_allow_ips,
-    "access_log_format": _check_access_log_format,
-    "root_path": _check_root_path,
-    "server_header": _check_server_header,
-}
+    hints: dict[str, object] = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        if name in NESTED:
+            nested = typing.get_type_hints(NESTED[name])
+            hints.update({f"{name}.{sub}": sub_hint for sub, sub_hint in nested.items()})
+        else:
+            hints[name] = hint
+    return {key: _converter_for(key, hints[key]) for key in LEAF_KEYS}
 
 
 def convert(key: str, raw: RawValue) -> object:
-    """The typed, checked value of Config field `key`; raise BadValueError."""
+    """The typed, checked value of `key` (a LEAF_KEYS name); raise BadValueError."""
     value = _converters()[key](raw)
-    if key in _CHECKS and value is not None:
-        _CHECKS[key](value)
+    if key in CHECKS and value is not None:
+        CHECKS[key](value)
     return value

@@ -1,12 +1,13 @@
 """The master's knowledge as frozen records: workers, slots, phase and policy.
 
 Rules: no IO, no behaviour beyond small pure queries and copy-on-write updates; state.py
-decides, this module only describes. Records are never mutated: every change builds a new
-SupervisorState, so a step() can be replayed and compared in tests.
+and reload.py decide, this module only describes. Records are never mutated: every change
+builds a new SupervisorState, so a step() can be replayed and compared in tests.
 
 A slot is one place in the fleet (0..desired-1). Its occupant is the worker of the current
-generation that holds it and is not draining; a slot without one has a `due` time when the
-next fork may start, which is how restart backoff is expressed.
+generation that holds it and is neither retiring nor draining; a slot without one has a
+`due` time when the next fork may start, which is how restart backoff is expressed. A
+retiring worker still serves while the occupant that replaces it boots.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from supervisor.actions import Action, SendSignal
 from supervisor.config_schema import Config
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 10.0
+# Beyond graceful_timeout a worker still runs lifespan shutdown before it exits.
+STOP_MARGIN_S = 5.0
+# A worker asked to quit, or one stopped before it was ever ready, has nothing to drain.
+QUIT_GRACE_S = 2.0
 
 
 class WorkerState(Enum):
     STARTING = "starting"  # forked; app import and lifespan startup not finished
     READY = "ready"  # accepting connections
-    DRAINING = "draining"  # asked to stop (TERM, QUIT or KILL sent); never replaced
+    RETIRING = "retiring"  # still serving until the replacement in its slot is ready
+    DRAINING = "draining"  # asked to stop (TERM, QUIT, ABRT or KILL sent); never replaced
 
 
 class Phase(Enum):
@@ -39,18 +46,30 @@ class Phase(Enum):
 
 RUNNING = (Phase.BOOTING, Phase.SERVING, Phase.RELOADING)
 STOPPING = (Phase.STOPPING, Phase.QUITTING)
+# Workers whose event loop must keep sending heartbeats.
+SERVING_STATES = (WorkerState.READY, WorkerState.RETIRING)
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The timeouts step() needs from the config."""
+    """What step() needs from the config: timeouts and the limits that retire a worker."""
 
     graceful_timeout_s: float = 30.0
     boot_timeout_s: float = 60.0
+    worker_timeout_s: float = 30.0
+    health_interval_s: float = 1.0
+    # Bytes of RSS above which a worker is replaced; None: no limit.
+    max_worker_memory: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
-        return cls(graceful_timeout_s=config.graceful_timeout, boot_timeout_s=config.boot_timeout)
+        return cls(
+            graceful_timeout_s=config.graceful_timeout,
+            boot_timeout_s=config.boot_timeout,
+            worker_timeout_s=config.worker_timeout,
+            health_interval_s=config.health_interval,
+            max_worker_memory=config.max_worker_memory,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,10 @@ class WorkerRecord:
     started_at: float
     last_heartbeat: float
     requests: int = 0
+    # Requests after which it is replaced (max_requests plus its jitter); 0: never.
+    request_limit: int = 0
+    # Resident memory in bytes at the last health probe; 0 until the first one.
+    rss: int = 0
     # When it reported READY; None while it never did (decides backoff and drain deadline).
     ready_at: float | None = None
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
@@ -78,13 +101,35 @@ class SlotRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollback:
+    """What a reload replaced, put back if the new generation fails to boot."""
+
+    generation: int
+    policy: Policy
+    desired: int
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorState:
     policy: Policy
     slots: Mapping[int, SlotRecord]
     workers: Mapping[int, WorkerRecord] = field(default_factory=dict)
+    # The generation slots are filled from (during a reload: the one booting).
     generation: int = 1
+    # The highest generation number ever started; a failed one's number is not reused.
+    last_generation: int = 1
     phase: Phase = Phase.BOOTING
     exit_code: int = 0
+    # Set while RELOADING: the serving generation to return to if the new one fails.
+    rollback: Rollback | None = None
+    # Why a reload was asked for while the fleet could not start one (booting, reloading).
+    queued_reload: str | None = None
+    # When the next health probe is due; None: at the next tick.
+    health_due: float | None = None
+    # USR2: the new master this one forked, until it stops us or dies.
+    upgrade_pid: int | None = None
+    # In a master started by USR2: the old master to stop once our workers are ready.
+    takeover_from: int | None = None
 
     @property
     def desired(self) -> int:
@@ -118,10 +163,15 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
         if (
             record.slot == slot
             and record.generation == state.generation
-            and record.state is not WorkerState.DRAINING
+            and record.state not in (WorkerState.DRAINING, WorkerState.RETIRING)
         ):
             return record
     return None
+
+
+def by_pid(state: SupervisorState) -> list[WorkerRecord]:
+    """The worker records in pid order, so actions come out in a stable order."""
+    return sorted(state.workers.values(), key=lambda record: record.pid)
 
 
 def with_worker(state: SupervisorState, record: WorkerRecord) -> SupervisorState:
@@ -130,3 +180,27 @@ def with_worker(state: SupervisorState, record: WorkerRecord) -> SupervisorState
 
 def with_slot(state: SupervisorState, slot: int, record: SlotRecord) -> SupervisorState:
     return replace(state, slots={**state.slots, slot: record})
+
+
+def ask_to_stop(
+    state: SupervisorState, record: WorkerRecord, sig: int, now: float
+) -> tuple[SupervisorState, list[Action]]:
+    """Mark `record` draining and send `sig`, unless that signal was already sent to it.
+
+    Each signal goes at most once to a worker: a second SIGTERM can land while a worker
+    tears its interpreter down and kill it uncaught (gunicorn #2908, #3274).
+    """
+    if sig in record.signals_sent:
+        return state, []
+    if sig == signal.SIGQUIT or record.ready_at is None:
+        deadline = now + QUIT_GRACE_S
+    else:
+        deadline = now + state.policy.graceful_timeout_s + STOP_MARGIN_S
+    kill_at = deadline if record.kill_at is None else min(record.kill_at, deadline)
+    record = replace(
+        record,
+        state=WorkerState.DRAINING,
+        kill_at=kill_at,
+        signals_sent=record.signals_sent | {sig},
+    )
+    return with_worker(state, record), [SendSignal(record.pid, sig)]

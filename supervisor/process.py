@@ -4,16 +4,22 @@ Rules: fork, not fork+exec. The listeners are bound in the master and reach the 
 inherited file objects, and the app is imported after the fork so a new worker runs fresh
 code. That is only safe because the master stays single-threaded (a fork copies just the
 calling thread, and a lock held by another thread would stay locked in the child forever);
-nothing in the master may start a thread. Should that ever change, the fallback is
+nothing in the master may start a thread (the reload watcher is a helper process for this
+reason). Should that ever change, the fallback is
 subprocess.Popen([sys.executable, "-m", "server", ...], pass_fds=...).
 
 The child never returns into the master's code: whatever happens it leaves through
-os._exit(), so no master `finally` (socket unlink, handler restore) runs in a worker.
+os._exit(), so no master `finally` (socket unlink, pidfile removal, handler restore) runs
+in a worker. Before the app is imported the child asks the kernel for SIGTERM when the
+master dies (PR_SET_PDEATHSIG, so even a SIGKILLed master leaves no worker serving on
+alone), ignores SIGUSR1 until its loop handles it (its default action would kill a booting
+worker that the master asked to reopen its log), and drops to the configured user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -22,13 +28,21 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
+from server import channel as ch
 from server.entry import run_worker
+from server.exitcodes import BOOT_ERROR
 from server.settings import WorkerSettings
+from supervisor.privileges import PrivilegeError, drop_privileges
 
 logger = logging.getLogger("serve.master")
 
 # Exit code of a worker whose entry raised instead of returning a code.
 CRASH_EXIT_CODE = 1
+# Exit code of a worker that found its master gone before it could start.
+ORPHAN_EXIT_CODE = 0
+_PR_SET_PDEATHSIG = 1
+# Loaded once in the master: a dlopen in every child would be wasted work.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def spawn_worker(
@@ -37,21 +51,28 @@ def spawn_worker(
     channel: socket.socket,
     reset_child: Callable[[], None],
     close_in_child: Iterable[socket.socket],
+    *,
+    identity: tuple[str | None, str | None] = (None, None),
 ) -> int:
     """Fork a worker that runs server.entry.run_worker; return its pid in the master.
 
     `reset_child` runs first in the child (signal handlers back to their defaults); the
-    sockets in `close_in_child` are the master's own (its ends of the workers' channels).
-    Raises OSError when fork(2) fails.
+    sockets in `close_in_child` are the master's own (its ends of the workers' channels);
+    `identity` is the (user, group) the worker switches to. Raises OSError when fork(2)
+    fails.
     """
     master_only = list(close_in_child)
+    master_pid = os.getpid()
 
     def prepare_child() -> None:
         reset_child()
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         for sock in master_only:
             # detach() first: the socket object must not close a reused fd number later.
             with contextlib.suppress(OSError):
                 os.close(sock.detach())
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     # Blocked across the fork so that no signal runs the master's handler in the child
@@ -60,7 +81,14 @@ def spawn_worker(
     try:
         pid = os.fork()
         if pid == 0:
-            _run_child(settings, listeners, channel, prepare_child)
+            _run_child(
+                settings,
+                listeners,
+                channel,
+                prepare_child,
+                master_pid=master_pid,
+                identity=identity,
+            )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return pid
@@ -71,11 +99,18 @@ def _run_child(
     listeners: Sequence[socket.socket],
     channel: socket.socket,
     prepare: Callable[[], None],
+    *,
+    master_pid: int,
+    identity: tuple[str | None, str | None],
 ) -> NoReturn:
     code = CRASH_EXIT_CODE
     try:
         prepare()
-        code = run_worker(settings, list(listeners), channel)
+        # The master may have died before the death signal was armed.
+        if os.getppid() != master_pid:
+            code = ORPHAN_EXIT_CODE
+        else:
+            code = _become_worker(settings, listeners, channel, identity)
     except BaseException:
         logger.exception("worker %d crashed", os.getpid())
     finally:
@@ -85,8 +120,24 @@ def _run_child(
         os._exit(code)
 
 
+def _become_worker(
+    settings: WorkerSettings,
+    listeners: Sequence[socket.socket],
+    channel: socket.socket,
+    identity: tuple[str | None, str | None],
+) -> int:
+    try:
+        drop_privileges(*identity)
+    except PrivilegeError as exc:
+        logger.error("%s", exc)
+        with contextlib.suppress(OSError):
+            channel.send(ch.encode(ch.WorkerBootFailed(BOOT_ERROR, str(exc))))
+        return BOOT_ERROR
+    return run_worker(settings, list(listeners), channel)
+
+
 def send_signal(pid: int, sig: int) -> None:
-    """Signal a worker; one that already exited is not an error (it is about to be reaped)."""
+    """Signal a child; one that already exited is not an error (it is about to be reaped)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
@@ -98,7 +149,11 @@ def wait_for(pid: int) -> None:
 
 
 def reap_children() -> list[tuple[int, int]]:
-    """Collect every exited child without blocking: (pid, waitstatus_to_exitcode) pairs."""
+    """Collect every exited child without blocking: (pid, waitstatus_to_exitcode) pairs.
+
+    waitpid(-1) reaps every child, not only workers: as PID 1 in a container the master
+    adopts orphans, and each must be reaped or it stays a zombie.
+    """
     reaped = []
     while True:
         try:

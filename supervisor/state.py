@@ -2,13 +2,12 @@
 
 Rules: no IO and no os calls here. Time arrives as `now` (time.monotonic seconds) and
 everything the master learns arrives as an Event; step() is pure and returns a new frozen
-state plus the Actions to execute, which only arbiter.py executes. Each signal is sent at
-most once per worker: a second SIGTERM can land while a worker tears its interpreter down
-and kill it uncaught (gunicorn #2908, #3274).
+state plus the Actions to execute, which only arbiter.py executes. Each stop signal is sent
+at most once per worker (fleet.ask_to_stop says why).
 
-The records live in fleet.py. A reload starts generation g+1 in every slot and retires g
-only once all of g+1 is ready; if g+1 fails to boot, g stays (its number may then be used
-again: the failed workers are draining and never counted).
+The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py.
+Health is judged on Tick only, after the loop drained every channel in that wake, so a
+heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
 
 from __future__ import annotations
@@ -20,24 +19,45 @@ from dataclasses import replace
 
 from server.channel import WorkerBootFailed, WorkerHeartbeat
 from server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
-from supervisor.actions import Action, Halt, Log, SendSignal, Spawn
+from supervisor import reload
+from supervisor.actions import (
+    Action,
+    Halt,
+    Log,
+    Notify,
+    ProbeHealth,
+    ReopenLogs,
+    SendSignal,
+    Spawn,
+)
 from supervisor.events import (
     ChildExited,
     Event,
+    FilesChanged,
+    GenerationFailed,
+    GenerationLoaded,
+    HealthSampled,
+    MasterStarted,
     SignalReceived,
     SpawnFailed,
+    Tick,
+    UpgradeFailed,
+    UpgradeStarted,
     WorkerMessageReceived,
     WorkerSpawned,
 )
 from supervisor.fleet import (
     RUNNING,
+    SERVING_STATES,
     STOPPING,
     Phase,
     SlotRecord,
     SupervisorState,
     WorkerRecord,
     WorkerState,
+    ask_to_stop,
     backoff_delay,
+    by_pid,
     exit_text,
     occupant,
     with_slot,
@@ -46,13 +66,10 @@ from supervisor.fleet import (
 
 # A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
 STABLE_READY_S = 5.0
-# Beyond graceful_timeout a worker still runs lifespan shutdown before it exits.
-STOP_MARGIN_S = 5.0
-# A worker asked to quit, or one stopped before it was ever ready, has nothing to drain.
-QUIT_GRACE_S = 2.0
+# At first start, this many deaths before READY in one slot mean the app cannot boot.
+BOOT_ATTEMPTS_MAX = 5
 # Exit codes that mean "this app cannot boot": at first start the master halts on them.
 HALT_CODES = frozenset({BOOT_ERROR, APP_LOAD_ERROR})
-
 
 Result = tuple[SupervisorState, list[Action]]
 
@@ -75,22 +92,41 @@ def next_deadline(state: SupervisorState) -> float | None:
     ]
     if state.phase in RUNNING:
         times += [slot.due for slot in state.slots.values() if slot.due is not None]
+        times += [
+            record.last_heartbeat + state.policy.worker_timeout_s
+            for record in state.workers.values()
+            if record.state in SERVING_STATES and signal.SIGABRT not in record.signals_sent
+        ]
+        times.append(state.health_due or 0.0)
     return min(times, default=None)
 
 
 def _handle(state: SupervisorState, event: Event, now: float) -> Result:
-    # MasterStarted and Tick carry no news of their own: _converge does the work.
     if isinstance(event, SignalReceived):
         handler = _SIGNAL_HANDLERS.get(event.signum)
         return handler(state, now) if handler else (state, [])
-    if isinstance(event, WorkerSpawned):
-        return _handle_spawned(state, event, now)
-    if isinstance(event, SpawnFailed):
-        return _handle_spawn_failed(state, event, now)
     if isinstance(event, WorkerMessageReceived):
         return _handle_message(state, event, now)
     if isinstance(event, ChildExited):
         return _handle_exit(state, event, now)
+    if isinstance(event, Tick):
+        return _handle_tick(state, now)
+    if isinstance(event, WorkerSpawned):
+        return _handle_spawned(state, event, now)
+    if isinstance(event, SpawnFailed):
+        return _handle_spawn_failed(state, event, now)
+    if isinstance(event, GenerationLoaded):
+        return reload.generation_loaded(state, event)
+    if isinstance(event, GenerationFailed):
+        return reload.generation_failed(state, event)
+    if isinstance(event, HealthSampled):
+        return _handle_health(state, event)
+    if isinstance(event, FilesChanged):
+        return _handle_files(state, event)
+    if isinstance(event, MasterStarted):
+        return replace(state, takeover_from=event.takeover_from), []
+    if isinstance(event, (UpgradeStarted, UpgradeFailed)):
+        return reload.upgrade_result(state, event)
     return state, []
 
 
@@ -102,6 +138,7 @@ def _handle_spawned(state: SupervisorState, event: WorkerSpawned, now: float) ->
         state=WorkerState.STARTING,
         started_at=now,
         last_heartbeat=now,
+        request_limit=event.request_limit,
         kill_at=now + state.policy.boot_timeout_s,
     )
     message = f"worker {event.pid} booting (gen {event.generation})"
@@ -144,11 +181,10 @@ def _handle_message(state: SupervisorState, event: WorkerMessageReceived, now: f
 def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Result:
     record = state.workers.get(event.pid)
     if record is None:
-        return state, []
-    workers = {pid: r for pid, r in state.workers.items() if pid != event.pid}
-    state = replace(state, workers=workers)
+        return _handle_other_exit(state, event)
+    state = replace(state, workers={p: r for p, r in state.workers.items() if p != event.pid})
     expected = record.state is WorkerState.DRAINING
-    level = logging.INFO if expected else logging.WARNING
+    level = logging.INFO if expected and event.exitcode == 0 else logging.WARNING
     actions: list[Action] = [Log(level, f"worker {event.pid} {exit_text(event.exitcode)}")]
     if state.phase not in RUNNING or expected:
         return state, actions
@@ -157,22 +193,37 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
         and record.generation == state.generation
         and record.ready_at is None
     ):
-        state, more = _abort_reload(state, now)
+        state, more = reload.abort_reload(state, now)
         return state, actions + more
-    if state.phase is Phase.BOOTING and record.ready_at is None and event.exitcode in HALT_CODES:
-        message = f"workers cannot boot (exit code {event.exitcode}); stopping"
-        state = replace(state, phase=Phase.STOPPING, exit_code=event.exitcode)
-        return state, [*actions, Log(logging.ERROR, message)]
-    state, more = _schedule_respawn(state, record, now)
+    state, more = _schedule_respawn(state, record, event.exitcode, now)
     return state, actions + more
 
 
-def _schedule_respawn(state: SupervisorState, record: WorkerRecord, now: float) -> Result:
+def _handle_other_exit(state: SupervisorState, event: ChildExited) -> Result:
+    """Not a worker: the USR2 master we started, or an orphan adopted as PID 1."""
+    if event.pid == state.upgrade_pid:
+        return reload.upgrade_exited(state, event)
+    message = f"reaped process {event.pid}, not a worker ({exit_text(event.exitcode)})"
+    return state, [Log(logging.INFO, message)]
+
+
+def _schedule_respawn(
+    state: SupervisorState, record: WorkerRecord, exitcode: int, now: float
+) -> Result:
     slot = state.slots.get(record.slot)
     if slot is None or record.generation != state.generation:
         return state, []
+    if occupant(state, record.slot) is not None:
+        # A retiring worker died: its replacement already holds the slot.
+        return state, []
     stable = record.ready_at is not None and now - record.ready_at >= STABLE_READY_S
     failures = 0 if stable else slot.failures + 1
+    if state.phase is Phase.BOOTING and record.ready_at is None:
+        if exitcode in HALT_CODES:
+            return _halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode})")
+        if failures >= BOOT_ATTEMPTS_MAX:
+            reason = f"workers died {failures} times before getting ready ({exit_text(exitcode)})"
+            return _halt_boot(state, BOOT_ERROR, reason)
     delay = backoff_delay(failures)
     state = with_slot(state, record.slot, SlotRecord(failures, now + delay))
     if not delay:
@@ -181,8 +232,40 @@ def _schedule_respawn(state: SupervisorState, record: WorkerRecord, now: float) 
     return state, [Log(logging.WARNING, message)]
 
 
+def _halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
+    state = replace(state, phase=Phase.STOPPING, exit_code=code)
+    return state, [Log(logging.ERROR, f"{reason}; stopping"), Notify("stopping")]
+
+
+def _handle_tick(state: SupervisorState, now: float) -> Result:
+    if state.phase not in RUNNING:
+        return state, []
+    state, actions = reload.abort_silent(state, now)
+    if state.health_due is None or state.health_due <= now:
+        state = replace(state, health_due=now + state.policy.health_interval_s)
+        actions.append(ProbeHealth(tuple(sorted(state.workers))))
+    return state, actions
+
+
+def _handle_health(state: SupervisorState, event: HealthSampled) -> Result:
+    for pid, rss in event.rss:
+        record = state.workers.get(pid)
+        if record is not None:
+            state = with_worker(state, replace(record, rss=rss))
+    return state, []
+
+
+def _handle_files(state: SupervisorState, event: FilesChanged) -> Result:
+    shown = ", ".join(event.paths[:5]) + (" ..." if len(event.paths) > 5 else "")
+    state, actions = reload.request_reload(state, "files changed")
+    return state, [Log(logging.INFO, f"changed: {shown}"), *actions]
+
+
 def _begin_stop(state: SupervisorState, phase: Phase, message: str) -> Result:
-    return replace(state, phase=phase), [Log(logging.INFO, message)]
+    actions: list[Action] = [Log(logging.INFO, message)]
+    if state.phase in RUNNING:
+        actions.append(Notify("stopping"))
+    return replace(state, phase=phase), actions
 
 
 def handle_term(state: SupervisorState, now: float) -> Result:
@@ -205,52 +288,32 @@ def handle_quit(state: SupervisorState, now: float) -> Result:
 
 
 def handle_hup(state: SupervisorState, now: float) -> Result:
-    if state.phase is not Phase.SERVING:
-        return state, [Log(logging.WARNING, f"SIGHUP ignored while {state.phase.value}")]
-    generation = state.generation + 1
-    slots = {number: SlotRecord() for number in state.slots}
-    state = replace(state, generation=generation, slots=slots, phase=Phase.RELOADING)
-    message = f"SIGHUP: starting generation {generation} (same config: it is not re-read yet)"
-    return state, [Log(logging.INFO, message)]
-
-
-def _abort_reload(state: SupervisorState, now: float) -> Result:
-    """A worker of the new generation died before READY: stop that generation, keep ours."""
-    failed = state.generation
-    state = replace(state, generation=failed - 1, phase=Phase.SERVING)
-    message = f"generation {failed} failed to boot; generation {failed - 1} keeps serving"
-    actions: list[Action] = [Log(logging.ERROR, message)]
-    for record in sorted(state.workers.values(), key=lambda r: r.pid):
-        # Also retire old workers whose slot a SIGTTOU removed during the attempt.
-        if record.generation == failed or record.slot not in state.slots:
-            state, more = _ask_to_stop(state, record, signal.SIGTERM, now)
-            actions += more
-    # Slots whose old worker died during the attempt get a fresh one.
-    slots = {
-        number: SlotRecord(due=None if occupant(state, number) else now) for number in state.slots
-    }
-    return replace(state, slots=slots), actions
+    return reload.request_reload(state, "SIGHUP")
 
 
 def handle_usr1(state: SupervisorState, now: float) -> Result:
-    return state, [Log(logging.INFO, "SIGUSR1: logs go to stderr, nothing to reopen")]
+    # Reopen first, so the line below is the first one in the new file.
+    actions: list[Action] = [ReopenLogs(), Log(logging.INFO, "SIGUSR1: log files reopened")]
+    # Not recorded in signals_sent: reopening twice is harmless, unlike a second SIGTERM.
+    actions += [SendSignal(record.pid, signal.SIGUSR1) for record in by_pid(state)]
+    return state, actions
 
 
 def handle_usr2(state: SupervisorState, now: float) -> Result:
-    return state, [Log(logging.WARNING, "SIGUSR2: binary upgrade is not supported yet")]
+    return reload.request_upgrade(state)
 
 
 def handle_ttin(state: SupervisorState, now: float) -> Result:
-    if state.phase not in RUNNING:
-        return state, []
+    if state.phase not in (Phase.BOOTING, Phase.SERVING):
+        return state, [Log(logging.WARNING, f"SIGTTIN ignored while {state.phase.value}")]
     desired = state.desired + 1
     state = with_slot(state, state.desired, SlotRecord())
     return state, [Log(logging.INFO, f"SIGTTIN: scaling up to {desired} workers")]
 
 
 def handle_ttou(state: SupervisorState, now: float) -> Result:
-    if state.phase not in RUNNING:
-        return state, []
+    if state.phase not in (Phase.BOOTING, Phase.SERVING):
+        return state, [Log(logging.WARNING, f"SIGTTOU ignored while {state.phase.value}")]
     if state.desired <= 1:
         return state, [Log(logging.WARNING, "SIGTTOU: keeping the last worker")]
     slot = state.desired - 1
@@ -259,7 +322,7 @@ def handle_ttou(state: SupervisorState, now: float) -> Result:
     state = replace(state, slots=slots)
     actions: list[Action] = [Log(logging.INFO, f"SIGTTOU: scaling down to {len(slots)} workers")]
     if retired is not None:
-        state, more = _ask_to_stop(state, retired, signal.SIGTERM, now)
+        state, more = ask_to_stop(state, retired, signal.SIGTERM, now)
         actions += more
     return state, actions
 
@@ -282,37 +345,23 @@ _SIGNAL_HANDLERS: dict[int, Callable[[SupervisorState, float], Result]] = {
 }
 
 
-def _stop_deadline(state: SupervisorState, record: WorkerRecord, sig: int, now: float) -> float:
-    if sig == signal.SIGQUIT or record.ready_at is None:
-        return now + QUIT_GRACE_S
-    return now + state.policy.graceful_timeout_s + STOP_MARGIN_S
-
-
-def _ask_to_stop(state: SupervisorState, record: WorkerRecord, sig: int, now: float) -> Result:
-    if sig in record.signals_sent:
-        return state, []
-    deadline = _stop_deadline(state, record, sig, now)
-    kill_at = deadline if record.kill_at is None else min(record.kill_at, deadline)
-    record = replace(
-        record,
-        state=WorkerState.DRAINING,
-        kill_at=kill_at,
-        signals_sent=record.signals_sent | {sig},
-    )
-    return with_worker(state, record), [SendSignal(record.pid, sig)]
-
-
 def _converge(state: SupervisorState, now: float) -> Result:
     """Move the fleet toward what the phase wants; runs after every event."""
     actions: list[Action] = []
     if state.phase in RUNNING:
-        state, actions = _spawn_due(state, now)
-        state, more = _promote_ready(state, now)
-        actions += more
+        for rule in (
+            reload.promote_ready,
+            reload.finish_retirements,
+            reload.retire_over_limits,
+            _start_queued_reload,
+            _spawn_due,
+        ):
+            state, more = rule(state, now)
+            actions += more
     else:
         sig = signal.SIGTERM if state.phase is Phase.STOPPING else signal.SIGQUIT
-        for record in sorted(state.workers.values(), key=lambda r: r.pid):
-            state, more = _ask_to_stop(state, record, sig, now)
+        for record in by_pid(state):
+            state, more = ask_to_stop(state, record, sig, now)
             actions += more
     state, more = _kill_overdue(state, now)
     actions += more
@@ -320,6 +369,12 @@ def _converge(state: SupervisorState, now: float) -> Result:
         state = replace(state, phase=Phase.HALTED)
         actions.append(Halt(state.exit_code))
     return state, actions
+
+
+def _start_queued_reload(state: SupervisorState, now: float) -> Result:
+    if state.phase is not Phase.SERVING or state.queued_reload is None:
+        return state, []
+    return reload.request_reload(state, state.queued_reload)
 
 
 def _spawn_due(state: SupervisorState, now: float) -> Result:
@@ -331,30 +386,9 @@ def _spawn_due(state: SupervisorState, now: float) -> Result:
     return state, actions
 
 
-def _promote_ready(state: SupervisorState, now: float) -> Result:
-    """Once every slot has a ready worker: announce the first start, or finish a reload."""
-    if state.phase is Phase.SERVING:
-        return state, []
-    for slot in state.slots:
-        record = occupant(state, slot)
-        if record is None or record.state is not WorkerState.READY:
-            return state, []
-    if state.phase is Phase.BOOTING:
-        message = f"serve ready ({state.desired} workers)"
-        return replace(state, phase=Phase.SERVING), [Log(logging.INFO, message)]
-    message = f"generation {state.generation} ready; retiring the previous workers"
-    actions: list[Action] = [Log(logging.INFO, message)]
-    state = replace(state, phase=Phase.SERVING)
-    for record in sorted(state.workers.values(), key=lambda r: r.pid):
-        if record.generation != state.generation:
-            state, more = _ask_to_stop(state, record, signal.SIGTERM, now)
-            actions += more
-    return state, actions
-
-
 def _kill_overdue(state: SupervisorState, now: float) -> Result:
     actions: list[Action] = []
-    for record in sorted(state.workers.values(), key=lambda r: r.pid):
+    for record in by_pid(state):
         if record.kill_at is None or record.kill_at > now:
             continue
         if signal.SIGKILL in record.signals_sent:
@@ -362,6 +396,8 @@ def _kill_overdue(state: SupervisorState, now: float) -> Result:
         if record.state is WorkerState.STARTING:
             timeout = state.policy.boot_timeout_s
             message = f"worker {record.pid} not ready after {timeout:g}s; killing it"
+        elif signal.SIGABRT in record.signals_sent:
+            message = f"worker {record.pid} is still there after SIGABRT; killing it"
         else:
             message = f"worker {record.pid} did not stop in time; killing it"
         killed = replace(record, signals_sent=record.signals_sent | {signal.SIGKILL})

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from server.logs import (
     JsonFormatter,
     configure_logging,
     escape_control,
+    reopen_log_files,
 )
 from server.settings import DEFAULT_ACCESS_LOG_FORMAT
 from tests.conftest import ROOT
@@ -224,3 +226,99 @@ def test_access_line_in_json_has_the_fields(access_stream: io.StringIO) -> None:
 def test_access_format_with_unknown_field_fails_at_construction() -> None:
     with pytest.raises(ValueError, match=r"access_log_format .* is invalid \(KeyError: 'agent'\)"):
         AccessLogger("%(client)s %(agent)s", json=False)
+
+
+@pytest.fixture
+def file_logging(clean_loggers: None) -> Iterator[None]:
+    yield
+    # Close the file handler before the saved handlers come back.
+    configure_logging("info", "text")
+
+
+def messages_in(path: Path) -> list[str]:
+    return [m["msg"] for m in map(TEXT_LINE.match, path.read_text().splitlines()) if m]
+
+
+@pytest.mark.usefixtures("file_logging")
+def test_log_file_is_written_and_reopened_after_a_move(tmp_path: Path) -> None:
+    path = tmp_path / "serve.log"
+    configure_logging("info", "text", log_file=str(path))
+    log = logging.getLogger(LOGGER_NAME)
+    log.info("first")
+    logging.getLogger(ACCESS_LOGGER_NAME).info("access line")
+    # logrotate moves the file; the process still holds the moved one until it reopens.
+    path.rename(tmp_path / "serve.log.1")
+    log.info("after the move")
+    reopen_log_files()
+    log.info("after the reopen")
+    assert messages_in(tmp_path / "serve.log.1") == ["first", "access line", "after the move"]
+    assert messages_in(path) == ["after the reopen"]
+
+
+@pytest.mark.usefixtures("file_logging")
+def test_a_failed_reopen_keeps_the_old_file(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    configure_logging("info", "json", log_file=str(directory / "serve.log"))
+    (directory / "serve.log").rename(tmp_path / "kept.log")
+    directory.rmdir()
+    with pytest.raises(FileNotFoundError):
+        reopen_log_files()
+    logging.getLogger(LOGGER_NAME).warning("still logged")
+    lines = (tmp_path / "kept.log").read_text().splitlines()
+    assert [json.loads(line)["msg"] for line in lines] == ["still logged"]
+
+
+def test_reopen_without_a_log_file_is_a_no_op(clean_loggers: None) -> None:
+    configure_logging("info", "text")
+    reopen_log_files()
+    owned = [
+        h for h in logging.getLogger(LOGGER_NAME).handlers if type(h).__name__ == "_ServeHandler"
+    ]
+    assert len(owned) == 1
+
+
+def test_unopenable_log_file_raises(clean_loggers: None, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        configure_logging("info", "text", log_file=str(tmp_path / "no" / "such.log"))
+
+
+ROTATING_SCRIPT = """
+    import logging, os, sys
+    from server.logs import configure_logging, reopen_log_files
+
+    path = sys.argv[1]
+    log = logging.getLogger("serve")
+    configure_logging("info", "text", log_file=path)
+    log.info("master before")
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        configure_logging("info", "text", log_file=path)
+        log.info("worker before")
+        os.write(ready_w, b"r")
+        os.read(go_r, 1)
+        reopen_log_files()
+        log.info("worker after")
+        os._exit(0)
+    os.read(ready_r, 1)
+    os.rename(path, path + ".1")
+    reopen_log_files()
+    log.info("master after")
+    os.write(go_w, b"g")
+    os.waitpid(pid, 0)
+"""
+
+
+def test_master_and_worker_share_the_file_and_both_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(ROTATING_SCRIPT), str(path)],
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert messages_in(tmp_path / "serve.log.1") == ["master before", "worker before"]
+    assert sorted(messages_in(path)) == ["master after", "worker after"]

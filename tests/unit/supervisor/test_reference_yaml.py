@@ -75,3 +75,5 @@ def test_prod_differs_from_defaults_where_it_says_so() -> None:
     assert config.workers == 4
     assert config.log_format == "json"
     assert config.max_body_size == 10_000_000
+    assert config.max_worker_memory == 1024**3
+    assert (config.max_requests, config.max_requests_jitter) == (100_000, 10_000)

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import stat
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from supervisor.sockets import BindError, Listener, bind_listeners, bind_one, close_listeners
+from supervisor.sockets import (
+    BindError,
+    Listener,
+    adopt_fd,
+    bind_listeners,
+    bind_one,
+    close_listeners,
+    inherited_from_systemd,
+    listener_fds_env,
+)
+from tests.conftest import ROOT
 
 
 def has_ipv6_loopback() -> bool:
@@ -136,3 +150,145 @@ def test_a_failure_closes_what_was_already_bound(tmp_path: Path) -> None:
 def test_a_malformed_address_is_a_bind_error() -> None:
     with pytest.raises(BindError, match=r"^cannot bind 127\.0\.0\.1: "):
         bind_one("127.0.0.1", backlog=16)
+
+
+def test_socket_mode_applies_to_unix_sockets(tmp_path: Path, listeners: list[Listener]) -> None:
+    private = tmp_path / "private.sock"
+    shared = tmp_path / "shared.sock"
+    listeners += bind_listeners([f"unix:{private}"], backlog=16, socket_mode=0o600)
+    listeners += bind_listeners([f"unix:{shared}"], backlog=16, socket_mode=0o666)
+    assert stat.S_IMODE(private.lstat().st_mode) == 0o600
+    assert stat.S_IMODE(shared.lstat().st_mode) == 0o666
+
+
+def test_reuse_port_sets_so_reuseport(listeners: list[Listener]) -> None:
+    listeners.append(bind_one("127.0.0.1:0", backlog=16, reuse_port=True))
+    listeners.append(bind_one("127.0.0.1:0", backlog=16))
+    assert listeners[0].sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    assert listeners[1].sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+    # The point of it: a second socket may bind the same port.
+    port = listeners[0].sock.getsockname()[1]
+    listeners.append(bind_one(f"127.0.0.1:{port}", backlog=16, reuse_port=True))
+
+
+def run_child(source: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(source), *map(str, pass_fds)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        pass_fds=pass_fds,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+SERVE_ONE = """
+    import json, os, sys
+    from supervisor.sockets import close_listeners, {how}
+    listeners = {call}
+    print(json.dumps([[l.url, l.sock.fileno(), l.unix_path] for l in listeners]), flush=True)
+    conn, _ = listeners[0].sock.accept()
+    conn.sendall(str(os.getpid()).encode())
+    conn.close()
+    close_listeners(listeners)
+"""
+
+
+def test_fd_bind_adopts_an_inherited_socket() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    child = run_child(
+        SERVE_ONE.format(how="bind_listeners", call='bind_listeners([f"fd://{sys.argv[1]}"], 16)'),
+        pass_fds=(server.fileno(),),
+    )
+    # Only the child holds the socket now.
+    server.close()
+    assert child.stdout is not None
+    [[url, _, unix_path]] = json.loads(child.stdout.readline())
+    assert (url, unix_path) == (f"http://127.0.0.1:{port}", None)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        assert client.recv(100) == str(child.pid).encode()
+    assert child.wait(10) == 0
+    child.stdout.close()
+
+
+def test_fd_bind_listens_on_a_bound_socket() -> None:
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        listener = adopt_fd(os.dup(bound.fileno()), backlog=16)
+        try:
+            assert listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+            assert listener.url == f"http://127.0.0.1:{bound.getsockname()[1]}"
+        finally:
+            close_listeners([listener])
+
+
+def test_fd_bind_errors() -> None:
+    free = os.open(os.devnull, os.O_RDONLY)
+    os.close(free)
+    with pytest.raises(BindError) as info:
+        bind_one(f"fd://{free}", backlog=16)
+    assert str(info.value) == f"cannot use fd://{free}: Bad file descriptor"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(BindError) as info:
+        bind_one(f"fd://{os.dup(udp.fileno())}", backlog=16)
+    assert str(info.value).endswith(": not a stream socket")
+
+
+def test_abstract_unix_socket_url() -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(b"\0serve-test-abstract-" + str(os.getpid()).encode())
+        listener = adopt_fd(os.dup(sock.fileno()), backlog=4)
+        close_listeners([listener])
+    assert listener.url == f"unix:@serve-test-abstract-{os.getpid()}"
+    assert listener.unix_path is None
+
+
+def test_listen_fds_handover_to_an_exec_ed_program(tmp_path: Path) -> None:
+    """exec_with_listeners -> inherited_from_systemd: the USR2 path, end to end."""
+    path = tmp_path / "app.sock"
+    inner = SERVE_ONE.format(
+        how="inherited_from_systemd",
+        call="inherited_from_systemd(dict(os.environ))\n"
+        "    assert not any(k.startswith('LISTEN_') for k in os.environ)",
+    )
+    child = run_child(
+        f"""
+        import os, sys
+        from supervisor.sockets import bind_listeners, exec_with_listeners
+        # Occupy fds 3 and 4 first, so the sockets must move down into them.
+        spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(2)]
+        listeners = bind_listeners(["127.0.0.1:0", "unix:{path}"], 16)
+        for fd in spare:
+            os.close(fd)
+        exec_with_listeners([sys.executable, "-c", {textwrap.dedent(inner)!r}], os.environ,
+                            listeners)
+        """
+    )
+    assert child.stdout is not None
+    (tcp_url, tcp_fd, _), (unix_url, unix_fd, unix_path) = json.loads(child.stdout.readline())
+    assert (tcp_fd, unix_fd) == (3, 4)
+    assert unix_url == f"unix:{path}"
+    # Handed over by serve ("serve" in LISTEN_FDNAMES): the new master owns the file.
+    assert unix_path == str(path)
+    port = int(tcp_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        assert client.recv(100) == str(child.pid).encode()
+    assert child.wait(10) == 0
+    child.stdout.close()
+    assert not path.exists()
+
+
+def test_listen_fds_for_another_pid_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LISTEN_PID", "1")
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    assert inherited_from_systemd(os.environ) is None
+    assert os.environ["LISTEN_FDS"] == "1"
+    assert inherited_from_systemd({}) is None
+
+
+def test_listener_fds_env(listeners: list[Listener]) -> None:
+    listeners += bind_listeners(["127.0.0.1:0", "127.0.0.1:0"], backlog=4)
+    assert listener_fds_env(listeners, 42) == {
+        "LISTEN_PID": "42",
+        "LISTEN_FDS": "2",
+        "LISTEN_FDNAMES": "serve:serve",
+    }

@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 
 import pytest
 
 from server.channel import WorkerBootFailed, WorkerHeartbeat, WorkerReady
-from supervisor.actions import Action, Halt, Log, SendSignal, Spawn
+from supervisor.actions import (
+    Action,
+    Halt,
+    LoadGeneration,
+    Log,
+    Notify,
+    ProbeHealth,
+    SendSignal,
+    Spawn,
+    StartUpgrade,
+)
 from supervisor.events import (
     ChildExited,
     Event,
+    GenerationFailed,
+    GenerationLoaded,
+    HealthSampled,
     MasterStarted,
     SignalReceived,
     SpawnFailed,
     Tick,
+    UpgradeStarted,
     WorkerMessageReceived,
     WorkerSpawned,
 )
 from supervisor.fleet import (
     BACKOFF_MAX_S,
+    QUIT_GRACE_S,
+    STOP_MARGIN_S,
     Phase,
     Policy,
     WorkerState,
@@ -28,31 +45,55 @@ from supervisor.fleet import (
     exit_text,
     initial_state,
 )
-from supervisor.state import QUIT_GRACE_S, STABLE_READY_S, STOP_MARGIN_S, next_deadline, step
+from supervisor.state import STABLE_READY_S, next_deadline, step
 
-POLICY = Policy(graceful_timeout_s=30.0, boot_timeout_s=60.0)
+# Health probes are hourly here, so they never land inside another test's deadlines.
+POLICY = Policy(graceful_timeout_s=30.0, boot_timeout_s=60.0, health_interval_s=3600.0)
 
 
 class Script:
-    """Drives step() the way the arbiter does: a Spawn comes back as WorkerSpawned."""
+    """Drives step() the way the arbiter does.
 
-    def __init__(self, workers: int = 2) -> None:
-        self.state = initial_state(POLICY, workers)
+    Every event is followed by a Tick at the same time (the loop ticks after each wake),
+    and the actions whose outcome the loop reports are answered: Spawn with WorkerSpawned
+    (pids from 100 up), LoadGeneration with `self.load` (by default a valid config with
+    the original worker count), ProbeHealth with the sizes in `self.rss`, StartUpgrade with
+    UpgradeStarted(`self.upgrade_pid`).
+    """
+
+    def __init__(self, workers: int = 2, policy: Policy = POLICY) -> None:
+        self.state = initial_state(policy, workers)
         self.now = 1000.0
         self._next_pid = 100
+        self.request_limit = 0
+        self.rss: dict[int, int] = {}
+        self.upgrade_pid = 500
+        self.load: Callable[[int], GenerationLoaded | GenerationFailed] = lambda generation: (
+            GenerationLoaded(generation, workers, policy)
+        )
 
     def feed(self, event: Event, after: float = 0.0) -> list[Action]:
         self.now += after
-        pending = [event]
+        pending: list[Event] = [event] if isinstance(event, Tick) else [event, Tick(self.now)]
         seen: list[Action] = []
         while pending:
             self.state, actions = step(self.state, pending.pop(0), self.now)
             seen += actions
-            for action in actions:
-                if isinstance(action, Spawn):
-                    pending.append(WorkerSpawned(self._next_pid, action.slot, action.generation))
-                    self._next_pid += 1
+            pending[:0] = [answer for action in actions if (answer := self._answer(action))]
         return seen
+
+    def _answer(self, action: Action) -> Event | None:
+        if isinstance(action, Spawn):
+            self._next_pid += 1
+            pid = self._next_pid - 1
+            return WorkerSpawned(pid, action.slot, action.generation, self.request_limit)
+        if isinstance(action, LoadGeneration):
+            return self.load(action.generation)
+        if isinstance(action, ProbeHealth):
+            return HealthSampled(tuple((p, self.rss[p]) for p in action.pids if p in self.rss))
+        if isinstance(action, StartUpgrade):
+            return UpgradeStarted(self.upgrade_pid)
+        return None
 
     def signal(self, sig: int, after: float = 0.0) -> list[Action]:
         return self.feed(SignalReceived(sig), after)
@@ -62,6 +103,9 @@ class Script:
 
     def ready(self, pid: int, after: float = 0.0) -> list[Action]:
         return self.feed(WorkerMessageReceived(pid, WorkerReady()), after)
+
+    def heartbeat(self, pid: int, requests: int = 0, after: float = 0.0) -> list[Action]:
+        return self.feed(WorkerMessageReceived(pid, WorkerHeartbeat(requests, 0)), after)
 
     def exited(self, pid: int, code: int, after: float = 0.0) -> list[Action]:
         return self.feed(ChildExited(pid, code), after)
@@ -94,6 +138,10 @@ def signals(actions: list[Action]) -> list[tuple[int, int]]:
 
 def halts(actions: list[Action]) -> list[Halt]:
     return [action for action in actions if isinstance(action, Halt)]
+
+
+def notes(actions: list[Action]) -> list[str]:
+    return [action.kind for action in actions if isinstance(action, Notify)]
 
 
 def test_start_spawns_one_worker_per_slot() -> None:
@@ -324,20 +372,18 @@ def test_unknown_pids_and_garbage_change_nothing() -> None:
     script = Script(workers=1)
     script.start_serving()
     before = script.state
-    assert script.exited(999, 0) == []
     assert script.ready(999) == []
     assert script.signal(signal.SIGCHLD) == []
+    assert script.heartbeat(999, requests=5) == []
     assert script.state == before
 
 
-def test_unsupported_signals_are_logged_and_change_nothing() -> None:
+def test_an_adopted_orphan_is_reaped_and_logged_and_changes_nothing() -> None:
     script = Script(workers=1)
     script.start_serving()
     before = script.state
-    for sig in (signal.SIGUSR1, signal.SIGUSR2):
-        actions = script.signal(sig)
-        assert [a for a in actions if not isinstance(a, Log)] == []
-        assert messages(actions)[0].startswith(signal.Signals(sig).name)
+    actions = script.exited(999, 0)
+    assert actions == [Log(logging.INFO, "reaped process 999, not a worker (exited with code 0)")]
     assert script.state == before
 
 
@@ -348,6 +394,7 @@ def test_nothing_happens_after_halt() -> None:
     assert halts(script.exited(100, 0)) == [Halt(0)]
     assert script.signal(signal.SIGTERM) == []
     assert script.tick(100.0) == []
+    assert script.signal(signal.SIGHUP) == []
 
 
 def test_an_unexpected_exit_is_a_warning_and_a_requested_one_is_not() -> None:
@@ -371,71 +418,3 @@ def test_an_unexpected_exit_is_a_warning_and_a_requested_one_is_not() -> None:
 )
 def test_exit_text(code: int, text: str) -> None:
     assert exit_text(code) == text
-
-
-def test_sighup_starts_a_new_generation_and_retires_the_old_once_it_is_ready() -> None:
-    script = Script(workers=2)
-    old = script.start_serving()
-    actions = script.signal(signal.SIGHUP)
-    assert spawns(actions) == [Spawn(0, 2), Spawn(1, 2)]
-    assert "worker 102 booting (gen 2)" in messages(actions)
-    assert signals(actions) == []
-    assert script.phase() is Phase.RELOADING
-    assert signals(script.ready(102)) == []
-    assert "SIGHUP ignored while reloading" in messages(script.signal(signal.SIGHUP))
-    done = script.ready(103)
-    assert signals(done) == [(pid, signal.SIGTERM) for pid in old]
-    assert "generation 2 ready; retiring the previous workers" in messages(done)
-    assert "serve ready" not in " ".join(messages(done))
-    assert spawns(script.exited(100, 0) + script.exited(101, 0)) == []
-    assert script.pids() == [102, 103]
-    assert script.phase() is Phase.SERVING
-
-
-def test_a_new_generation_that_cannot_boot_leaves_the_old_one_serving() -> None:
-    script = Script(workers=2)
-    old = script.start_serving()
-    script.signal(signal.SIGHUP)
-    script.ready(102)
-    failed = script.exited(103, 4)
-    assert halts(failed) == []
-    assert "generation 2 failed to boot; generation 1 keeps serving" in messages(failed)
-    assert signals(failed) == [(102, signal.SIGTERM)]
-    assert spawns(failed) == []
-    assert script.state.generation == 1
-    assert script.phase() is Phase.SERVING
-    script.exited(102, 0)
-    assert script.pids() == old
-    # The old workers are still the fleet: losing one replaces it as before.
-    assert spawns(script.exited(100, 1, after=STABLE_READY_S)) == [Spawn(0, 1)]
-
-
-def test_an_old_worker_lost_during_a_failed_reload_is_replaced() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    script.signal(signal.SIGHUP)
-    assert spawns(script.exited(100, -signal.SIGKILL)) == []
-    failed = script.exited(102, 3)
-    assert spawns(failed) == [Spawn(0, 1)]
-
-
-def test_a_new_generation_that_hangs_in_boot_is_killed_and_abandoned() -> None:
-    script = Script(workers=1)
-    script.start_serving()
-    script.signal(signal.SIGHUP)
-    assert signals(script.tick(POLICY.boot_timeout_s)) == [(101, signal.SIGKILL)]
-    abandoned = script.exited(101, -signal.SIGKILL)
-    assert "generation 2 failed to boot; generation 1 keeps serving" in messages(abandoned)
-    assert script.pids() == [100]
-
-
-def test_a_failed_reload_after_ttou_keeps_the_fleet_at_the_new_size() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    script.signal(signal.SIGHUP)
-    script.signal(signal.SIGTTOU)
-    failed = script.exited(102, 4)
-    assert signals(failed) == [(101, signal.SIGTERM)]
-    assert spawns(script.exited(101, 0) + script.exited(103, 0)) == []
-    assert script.pids() == [100]
-    assert script.state.desired == 1

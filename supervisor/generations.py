@@ -1,0 +1,176 @@
+"""What the arbiter holds: per generation a config, worker settings and listening sockets,
+and for the master's whole life the pidfile, the reload watcher and the notifier.
+
+Rules: no decisions here; state.step() says when a generation starts, commits or is
+dropped, and arbiter.py calls in. Resources.close() gives everything back at exit.
+Sockets are keyed by the bind string that named them, so a reload that keeps an address
+keeps its kernel socket (and the connections queued on it) and a new address is bound
+before any worker of the new generation forks. A socket is closed once no generation
+still in use names it. Sockets inherited from systemd or from an upgrading master are the
+whole set for every generation: a reloaded `bind` cannot change them, and a log line says
+so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from server.settings import WorkerSettings
+from supervisor.config_schema import Config
+from supervisor.notify import Notifier
+from supervisor.pidfile import Pidfile
+from supervisor.sockets import Listener, bind_listeners, close_listeners, inherited_from_systemd
+from supervisor.status import status_path
+from supervisor.watcher import Watcher
+
+logger = logging.getLogger("serve.master")
+
+# A worker reports this many times per worker_timeout, so one late tick is no verdict.
+HEARTBEATS_PER_TIMEOUT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    config: Config
+    settings: WorkerSettings
+    binds: tuple[str, ...]
+
+    def settings_for_worker(self) -> WorkerSettings:
+        """The settings one new worker gets: its own max_requests, jitter included."""
+        limit = self.config.max_requests
+        if limit:
+            limit += random.randint(0, self.config.max_requests_jitter)
+        return replace(self.settings, max_requests=limit)
+
+    @property
+    def identity(self) -> tuple[str | None, str | None]:
+        return self.config.user, self.config.group
+
+
+class Sockets:
+    """Every listening socket the master holds, by the bind string that named it."""
+
+    def __init__(
+        self, listeners: dict[str, Listener], inherited: bool, bind: tuple[str, ...]
+    ) -> None:
+        self._listeners = listeners
+        self._inherited = inherited
+        # The bind the master started with: only a change from it deserves a warning.
+        self._first_bind = bind
+
+    @classmethod
+    def open(cls, config: Config) -> Sockets:
+        """Adopt LISTEN_FDS sockets if we were given some, else bind `config.bind`.
+
+        Raises BindError naming the address that failed.
+        """
+        inherited = inherited_from_systemd(os.environ)
+        if inherited is not None:
+            listeners = {listener.url: listener for listener in inherited}
+        else:
+            bound = bind_listeners(
+                config.bind,
+                config.backlog,
+                socket_mode=config.socket_mode,
+                reuse_port=config.reuse_port,
+            )
+            listeners = dict(zip(config.bind, bound, strict=True))
+        for listener in listeners.values():
+            logger.info("Listening on %s", listener.url)
+        return cls(listeners, inherited is not None, config.bind)
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return list(self._listeners.values())
+
+    def prepare(self, config: Config) -> Generation:
+        """The generation for `config`, binding its new addresses.
+
+        Raises ValueError for a config workers cannot use, BindError for an address.
+        """
+        settings = replace(
+            config.worker_settings(),
+            heartbeat_interval_s=min(1.0, config.worker_timeout / HEARTBEATS_PER_TIMEOUT),
+        )
+        if self._inherited:
+            if config.bind != self._first_bind:
+                logger.warning("bind is not reloaded: the sockets were passed in by the parent")
+            return Generation(config, settings, tuple(self._listeners))
+        new = [value for value in config.bind if value not in self._listeners]
+        bound = bind_listeners(
+            new, config.backlog, socket_mode=config.socket_mode, reuse_port=config.reuse_port
+        )
+        for value, listener in zip(new, bound, strict=True):
+            logger.info("Listening on %s", listener.url)
+            self._listeners[value] = listener
+        return Generation(config, settings, tuple(dict.fromkeys(config.bind)))
+
+    def sockets(self, generation: Generation) -> list[socket.socket]:
+        return [self._listeners[value].sock for value in generation.binds]
+
+    def others(self, generation: Generation) -> list[socket.socket]:
+        """The sockets `generation` does not use: its workers close their forked copies,
+        or a socket the master closes later would stay open (and unanswered) in them."""
+        return [
+            listener.sock
+            for value, listener in self._listeners.items()
+            if value not in generation.binds
+        ]
+
+    def keep_only(self, generations: Iterable[Generation]) -> None:
+        """Close every socket that none of `generations` names."""
+        used = {value for generation in generations for value in generation.binds}
+        for value in [v for v in self._listeners if v not in used]:
+            listener = self._listeners.pop(value)
+            logger.info("Closing %s", listener.url)
+            close_listeners([listener])
+
+    def close(self, *, unlink: bool = True) -> None:
+        close_listeners(self._listeners.values(), unlink=unlink)
+        self._listeners.clear()
+
+
+class Resources:
+    """What the master holds for its whole life; close() gives it all back."""
+
+    def __init__(self, config: Config) -> None:
+        """Create the pidfile, bind (or adopt) the sockets, start the reload watcher.
+
+        Raises PidfileError, BindError, ValueError or WatcherError, holding nothing then.
+        """
+        self.pidfile = Pidfile.create(config.pidfile) if config.pidfile else None
+        self.watcher: Watcher | None = None
+        self.notifier = Notifier.from_env(os.environ)
+        self.generations: dict[int, Generation] = {}
+        self.handed_over = False
+        try:
+            self.sockets = Sockets.open(config)
+        except BaseException:
+            self._remove_pidfile()
+            raise
+        try:
+            self.generations[1] = self.sockets.prepare(config)
+            if config.reload.enabled:
+                self.watcher = Watcher.start(config.reload)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        # After a USR2 upgrade the unix socket files belong to the new master.
+        self.sockets.close(unlink=not self.handed_over)
+        self._remove_pidfile()
+
+    def _remove_pidfile(self) -> None:
+        if self.pidfile is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(status_path(self.pidfile.path))
+            self.pidfile.remove()

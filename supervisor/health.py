@@ -1,0 +1,60 @@
+"""Looking at the workers from outside: memory probes and the status snapshot.
+
+Rules: this module measures and describes, it never decides or signals. probe() reads each
+worker's resident memory through psutil (/proc) and returns a HealthSampled event for
+state.step(), which compares it with max_worker_memory; a worker that exited between the
+list and the read is left out (its exit is reaped and reported separately). snapshot()
+turns the master's state into the mapping `serve status` shows (supervisor/status.py
+writes it to disk): monotonic times become Unix timestamps so another process can compute
+ages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psutil
+
+from supervisor.events import HealthSampled
+from supervisor.fleet import SupervisorState, by_pid
+
+
+def probe(pids: Iterable[int]) -> HealthSampled:
+    """The resident set size (bytes) of every worker in `pids` that still exists."""
+    samples = []
+    for pid in pids:
+        try:
+            samples.append((pid, psutil.Process(pid).memory_info().rss))
+        except psutil.Error:
+            continue
+    return HealthSampled(tuple(samples))
+
+
+def snapshot(
+    state: SupervisorState, master_pid: int, started_at: float, wall_offset: float
+) -> dict[str, object]:
+    """The status mapping; `wall_offset` is time.time() - time.monotonic() right now."""
+    workers: list[dict[str, object]] = [
+        {
+            "pid": record.pid,
+            "generation": record.generation,
+            "state": record.state.value,
+            "started_at": round(record.started_at + wall_offset, 3),
+            "rss": record.rss or None,
+            "requests": record.requests,
+        }
+        for record in by_pid(state)
+    ]
+    return {
+        "master_pid": master_pid,
+        "generation": state.generation,
+        "phase": state.phase.value,
+        "started_at": round(started_at, 3),
+        "workers": workers,
+    }
+
+
+def shape(state: SupervisorState) -> tuple[object, ...]:
+    """What changes the status worth telling at once (not each heartbeat's counters)."""
+    workers = tuple((r.pid, r.generation, r.state) for r in by_pid(state))
+    return state.phase, state.generation, state.desired, workers

@@ -1,0 +1,97 @@
+"""Health seen from outside: a worker whose loop is blocked is found, dumped and replaced;
+workers never outlive a master killed with SIGKILL."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apps import supervisor_apps
+from tests.conftest import ServeProcess, StartServe, wait_until
+
+pytestmark = pytest.mark.system
+
+APP = "supervisor_apps:app"
+
+
+def answer_pid(serve: ServeProcess) -> int:
+    response = httpx.get(serve.url, headers={"connection": "close"}, timeout=10)
+    assert response.status_code == 200
+    return int(response.text)
+
+
+def is_gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet (it serves nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def connection_ends(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+def hang_line() -> int:
+    lines, first = inspect.getsourcelines(supervisor_apps.hang)
+    [offset] = [i for i, line in enumerate(lines) if supervisor_apps.HANG_MARKER in line]
+    return first + offset
+
+
+def test_a_blocked_worker_is_aborted_with_its_stack_in_the_log_and_replaced(
+    start_serve: StartServe,
+) -> None:
+    serve = start_serve(APP, "--worker-timeout", "2")
+    [stuck] = serve.worker_pids()
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=30) as sock:
+        sock.sendall(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+        serve.wait_log(f"app: worker {stuck} blocks its loop")
+        log = serve.wait_log(f"worker {stuck} killed by SIGABRT", timeout=30)
+        # The request the blocked worker held is lost with it: the connection just ends.
+        assert connection_ends(sock)
+    assert re.search(
+        rf"worker {stuck} sent no heartbeat for [\d.]+s \(worker_timeout 2s\): "
+        r"its event loop is blocked; SIGABRT dumps its stack",
+        log,
+    )
+    # faulthandler's dump names the file, the line and the function that blocks.
+    assert f'supervisor_apps.py", line {hang_line()} in hang' in log
+    [fresh] = wait_until(lambda: (p := serve.worker_pids()) and stuck not in p and p)
+    serve.wait_log(f"worker {fresh} ready")
+    assert answer_pid(serve) == fresh
+
+
+def test_workers_of_a_master_killed_with_sigkill_are_gone_within_two_seconds(
+    start_serve: StartServe,
+) -> None:
+    serve = start_serve(APP, "--workers", "2")
+    workers = serve.worker_pids()
+    assert answer_pid(serve) in workers
+    os.kill(serve.pid, signal.SIGKILL)
+    assert serve.wait_exit() == -signal.SIGKILL
+    wait_until(lambda: all(is_gone(pid) for pid in workers), timeout=2.0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", serve.port), timeout=5).close()
+
+
+def test_workers_that_always_die_before_ready_make_the_master_exit_3(
+    start_serve: StartServe,
+) -> None:
+    serve = start_serve("supervisor_apps:dying_factory", "--factory", wait=False)
+    assert serve.wait_exit() == 3
+    log = serve.log()
+    assert "workers died 5 times before getting ready (exited with code 1); stopping" in log
+    assert log.count("dies while booting") == 5
+    assert "next start in" in log
+    assert "serve ready" not in log
