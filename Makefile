@@ -37,3 +37,6 @@ test-unit: dev-venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Longer-running targets live beside what they exercise.
+include bench/bench.mk

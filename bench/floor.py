@@ -30,10 +30,15 @@ import uvloop
 from bench.app import DOWNLOAD, JSON_DOC, PLAINTEXT, STREAM_CHUNK, STREAM_CHUNKS
 
 _JSON_BODY = json.dumps(JSON_DOC, separators=(",", ":")).encode()
-_CHUNKED = b"".join(b"%x\r\n%s\r\n" % (len(STREAM_CHUNK), STREAM_CHUNK) for _ in range(STREAM_CHUNKS))
+_CHUNKED = b"".join(
+    b"%x\r\n%s\r\n" % (len(STREAM_CHUNK), STREAM_CHUNK) for _ in range(STREAM_CHUNKS)
+)
 _ROUTES: dict[bytes, tuple[bytes, bytes]] = {
     # path -> (headers after the Date line, body); framing headers included.
-    b"/": (b"content-type: text/plain; charset=utf-8\r\ncontent-length: 13\r\n", PLAINTEXT),
+    b"/": (
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(PLAINTEXT),
+        PLAINTEXT,
+    ),
     b"/json": (
         b"content-type: application/json\r\ncontent-length: %d\r\n" % len(_JSON_BODY),
         _JSON_BODY,

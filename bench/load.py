@@ -39,18 +39,37 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("plaintext", "/", "GET", 0, False, len(PLAINTEXT), "GET / → 13-byte text, keep-alive"),
-        Scenario("json", "/json", "GET", 0, False, _JSON_BYTES, "GET /json → small JSON, serialised per request"),
-        Scenario("echo64k", "/echo", "POST", ECHO_BYTES, False, ECHO_BYTES, "POST /echo 64 KiB, body echoed"),
-        Scenario("stream", "/stream", "GET", 0, False, STREAM_CHUNKS * len(STREAM_CHUNK), "GET /stream → 10 × 1 KiB body messages, chunked"),
-        Scenario("download1m", "/download", "GET", 0, False, len(DOWNLOAD), "GET /download → 1 MiB body"),
-        Scenario("close", "/", "GET", 0, True, len(PLAINTEXT), "GET / with `Connection: close`: a new TCP connection per request"),
+        Scenario(
+            "plaintext", "/", "GET", 0, False, len(PLAINTEXT),
+            "GET / answered with 13 bytes of text, keep-alive",
+        ),
+        Scenario(
+            "json", "/json", "GET", 0, False, _JSON_BYTES,
+            "GET /json answered with a small JSON object serialised per request",
+        ),
+        Scenario(
+            "echo64k", "/echo", "POST", ECHO_BYTES, False, ECHO_BYTES,
+            "POST /echo with a 64 KiB body, which the app reads and sends back",
+        ),
+        Scenario(
+            "stream", "/stream", "GET", 0, False, STREAM_CHUNKS * len(STREAM_CHUNK),
+            "GET /stream: ten 1 KiB body messages, no content-length (chunked)",
+        ),
+        Scenario(
+            "download1m", "/download", "GET", 0, False, len(DOWNLOAD),
+            "GET /download answered with a 1 MiB body",
+        ),
+        Scenario(
+            "close", "/", "GET", 0, True, len(PLAINTEXT),
+            "GET / with `Connection: close`: one new TCP connection per request",
+        ),
     )
 }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class WrkResult:
+    requests: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -80,10 +99,11 @@ def probe(port: int, scenario: Scenario) -> str | None:
 
 
 def wrk_command(
-    port: int, scenario: Scenario, concurrency: int, duration_s: int, cpus: str, threads: int
+    port: int, scenario: Scenario, concurrency: int, duration_s: int, cpus: str
 ) -> list[str]:
+    """One wrk thread: on one CPU a second thread would only compete with the first."""
     return [
-        "taskset", "-c", cpus, "wrk", "-t", str(threads), "-c", str(concurrency),
+        "taskset", "-c", cpus, "wrk", "-t", "1", "-c", str(concurrency),
         "-d", f"{duration_s}s", "--latency", "-s", str(LUA),
         f"http://127.0.0.1:{port}{scenario.path}", "--",
         scenario.method, str(scenario.body_bytes), "close" if scenario.close else "keep-alive",
@@ -101,6 +121,7 @@ def run_wrk(command: list[str], duration_s: int) -> WrkResult:
             seconds = data["duration_us"] / 1e6
             errors = sum(data[k] for k in ("non2xx", "connect", "read", "write", "timeout"))
             return WrkResult(
+                requests=data["requests"],
                 rps=data["requests"] / seconds if seconds else 0.0,
                 p50_ms=data["p50_us"] / 1000,
                 p99_ms=data["p99_us"] / 1000,

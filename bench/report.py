@@ -1,9 +1,9 @@
 """Turn the raw samples of a bench run into medians, ratios, a markdown report and a chart.
 
 Rules:
-- Pure functions of the samples: nothing here runs a server or reads the clock, so the
-  report can be rebuilt from bench/results.json alone.
-- Every figure is the median over the interleaved runs; the spread (max − min) / median
+- Pure functions of the samples: nothing here runs a server, reads the clock or touches a
+  file, except `chart`, which writes the PNG it is given.
+- Every figure is the median over the interleaved runs; the spread (max - min) / median
   sits next to it, and a row whose spread exceeds STABLE_SPREAD_PCT is flagged "unstable".
 - Ratios compare with uvicorn and with the floor at the same scenario, workers and
   concurrency, measured in the same run; the serve row is in bold.
@@ -11,13 +11,16 @@ Rules:
 
 from __future__ import annotations
 
+import importlib
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STABLE_SPREAD_PCT = 10.0
+NOISY_PCT = 10.0
 BASELINE = "uvicorn"
 FLOOR = "floor"
 OURS = "serve"
@@ -40,7 +43,17 @@ class Sample:
     p99_ms: float
     errors: int
     rss_mib: float
-    start_ms: float
+    foreign_pct: float
+    rps_per_cpu: float
+
+
+@dataclass(frozen=True)
+class StartSample:
+    """Time from launching a server to its first 200 answer on `/`."""
+
+    server: str
+    workers: int
+    ms: float
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,9 @@ class Row:
     errors: int
     rss_mib: float
     start_ms: float
+    foreign_pct: float
+    rps_per_cpu: float
+    cpu_spread_pct: float
 
     @property
     def spread_pct(self) -> float:
@@ -88,13 +104,17 @@ class Meta:
     cut: str
 
 
-def aggregate(samples: Iterable[Sample]) -> dict[Key, Row]:
+def aggregate(samples: Iterable[Sample], starts: Iterable[StartSample]) -> dict[Key, Row]:
     cells: dict[Key, list[Sample]] = defaultdict(list)
     for s in samples:
         cells[(s.server, s.scenario, s.workers, s.concurrency)].append(s)
+    start_ms: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for start in starts:
+        start_ms[(start.server, start.workers)].append(start.ms)
     rows: dict[Key, Row] = {}
     for key, group in cells.items():
         rps = [s.rps for s in group]
+        per_cpu = [s.rps_per_cpu for s in group]
         rows[key] = Row(
             *key,
             runs=len(group),
@@ -105,9 +125,17 @@ def aggregate(samples: Iterable[Sample]) -> dict[Key, Row]:
             p99_ms=statistics.median(s.p99_ms for s in group),
             errors=sum(s.errors for s in group),
             rss_mib=statistics.median(s.rss_mib for s in group),
-            start_ms=statistics.median(s.start_ms for s in group),
+            start_ms=statistics.median(start_ms[(key[0], key[2])] or [0.0]),
+            foreign_pct=max(s.foreign_pct for s in group),
+            rps_per_cpu=statistics.median(per_cpu),
+            cpu_spread_pct=_spread(per_cpu),
         )
     return rows
+
+
+def _spread(values: list[float]) -> float:
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle * 100 if middle else 0.0
 
 
 def ratio(rows: dict[Key, Row], row: Row, other: str) -> float | None:
@@ -115,8 +143,18 @@ def ratio(rows: dict[Key, Row], row: Row, other: str) -> float | None:
     return row.rps / ref.rps if ref is not None and ref.rps else None
 
 
+def cpu_ratio(rows: dict[Key, Row], row: Row, other: str) -> float | None:
+    """The same ratio in requests per server CPU-second: the cost of a request."""
+    ref = rows.get((other, row.scenario, row.workers, row.concurrency))
+    return row.rps_per_cpu / ref.rps_per_cpu if ref is not None and ref.rps_per_cpu else None
+
+
 def _x(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
 
 
 def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
@@ -134,17 +172,19 @@ def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
             base = rows.get((BASELINE, *key[1:]))
             target = TARGETS.get((scenario, ours.workers), DEFAULT_TARGET)
             vs_base = ratio(rows, ours, BASELINE)
-            met = "–" if vs_base is None else ("yes" if vs_base >= target else "**no**")
-            p99 = "–" if base is None else f"{ours.p99_ms:.2f} / {base.p99_ms:.2f}"
+            met = "-" if vs_base is None else _yes(vs_base >= target)
+            p99 = "-" if base is None else f"{ours.p99_ms:.2f} / {base.p99_ms:.2f}"
             lines.append([
                 scenario, str(ours.workers), str(ours.concurrency), f"{ours.rps:,.0f}",
-                "–" if base is None else f"{base.rps:,.0f}", f"**{_x(vs_base)}**",
-                f"≥ {target:.1f}×", met, p99, _x(ratio(rows, ours, "granian")),
-                _x(ratio(rows, ours, FLOOR)),
+                "-" if base is None else f"{base.rps:,.0f}", f"**{_x(vs_base)}**",
+                f">= {target:.1f}x", met, _x(cpu_ratio(rows, ours, BASELINE)), p99,
+                _x(ratio(rows, ours, "granian")), _x(ratio(rows, ours, FLOOR)),
             ])  # fmt: skip
+    if not lines:
+        return [f"No {OURS} measurements in this run."]
     header = [
-        "scenario", "w", "c", "serve req/s", "uvicorn req/s", "serve ÷ uvicorn", "target",
-        "met", "p99 ms serve / uvicorn", "÷ granian", "÷ floor",
+        "scenario", "w", "c", "serve req/s", "uvicorn req/s", "serve / uvicorn", "target",
+        "met", "same, per CPU-s", "p99 ms serve / uvicorn", "serve / granian", "serve / floor",
     ]  # fmt: skip
     return _table(header, lines)
 
@@ -157,11 +197,24 @@ def resources(rows: dict[Key, Row]) -> list[str]:
         base = [r for k, r in rows.items() if k[0] == BASELINE and k[2] == workers]
         if not ours or not base:
             continue
-        rss = (max(r.rss_mib for r in ours), max(r.rss_mib for r in base))
-        start = (statistics.median(r.start_ms for r in ours), statistics.median(r.start_ms for r in base))
-        lines.append([str(workers), f"{rss[0]:.1f} / {rss[1]:.1f}", "yes" if rss[0] <= rss[1] else "**no**",
-                      f"{start[0]:.0f} / {start[1]:.0f}", "yes" if start[0] <= start[1] else "**no**"])  # fmt: skip
-    header = ["w", "max RSS/worker MiB serve / uvicorn", "≤ uvicorn", "start ms serve / uvicorn", "≤ uvicorn"]
+        rss = max(r.rss_mib for r in ours), max(r.rss_mib for r in base)
+        start = (
+            statistics.median(r.start_ms for r in ours),
+            statistics.median(r.start_ms for r in base),
+        )
+        lines.append([
+            str(workers), f"{rss[0]:.1f} / {rss[1]:.1f}", _yes(rss[0] <= rss[1]),
+            f"{start[0]:.0f} / {start[1]:.0f}", _yes(start[0] <= start[1]),
+        ])  # fmt: skip
+    if not lines:
+        return []
+    header = [
+        "w",
+        "max RSS/worker MiB serve / uvicorn",
+        "<= uvicorn",
+        "start ms serve / uvicorn",
+        "<= uvicorn",
+    ]
     return _table(header, lines)
 
 
@@ -176,42 +229,55 @@ def detail(rows: dict[Key, Row], scenario: str, servers: Sequence[str]) -> list[
             name = f"**{server}**" if server == OURS else server
             lines.append([
                 name, str(workers), str(conc), f"{row.rps:,.0f}",
-                f"{row.rps_min:,.0f}–{row.rps_max:,.0f} ({row.spread_pct:.1f}%{flag})",
+                f"{row.rps_min:,.0f}-{row.rps_max:,.0f} ({row.spread_pct:.1f}%{flag})",
                 _x(ratio(rows, row, BASELINE)), _x(ratio(rows, row, FLOOR)),
+                f"{row.rps_per_cpu:,.0f}", _x(cpu_ratio(rows, row, BASELINE)),
                 f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", str(row.errors),
-                f"{row.rss_mib:.1f}", f"{row.start_ms:.0f}",
+                f"{row.rss_mib:.1f}", f"{row.start_ms:.0f}", f"{row.foreign_pct:.0f}",
             ])  # fmt: skip
     header = [
-        "server", "w", "c", "req/s", "min–max (spread)", "× uvicorn", "× floor", "p50 ms",
-        "p99 ms", "errors", "RSS/worker MiB", "start ms",
+        "server", "w", "c", "req/s", "min-max (spread)", "x uvicorn", "x floor", "req/CPU-s",
+        "x uvicorn per CPU-s", "p50 ms", "p99 ms", "errors", "RSS/worker MiB", "start ms",
+        "other load %",
     ]  # fmt: skip
     return _table(header, lines)
 
 
 def stability(rows: dict[Key, Row]) -> str:
     spreads = sorted((r.spread_pct for r in rows.values() if r.runs > 1), reverse=True)
+    cpu_spreads = [r.cpu_spread_pct for r in rows.values() if r.runs > 1]
     if not spreads:
         return "Only one run per cell: no spread to report (use --runs 2 or more)."
     unstable = sum(s > STABLE_SPREAD_PCT for s in spreads)
+    foreign = [r.foreign_pct for r in rows.values()]
+    noisy = sum(f >= NOISY_PCT for f in foreign)
     return (
         f"Run-to-run spread of requests/s: median {statistics.median(spreads):.1f}%, "
         f"worst {spreads[0]:.1f}%; {unstable} of {len(spreads)} cells exceed "
-        f"{STABLE_SPREAD_PCT:.0f}% (marked unstable)."
+        f"{STABLE_SPREAD_PCT:.0f}% (marked unstable). Spread of requests per CPU-second: "
+        f"median {statistics.median(cpu_spreads):.1f}%, worst {max(cpu_spreads):.1f}%; "
+        f"{sum(c > STABLE_SPREAD_PCT for c in cpu_spreads)} cells exceed "
+        f"{STABLE_SPREAD_PCT:.0f}%. CPU used by other processes during "
+        f'the runs ("other load", worst run of each cell): median '
+        f"{statistics.median(foreign):.0f}%, worst {max(foreign):.0f}%; {noisy} cells saw "
+        f"{NOISY_PCT:.0f}% or more."
     )
 
 
-def chart(rows: dict[Key, Row], scenarios: Sequence[str], servers: Sequence[str], path: Path) -> None:
-    """One panel per scenario; bars per server for each (workers, concurrency), min–max whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def chart(
+    rows: dict[Key, Row], scenarios: Sequence[str], servers: Sequence[str], path: Path
+) -> None:
+    """One panel per scenario; bars per server for each (workers, concurrency), min-max whiskers."""
+    # matplotlib lives only in the bench venv; loaded by name, this module type-checks and
+    # imports (for the markdown report) anywhere.
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    plt.switch_backend("Agg")
 
     cols = min(3, len(scenarios))
     nrows = (len(scenarios) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4 * nrows), squeeze=False)
     width = 0.8 / max(1, len(servers))
-    for ax, scenario in zip(axes.flat, scenarios):
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
         configs = sorted({(k[2], k[3]) for k in rows if k[1] == scenario})
         for i, server in enumerate(servers):
             cells = [rows.get((server, scenario, w, c)) for w, c in configs]
@@ -229,7 +295,7 @@ def chart(rows: dict[Key, Row], scenarios: Sequence[str], servers: Sequence[str]
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(servers), frameon=False)
-    fig.suptitle("requests/s, median of interleaved runs (whiskers: min–max)")
+    fig.suptitle("requests/s, median of interleaved runs (whiskers: min-max)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -240,20 +306,27 @@ def document(rows: dict[Key, Row], meta: Meta, chart_name: str) -> str:
     out = [
         "# Benchmark results",
         "",
-        f"Generated by `bench/run.py` on {meta.date}; rerun with `make bench` (see bench/README.md).",
+        f"Generated by `bench/run.py` on {meta.date}; rerun with `make bench` "
+        "(bench/README.md explains the method).",
         "",
         f"- Machine: {meta.machine}",
         f"- Python: {meta.python}; load: {meta.tools}",
         f"- Command: `{meta.command}`",
-        f"- Method: {meta.method} Figures are medians; spread = (max − min) / median.",
+        f"- Method: {meta.method} Figures are medians; spread = (max - min) / median.",
         *[f"- Pinning, {line}" for line in meta.pinning],
     ]
     if meta.cut:
         out += ["", f"**Incomplete run: {meta.cut}.**"]
-    out += ["", f"![requests/s per server and scenario]({chart_name})", "", "## serve vs uvicorn", ""]
-    out += headline(rows, scenarios) + [""] + resources(rows) + ["", stability(rows), ""]
+    out += [
+        "",
+        f"![requests/s per server and scenario]({chart_name})",
+        "",
+        "## serve vs uvicorn",
+        "",
+    ]
+    out += [*headline(rows, scenarios), "", *resources(rows), "", stability(rows), ""]
     out += ["## Servers", ""]
-    out += _table(["server", "version", "command (shown for 1 worker, port 8000)"],
+    out += _table(["server", "versions", "command (shown for 1 worker, port 8000)"],
                   ([n, v, f"`{c}`"] for n, v, c in meta.commands))  # fmt: skip
     out += ["", f"Load, e.g. the echo scenario: `{meta.wrk_example}`", ""]
     out += ["## Scenarios", ""]

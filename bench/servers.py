@@ -84,27 +84,29 @@ def _floor(workers: int, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One contender: how to launch it with N workers on a port, and which package it is."""
+    """One contender: how to launch it with N workers on a port, and which packages it is."""
 
     name: str
-    package: str
+    packages: tuple[str, ...]
     argv: Callable[[int, int], list[str]]
 
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("serve", "serve", _serve),
-        ServerSpec("uvicorn", "uvicorn", _uvicorn),
+        ServerSpec("serve", ("serve",), _serve),
+        ServerSpec("uvicorn", ("uvicorn",), _uvicorn),
         ServerSpec(
             "gunicorn+uvicorn-worker",
-            "uvicorn-worker",
+            ("gunicorn", "uvicorn-worker", "uvicorn"),
             _gunicorn(["-k", "uvicorn_worker.UvicornWorker"]),
         ),
-        ServerSpec("gunicorn-asgi", "gunicorn", _gunicorn(["-k", "asgi", "--asgi-loop", "uvloop"])),
-        ServerSpec("granian", "granian", _granian),
-        ServerSpec("hypercorn", "hypercorn", _hypercorn),
-        ServerSpec("floor", "uvloop", _floor),
+        ServerSpec(
+            "gunicorn-asgi", ("gunicorn",), _gunicorn(["-k", "asgi", "--asgi-loop", "uvloop"])
+        ),
+        ServerSpec("granian", ("granian",), _granian),
+        ServerSpec("hypercorn", ("hypercorn",), _hypercorn),
+        ServerSpec("floor", ("uvloop", "httptools"), _floor),
     )
 }
 
@@ -174,7 +176,7 @@ class RunningServer:
 
     def stop(self) -> None:
         """SIGTERM the group, then SIGKILL it if it is still there after the grace period."""
-        tree = self._tree()
+        tree = self.processes()
         # The leader is not reaped before wait() returns, so its group id cannot be reused
         # by another process while we signal it.
         _signal_group(self.proc.pid, signal.SIGTERM)
@@ -189,7 +191,8 @@ class RunningServer:
                 proc.kill()
         self._log.close()
 
-    def _tree(self) -> list[psutil.Process]:
+    def processes(self) -> list[psutil.Process]:
+        """The whole tree: master (if any), workers and helpers."""
         try:
             root = psutil.Process(self.proc.pid)
             return [root, *root.children(recursive=True)]

@@ -1,14 +1,20 @@
-"""Messages a worker sends its master over their socketpair.
+"""Messages a worker sends its master.
 
 Rules: the channel is an AF_UNIX SOCK_DGRAM socketpair made by the master before fork, so
 one send is one message and a dead peer never leaves half a frame. Messages are small JSON
-objects; this module encodes (worker side) and decodes (master side) and does no IO.
+objects; this module encodes (worker side) and decodes (master side) and does no IO. A
+heartbeat's counters are cumulative for the worker's life (server.stats); a heartbeat
+without them (an older encoder) decodes with zeros, one with counters of the wrong shape
+not at all.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from server.stats import ZERO_DURATIONS, ZERO_RESPONSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +26,12 @@ class WorkerReady:
 class WorkerHeartbeat:
     requests: int
     connections: int
+    # Responses by status class, 1xx to 5xx.
+    responses: tuple[int, ...] = ZERO_RESPONSES
+    # Requests per duration bucket (server.stats.DURATION_BUCKETS_S, then +Inf), and the
+    # sum of their durations in seconds.
+    durations: tuple[int, ...] = ZERO_DURATIONS
+    duration_sum: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +49,38 @@ def encode(message: WorkerMessage) -> bytes:
     if isinstance(message, WorkerReady):
         body: dict[str, object] = {"t": "ready"}
     elif isinstance(message, WorkerHeartbeat):
-        body = {"t": "hb", "requests": message.requests, "connections": message.connections}
+        body = {
+            "t": "hb",
+            "requests": message.requests,
+            "connections": message.connections,
+            "responses": message.responses,
+            "durations": message.durations,
+            "duration_sum": message.duration_sum,
+        }
     else:
         body = {"t": "boot_failed", "code": message.code, "message": message.message}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _counts(value: object, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) != len(shape):
+        raise ValueError("counters of the wrong shape")
+    if not all(type(item) is int and item >= 0 for item in value):
+        raise ValueError("counters must be integers >= 0")
+    return tuple(value)
+
+
+def _heartbeat(body: Any) -> WorkerHeartbeat:
+    duration_sum = body.get("duration_sum", 0.0)
+    if isinstance(duration_sum, bool) or not isinstance(duration_sum, (int, float)):
+        raise TypeError("duration_sum must be a number")
+    return WorkerHeartbeat(
+        int(body["requests"]),
+        int(body["connections"]),
+        _counts(body.get("responses", list(ZERO_RESPONSES)), ZERO_RESPONSES),
+        _counts(body.get("durations", list(ZERO_DURATIONS)), ZERO_DURATIONS),
+        float(duration_sum),
+    )
 
 
 def decode(data: bytes) -> WorkerMessage | None:
@@ -51,7 +91,7 @@ def decode(data: bytes) -> WorkerMessage | None:
         if kind == "ready":
             return WorkerReady()
         if kind == "hb":
-            return WorkerHeartbeat(int(body["requests"]), int(body["connections"]))
+            return _heartbeat(body)
         if kind == "boot_failed":
             return WorkerBootFailed(int(body["code"]), str(body["message"]))
     except (ValueError, KeyError, TypeError):

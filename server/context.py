@@ -11,17 +11,21 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from server.logs import AccessLogger
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
 from server.types import ASGIApp
 
-if TYPE_CHECKING:
-    from server.protocol import H1Connection
-
 ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
+
+
+class Connection(Protocol):
+    """What the worker asks of every live connection, HTTP/1.1 or WebSocket."""
+
+    def check_deadline(self, now: float) -> None: ...
+    def abort(self) -> None: ...
 
 
 def date_block(server_header: str | None, now: float | None = None) -> bytes:
@@ -46,7 +50,7 @@ class WorkerContext:
     date_block: bytes = b""
     draining: bool = False
     requests: int = 0
-    connections: set[H1Connection] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,7 +59,7 @@ class WorkerContext:
         self.root_path_bytes = self.settings.root_path.encode("utf-8")
         self.date_block = date_block(self.settings.server_header)
 
-    def connection_closed(self, conn: H1Connection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.check_idle()
 

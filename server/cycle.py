@@ -5,6 +5,9 @@ Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its
 frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
 NOT_STARTED -> STARTED -> STREAMING -> DONE. A lost connection makes every later `send` a
 no-op and `receive` return http.disconnect; ASGI misuse raises RuntimeError into the app.
+The owner hears once, from inside the app's task, that the app returned (`app_finished`).
+Hot path: states are compared against module-level aliases, because reading a member off an
+Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Iterable
 from typing import Protocol
 
 from server.h1_writer import InvalidResponse
@@ -36,18 +40,41 @@ class ResponseState(enum.Enum):
     DONE = 4
 
 
+_RECEIVING, _COMPLETE, _DELIVERED = BodyState.RECEIVING, BodyState.COMPLETE, BodyState.DELIVERED
+_NOT_STARTED, _STARTED = ResponseState.NOT_STARTED, ResponseState.STARTED
+_STREAMING, _DONE = ResponseState.STREAMING, ResponseState.DONE
+
+
+class WriteFlow(Protocol):
+    """The write side of the owner's flow control (server.flow.FlowControl)."""
+
+    write_paused: bool
+
+    async def drain(self) -> None: ...
+
+
 class CycleOwner(Protocol):
     """What a cycle needs from the connection that carries it."""
 
+    # Read after every body message that says more follows: send() waits while paused,
+    # and costs no call otherwise.
+    @property
+    def flow(self) -> WriteFlow: ...
+
     def start_response(
-        self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool
+        self,
+        cycle: Cycle,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        more: bool,
     ) -> None: ...
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None: ...
     def send_continue(self) -> None: ...
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
-    async def drain(self) -> None: ...
+    def app_finished(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
@@ -56,7 +83,6 @@ class Cycle:
         "_buffered",
         "_headers",
         "_owner",
-        "_status",
         "_waiter",
         "body_state",
         "bytes_sent",
@@ -68,47 +94,52 @@ class Cycle:
         "scope",
         "start_time",
         "status",
+        "task",
     )
 
     def __init__(
         self,
         owner: CycleOwner,
         scope: Scope,
-        *,
         has_body: bool,
         expect_continue: bool,
         keep_alive: bool,
-        start_time: float,
     ) -> None:
+        # Positional parameters: a class called with keywords builds a kwargs dict on 3.11.
         self._owner = owner
         self.scope = scope
         # What the request allows; the connection may still close (drain, framing).
         self.keep_alive = keep_alive
         self.head_request = scope["method"] == "HEAD"
         self.expect_continue = expect_continue and has_body
-        self.body_state = BodyState.RECEIVING if has_body else BodyState.COMPLETE
+        self.body_state = _RECEIVING if has_body else _COMPLETE
         self._body: list[bytes] = []
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
-        self.response = ResponseState.NOT_STARTED
+        self.response = _NOT_STARTED
         self.disconnected = False
-        self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        # The app's status from http.response.start; 500 if the server answers for it.
         self.status = 0
+        self._headers: Iterable[tuple[bytes, bytes]] = ()
+        # For the access log only; the owner sets start_time when it keeps one.
         self.bytes_sent = 0
-        self.start_time = start_time
+        self.start_time = 0.0
+        # The app's Task, set by the owner that starts it (None while the app runs eagerly).
+        self.task: asyncio.Task[None] | None = None
 
     # -- fed by the connection -------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
         """Queue body bytes for the app; True when the unconsumed body is over its mark."""
         self._body.append(data)
         self._buffered += len(data)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         return self._buffered > BODY_HIGH_WATER
 
     def end_body(self) -> None:
-        self.body_state = BodyState.COMPLETE
-        self._wake()
+        self.body_state = _COMPLETE
+        if self._waiter is not None:
+            self._wake()
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -129,17 +160,17 @@ class Cycle:
     async def receive(self) -> Message:
         if self.expect_continue:
             self.expect_continue = False
-            if self.response is ResponseState.NOT_STARTED and not self.disconnected:
+            if self.response is _NOT_STARTED and not self.disconnected:
                 self._owner.send_continue()
         while True:
             if self.disconnected:
                 return {"type": "http.disconnect"}
             if self._body:
                 return self._take_body()
-            if self.body_state is BodyState.COMPLETE:
-                self.body_state = BodyState.DELIVERED
+            if self.body_state is _COMPLETE:
+                self.body_state = _DELIVERED
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if self.body_state is BodyState.DELIVERED and self.response is ResponseState.DONE:
+            if self.body_state is _DELIVERED and self.response is _DONE:
                 # ASGI: receive after the response is sent reports the request as finished.
                 return {"type": "http.disconnect"}
             await self._wait()
@@ -148,48 +179,51 @@ class Cycle:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body.clear()
         self._buffered = 0
-        more = self.body_state is BodyState.RECEIVING
+        more = self.body_state is _RECEIVING
         if not more:
-            self.body_state = BodyState.DELIVERED
+            self.body_state = _DELIVERED
         self._owner.body_consumed()
         return {"type": "http.request", "body": body, "more_body": more}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.response
-        if state is ResponseState.NOT_STARTED:
+        if state is _NOT_STARTED:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
-            self._status = int(message["status"])
-            self._headers = list(message.get("headers", ()))
-            self.response = ResponseState.STARTED
+            status = message["status"]
+            self.status = status if type(status) is int else int(status)
+            # Kept as given: the head is encoded (and checked) with the first body message.
+            self._headers = message.get("headers", ())
+            self.response = _STARTED
             return
-        if state is ResponseState.DONE:
+        if state is _DONE:
             raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
         if kind != "http.response.body":
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        body = bytes(message.get("body", b""))
-        more = bool(message.get("more_body", False))
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = bytes(body)
+        more = message.get("more_body", False)
         if self.disconnected:
             if not more:
-                self._finish()
+                self.response = _DONE
+                self._wake()
             return
-        if state is ResponseState.STARTED:
-            self._owner.start_response(self, self._status, self._headers, body, more)
-            self.status = self._status
-            self.response = ResponseState.STREAMING
+        if state is _STARTED:
+            self._owner.start_response(self, self.status, self._headers, body, more)
+            self.response = _STREAMING
         else:
             self._owner.send_body(self, body, more)
-        if not more:
-            self._finish()
-        else:
-            await self._owner.drain()
-
-    def _finish(self) -> None:
-        self.response = ResponseState.DONE
-        self._wake()
-        if not self.disconnected:
-            self._owner.response_complete(self)
+        if more:
+            flow = self._owner.flow
+            if flow.write_paused:
+                await flow.drain()
+            return
+        self.response = _DONE
+        if self._waiter is not None:
+            self._wake()
+        self._owner.response_complete(self)
 
     # -- running the app -------------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:
@@ -200,22 +234,24 @@ class Cycle:
         except BaseException as exc:  # the app's failure must never take the worker down
             self._app_failed(exc)
         else:
-            if self.response is not ResponseState.DONE and not self.disconnected:
+            if self.response is not _DONE and not self.disconnected:
                 logger.error("ASGI app returned without completing the response")
                 self._fail_response()
+        finally:
+            self._owner.app_finished(self)
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, InvalidResponse):
             logger.error("invalid response from the ASGI app: %s", exc)
         else:
             logger.error("exception in the ASGI app", exc_info=exc)
-        if self.response is not ResponseState.DONE and not self.disconnected:
+        if self.response is not _DONE and not self.disconnected:
             self._fail_response()
 
     def _fail_response(self) -> None:
         """500 when nothing was written yet, else the connection is closed mid-response."""
-        if self.response is not ResponseState.STREAMING:
+        if self.response is not _STREAMING:
             self.status = 500
-        self.response = ResponseState.DONE
+        self.response = _DONE
         self._wake()
         self._owner.response_failed(self)

@@ -28,7 +28,9 @@ logger = logging.getLogger("serve")
 def run_worker(
     settings: WorkerSettings, listeners: list[socket.socket], channel: socket.socket
 ) -> int:
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.log_file, log_config=settings.log_config
+    )
     # SIGABRT from the master (a blocked loop) dumps every thread's stack to stderr.
     faulthandler.enable(all_threads=True)
     try:

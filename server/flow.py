@@ -11,22 +11,23 @@ import asyncio
 
 
 class FlowControl:
-    __slots__ = ("_drained", "_read_paused", "_transport", "write_paused")
+    # Both flags are read on the hot path so that an unpaused connection costs no call.
+    __slots__ = ("_drained", "_transport", "read_paused", "write_paused")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._read_paused = False
+        self.read_paused = False
         self.write_paused = False
         self._drained: asyncio.Event | None = None
 
     def pause_reading(self) -> None:
-        if not self._read_paused:
-            self._read_paused = True
+        if not self.read_paused:
+            self.read_paused = True
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._read_paused:
-            self._read_paused = False
+        if self.read_paused:
+            self.read_paused = False
             if not self._transport.is_closing():
                 self._transport.resume_reading()
 

@@ -11,6 +11,9 @@ Rules:
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
+- A bodiless GET asking to upgrade to one of `upgrades` ends HTTP/1.1 on the connection: the
+  parser emits its RequestHead and stops; the bytes after the head belong to the new protocol
+  (RFC 9110 §7.8) and are handed over by take_remaining(). Other upgrades are plain HTTP.
 """
 
 from __future__ import annotations
@@ -27,15 +30,15 @@ from httptools import (
 
 from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
 from server.h1_validate import (
+    SEEN_REQUEST_LINES,
     RequestRejected,
     check_fields,
-    decode_path,
-    parse_request_line,
-    split_target,
+    request_line,
 )
 from server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
+_HEAD_END = b"\r\n\r\n"
 # chunk-size, then the CR of CRLF or the ";" of an extension; llhttp checks the rest.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[\r;]")
 # A chunk-size line is hex digits plus (rare) extensions. llhttp does not hold extensions,
@@ -55,10 +58,25 @@ class _State(Enum):
     LENGTH = "length"  # inside a body framed by Content-Length
     CHUNKED = "chunked"  # inside a chunked body
     CLOSED = "closed"  # the last request closes the connection; later bytes are ignored
+    UPGRADED = "upgraded"  # the connection switched protocols; later bytes are not HTTP/1.1
     DEAD = "dead"  # a ParseFailed was emitted
 
 
+# Module aliases: reading a member off an Enum class goes through EnumType.__getattr__ on 3.11.
 _HEAD, _LENGTH, _CHUNKED = _State.HEAD, _State.LENGTH, _State.CHUNKED
+_CLOSED, _DEAD = _State.CLOSED, _State.DEAD
+
+
+class _LimitAt(RequestRejected):
+    """A limit refusal that takes effect at data offset `at` of the read being scanned.
+
+    llhttp is handed the bytes before `at` first, so a syntax fault earlier in the stream
+    wins: which fault is reported depends on the bytes, never on how the reads split them.
+    """
+
+    def __init__(self, at: int, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.at = at
 
 
 class _ChunkedBody:
@@ -66,6 +84,8 @@ class _ChunkedBody:
 
     It only measures: llhttp decodes and validates the same bytes right after, so this reads
     no more than the chunk sizes, the line ends and the empty line closing the trailers.
+    The body limit takes effect at the LF of the chunk-size line that crosses it, the
+    trailer limit at the first byte past it; the CRLF closing the trailers is not counted.
     """
 
     __slots__ = ("_left", "_line", "_max_body", "_max_trailers", "_total", "_trailer_bytes")
@@ -102,18 +122,18 @@ class _ChunkedBody:
                 self._hold(data, pos)
                 return n, False
             line = data[pos:lf]
-            if self._line:
+            held = len(self._line)
+            if held:
                 line = bytes(self._line) + line
                 self._line.clear()
-            pos = lf + 1
             if self._trailer_bytes < 0:
-                self._chunk_header(line)
+                self._chunk_header(line, lf)
             elif line == b"\r":  # the empty line that ends the trailer section
-                return pos, True
+                return lf + 1, True
             else:
+                self._check_trailer(len(line) + 1, pos, held)
                 self._trailer_bytes += len(line) + 1
-                if self._trailer_bytes > self._max_trailers:
-                    raise RequestRejected(431, "trailer section too large")
+            pos = lf + 1
         return pos, False
 
     def _hold(self, data: bytes, pos: int) -> None:
@@ -121,11 +141,19 @@ class _ChunkedBody:
         if self._trailer_bytes < 0:
             if held > _MAX_CHUNK_LINE:
                 raise RequestRejected(400, "chunk-size line too long")
-        elif self._trailer_bytes + held > self._max_trailers:
-            raise RequestRejected(431, "trailer section too large")
+        elif held > 1 or data[pos] != 0x0D:  # a lone CR may begin the closing empty line
+            self._check_trailer(held, pos, len(self._line))
         self._line += data[pos:]
 
-    def _chunk_header(self, line: bytes) -> None:
+    def _check_trailer(self, size: int, pos: int, held: int) -> None:
+        """Refuse a trailer line whose first `size` bytes (`held` of them from earlier
+        reads, the rest from data[pos:]) overrun the trailer section limit."""
+        room = self._max_trailers - self._trailer_bytes
+        if size > room:
+            # Only a held lone CR (checked once more bytes came) puts the limit before pos.
+            raise _LimitAt(max(pos, pos - held + room), 431, "trailer section too large")
+
+    def _chunk_header(self, line: bytes, lf: int) -> None:
         match = _CHUNK_SIZE.match(line)
         if match is None or len(line) > _MAX_CHUNK_LINE:
             raise RequestRejected(400, "invalid chunk-size line")
@@ -137,8 +165,15 @@ class _ChunkedBody:
             return
         self._total += size
         if self._max_body is not None and self._total > self._max_body:
-            raise RequestRejected(413, "request body too large")
+            raise _LimitAt(lf, 413, "request body too large")
         self._left = size + 2
+
+
+def _rejection(exc: HttpParserError) -> RequestRejected:
+    if isinstance(exc, HttpParserInvalidMethodError):
+        # parse_request_line saw a valid token: it is a method we do not implement.
+        return RequestRejected(501, "method not implemented")
+    return RequestRejected(400, str(exc))
 
 
 class H1Parser:
@@ -148,13 +183,13 @@ class H1Parser:
     Pipelined requests in one feed give several such sequences.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
         self._max_headers = limits.max_headers
         self._max_body = limits.max_body_size
         self._parser = HttpRequestParser(self)
-        self._state = _State.HEAD
+        self._state = _HEAD
         self._events: list[Event] = []
         self._head_buf = bytearray()
         self._line_seen = False  # the buffered partial head holds a complete request line
@@ -164,11 +199,23 @@ class H1Parser:
         self._keep_alive = True
         self._left = 0
         self._chunks = _ChunkedBody(limits.max_body_size, limits.max_header_size)
+        self._upgrades = upgrades
+        self._rest = b""
 
     @property
     def buffered_request_head(self) -> bool:
         """True while bytes of an incomplete request head are held."""
         return bool(self._head_buf)
+
+    @property
+    def upgraded(self) -> bool:
+        """True once a request switched the connection to another protocol."""
+        return self._state is _State.UPGRADED
+
+    def take_remaining(self) -> bytes:
+        """The bytes received after the upgrade request's head, for the new protocol."""
+        rest, self._rest = self._rest, b""
+        return rest
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse as much as possible and return the events, in order.
@@ -183,12 +230,22 @@ class H1Parser:
             while pos < n:
                 state = self._state
                 if state is _HEAD:
-                    pos = self._feed_head(data, pos)
+                    # Inline, the common case: a whole head, within the limit, where the
+                    # data starts (a find without an end bound parses fewer arguments).
+                    end = -1 if self._head_buf or data[pos] == 0x0D else data.find(_HEAD_END, pos)
+                    if end < 0 or end + 4 > pos + self._max_head:
+                        pos = self._feed_head(data, pos)
+                    else:
+                        end += 4
+                        self._start_message(data if end == n and not pos else data[pos:end])
+                        pos = end
                 elif state is _LENGTH:
                     pos = self._feed_length(data, pos)
                 elif state is _CHUNKED:
                     pos = self._feed_chunked(data, pos)
                 else:
+                    if state is _State.UPGRADED:
+                        self._rest += data[pos:]
                     break
         except RequestRejected as exc:
             events.append(self._fail(exc))
@@ -197,9 +254,9 @@ class H1Parser:
     def feed_eof(self) -> list[Event]:
         """The client half-closed: a partly received request fails with 400, else []."""
         state = self._state
-        if state is _State.DEAD or state is _State.CLOSED:
+        if state is _DEAD or state is _CLOSED or state is _State.UPGRADED:
             return []
-        if state is _State.HEAD and not self._head_buf:
+        if state is _HEAD and not self._head_buf:
             return []
         return [self._fail(RequestRejected(400, "connection closed inside a request"))]
 
@@ -219,19 +276,13 @@ class H1Parser:
 
     # -- framing -------------------------------------------------------------------------------
     def _feed_head(self, data: bytes, pos: int) -> int:
-        if self._head_buf:
-            return self._feed_partial_head(data, pos)
-        if data[pos] == 0x0D:
+        """A head that arrives in pieces, or after empty lines (feed() takes the rest)."""
+        if not self._head_buf and data[pos] == 0x0D:
             # A server should ignore empty lines before a request line (RFC 9112 §2.2).
             match = _EMPTY_LINES.match(data, pos)
             if match is not None:
                 return match.end()
-        end = data.find(b"\r\n\r\n", pos, pos + self._max_head)
-        if end < 0:
-            return self._feed_partial_head(data, pos)
-        end += 4
-        self._start_message(data if pos == 0 and end == len(data) else data[pos:end])
-        return end
+        return self._feed_partial_head(data, pos)
 
     def _feed_partial_head(self, data: bytes, pos: int) -> int:
         buf = self._head_buf
@@ -264,41 +315,49 @@ class H1Parser:
             raise RequestRejected(431, "request head too large")
 
     def _start_message(self, head: bytes) -> None:
-        line_end = head.find(b"\r\n")
-        if line_end > self._max_line:
+        line = head.partition(b"\r\n")[0]
+        if len(line) > self._max_line:
             raise RequestRejected(414, "request line too long")
-        method, target, version = parse_request_line(head, line_end)
-        raw_path, query, has_authority = split_target(method, target)
+        method, target, version, path, raw_path, query, has_authority = SEEN_REQUEST_LINES.get(
+            line
+        ) or request_line(line)
         headers: list[tuple[bytes, bytes]] = []
         self._headers = headers
-        upgraded = self._execute_head(head)
+        self._head_done = self._message_done = False
+        upgraded = False
+        try:
+            self._parser.feed_data(head)
+        except HttpParserUpgrade:
+            upgraded = True
+        except HttpParserError as exc:
+            raise _rejection(exc) from None
+        if not self._head_done:
+            raise RequestRejected(400, "malformed request head")
         if len(headers) > self._max_headers:
             raise RequestRejected(431, "too many header fields")
         length, chunked, keep_alive, expect, upgrade = check_fields(
             headers, version == "1.1", has_authority
         )
-        if self._max_body is not None and length > self._max_body:
+        if length and self._max_body is not None and length > self._max_body:
             raise RequestRejected(413, "request body too large")
+        has_body = chunked or length > 0
         self._events.append(
             RequestHead(
-                method,
-                target,
-                decode_path(raw_path),
-                raw_path,
-                query,
-                version,
-                headers,
-                keep_alive,
-                expect,
-                upgrade,
-                chunked or length > 0,
+                method, target, path, raw_path, query, version, headers, keep_alive, expect,
+                upgrade, has_body,
             )
-        )
+        )  # fmt: skip
         self._keep_alive = keep_alive
-        if chunked or length or upgraded:
+        if upgrade is not None and upgrade in self._upgrades and method == "GET" and not has_body:
+            self._state = _State.UPGRADED
+            return
+        if has_body or upgraded:
             self._begin_body(length, chunked, upgraded)
+        elif self._message_done:
+            self._events.append(_END)
+            self._state = _HEAD if keep_alive else _CLOSED
         else:
-            self._end_message()
+            self._end_message()  # refuses the message
 
     def _begin_body(self, length: int, chunked: bool, upgraded: bool) -> None:
         if upgraded:
@@ -315,23 +374,6 @@ class H1Parser:
             self._state = _LENGTH
         else:
             self._end_message()
-
-    def _execute_head(self, head: bytes) -> bool:
-        """Hand llhttp one complete head; return True if it took the request for an upgrade."""
-        self._head_done = self._message_done = False
-        upgraded = False
-        try:
-            self._parser.feed_data(head)
-        except HttpParserUpgrade:
-            upgraded = True
-        except HttpParserInvalidMethodError:
-            # parse_request_line saw a valid token: it is a method we do not implement.
-            raise RequestRejected(501, "method not implemented") from None
-        except HttpParserError as exc:
-            raise RequestRejected(400, str(exc)) from None
-        if not self._head_done:
-            raise RequestRejected(400, "malformed request head")
-        return upgraded
 
     def _reframe_body(self, length: int, chunked: bool) -> None:
         self._parser = HttpRequestParser(self)
@@ -350,7 +392,11 @@ class H1Parser:
         return end
 
     def _feed_chunked(self, data: bytes, pos: int) -> int:
-        end, done = self._chunks.scan(data, pos)
+        try:
+            end, done = self._chunks.scan(data, pos)
+        except _LimitAt as exc:
+            self._execute(memoryview(data)[pos : exc.at])
+            raise
         self._execute(data if pos == 0 and end == len(data) else memoryview(data)[pos:end])
         if done:
             self._end_message()
@@ -367,9 +413,9 @@ class H1Parser:
             # Our framing and llhttp's disagree on where the message ends: never guess.
             raise RequestRejected(400, "message framing mismatch")
         self._events.append(_END)
-        self._state = _HEAD if self._keep_alive else _State.CLOSED
+        self._state = _HEAD if self._keep_alive else _CLOSED
 
     def _fail(self, exc: RequestRejected) -> ParseFailed:
-        self._state = _State.DEAD
+        self._state = _DEAD
         self._head_buf.clear()
         return ParseFailed(exc.status, exc.reason)

@@ -2,10 +2,12 @@
 that decide framing and connection handling.
 
 Rules: no IO and no parser state; every function takes bytes and returns values or raises
-RequestRejected(status, reason). The only module state is two bounded memo tables of field
-values already checked. llhttp has already checked the syntax of every field line
-(token names, no CTL in values, CRLF endings); what is here is the semantics llhttp leaves
-to us (RFC 9110, RFC 9112) and the few syntax rules it is lenient about.
+RequestRejected(status, reason). The only module state is three bounded memo tables of
+request lines and field values already checked: a result depends on nothing but the bytes,
+so a hit is exactly what a fresh check would return. llhttp has already checked the syntax
+of every field line (token names, no CTL in values, CRLF endings); what is here is the
+semantics llhttp leaves to us (RFC 9110, RFC 9112) and the few syntax rules it is lenient
+about.
 """
 
 from __future__ import annotations
@@ -36,13 +38,21 @@ _FRAMING_FIELDS = frozenset(
     (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade")
 )
 
-# Memo tables for field values that repeat across requests (see _check_host).
+# Memo tables for request lines and field values that repeat across requests.
 _MEMO_SIZE = 256
 _SEEN_HOSTS: set[bytes] = set()
 _CONNECTION_OPTIONS: dict[bytes, frozenset[bytes]] = {}
+# Request lines longer than this are checked every time rather than remembered.
+_MEMO_LINE = 512
 
 # (content_length, chunked, keep_alive, expect_continue, upgrade), see check_fields.
 FieldSummary = tuple[int, bool, bool, bool, bytes | None]
+# (method, target, http_version, path, raw_path, query_string, has_authority), see
+# request_line.
+RequestLine = tuple[str, bytes, str, str, bytes, bytes, bool]
+# Request lines already checked. The parser looks here first (a dict lookup instead of a
+# regex, a partition and a decode per request) and calls request_line() on a miss.
+SEEN_REQUEST_LINES: dict[bytes, RequestLine] = {}
 
 
 class RequestRejected(Exception):
@@ -52,6 +62,20 @@ class RequestRejected(Exception):
         super().__init__(status, reason)
         self.status = status
         self.reason = reason
+
+
+def request_line(line: bytes) -> RequestLine:
+    """Check a request line (without its CRLF) and split it into what the scope needs."""
+    method, target, version = parse_request_line(line, len(line))
+    raw_path, query, has_authority = split_target(method, target)
+    parsed = (method, target, version, decode_path(raw_path), raw_path, query, has_authority)
+    if len(line) <= _MEMO_LINE:
+        # Cleared when full rather than frozen: the table follows the routes in use, and a
+        # client cannot fill it once with junk lines to make every later lookup miss.
+        if len(SEEN_REQUEST_LINES) >= _MEMO_SIZE:
+            SEEN_REQUEST_LINES.clear()
+        SEEN_REQUEST_LINES[line] = parsed
+    return parsed
 
 
 def parse_request_line(head: bytes, end: int) -> tuple[str, bytes, str]:
@@ -96,8 +120,9 @@ def split_target(method: str, target: bytes) -> tuple[bytes, bytes, bool]:
 
 def decode_path(raw_path: bytes) -> str:
     """Percent-decode a path and read it as UTF-8, as the ASGI `path` key is defined."""
-    if b"%" not in raw_path:
-        return raw_path.decode("ascii")
+    if raw_path.find(b"%") < 0:
+        # The target grammar admits ASCII only, and UTF-8 is the codec without a name lookup.
+        return raw_path.decode()
     # Undecodable bytes become U+FFFD (as uvicorn does); raw_path keeps the exact bytes.
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 

@@ -12,6 +12,13 @@ Rules:
   lines to the same file. reopen_log_files() (USR1, after logrotate moved the file) opens
   the path again before closing the old stream: a failed reopen keeps logging to the old
   file rather than losing lines.
+- With a log file, file descriptor 2 points at it too (dup2), in the master and in every
+  worker, and again after each reopen: faulthandler's stack dumps, print(file=sys.stderr)
+  and C libraries' messages land in the same file as the log lines. Going back to stderr
+  (a reload without log_file) restores the original descriptor 2.
+- A `log_config` mapping (logging.config.dictConfig) replaces all of the above: our handler
+  goes, "serve" propagates to whatever the mapping configures, descriptor 2 is left alone.
+  disable_existing_loggers defaults to False, or dictConfig would silence "serve.master".
 - Text that came from the network goes through escape_control() before it is logged, so
   a CR/LF in a request target cannot forge a log line (log injection).
 """
@@ -20,8 +27,11 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
+import os
 import re
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TextIO
 
@@ -34,6 +44,9 @@ ACCESS_FIELDS_ATTR = "serve_access"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+_STDERR_FD = 2
+# A duplicate of the original descriptor 2 while descriptor 2 points at the log file.
+_saved_stderr: int | None = None
 
 
 def escape_control(value: str) -> str:
@@ -108,15 +121,61 @@ def reopen_log_files() -> None:
     for handler in logging.getLogger(LOGGER_NAME).handlers:
         if isinstance(handler, _ServeFileHandler):
             handler.reopen()
+            if _saved_stderr is not None:
+                _capture_stderr(handler.stream)
+
+
+def _capture_stderr(stream: TextIO) -> None:
+    """Point descriptor 2 at the log file `stream` writes to."""
+    global _saved_stderr
+    if _saved_stderr is None:
+        _saved_stderr = os.dup(_STDERR_FD)
+    sys.stderr.flush()
+    os.dup2(stream.fileno(), _STDERR_FD)
+
+
+def _release_stderr() -> None:
+    """Give descriptor 2 back to what it was before _capture_stderr()."""
+    global _saved_stderr
+    if _saved_stderr is None:
+        return
+    sys.stderr.flush()
+    os.dup2(_saved_stderr, _STDERR_FD)
+    os.close(_saved_stderr)
+    _saved_stderr = None
+
+
+def _remove_own_handlers(logger: logging.Logger) -> None:
+    for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:
+        logger.removeHandler(old)
+        old.close()
+
+
+def _apply_dict_config(config: Mapping[str, Any]) -> None:
+    logger = logging.getLogger(LOGGER_NAME)
+    _remove_own_handlers(logger)
+    _release_stderr()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+    logging.config.dictConfig({"disable_existing_loggers": False, **config})
 
 
 def configure_logging(
-    level: str, fmt: Literal["text", "json"], log_file: str | None = None
+    level: str,
+    fmt: Literal["text", "json"],
+    log_file: str | None = None,
+    *,
+    log_config: Mapping[str, Any] | None = None,
 ) -> None:
-    """Send "serve" and "serve.access" to stderr, or to `log_file`, in `fmt`.
+    """Send "serve" and "serve.access" to stderr, or to `log_file`, in `fmt`; or, given
+    `log_config`, hand logging to logging.config.dictConfig and ignore the rest.
 
-    Safe to call more than once; raises OSError when `log_file` cannot be opened.
+    Safe to call more than once; raises OSError when `log_file` cannot be opened, and
+    ValueError (TypeError for a wrong shape) when dictConfig rejects `log_config`.
     """
+    if log_config is not None:
+        _apply_dict_config(log_config)
+        return
     name = level.lower()
     if name not in _LEVELS:
         raise ValueError(f"log level must be one of {', '.join(_LEVELS)}, got {level!r}")
@@ -128,9 +187,11 @@ def configure_logging(
     handler = _ServeFileHandler(log_file) if log_file is not None else _ServeHandler(sys.stderr)
     handler.setFormatter(formatter)
     logger = logging.getLogger(LOGGER_NAME)
-    for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:
-        logger.removeHandler(old)
-        old.close()
+    _remove_own_handlers(logger)
+    if isinstance(handler, _ServeFileHandler):
+        _capture_stderr(handler.stream)
+    else:
+        _release_stderr()
     logger.addHandler(handler)
     logger.setLevel(name.upper())
     logger.propagate = False

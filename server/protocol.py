@@ -2,12 +2,14 @@
 
 Rules: the only worker code that touches a transport. Framing decisions come from
 server.h1_parser (requests) and server.h1_writer (responses); ASGI rules live in
-server.cycle. Connection states follow Go's net/http: NEW (accepted, no request yet),
-ACTIVE (a request in progress), IDLE (keep-alive, between requests), CLOSED. Each
-connection has one deadline: header_timeout while a head is awaited on a new connection or
-after the first bytes of a request, keep_alive_timeout while idle, none while the app works.
-Deadlines are plain numbers that the worker's once-a-second sweep checks, because arming
-and cancelling a loop timer twice per request costs more than the whole sweep.
+server.cycle. Connection states follow Go's net/http: NEW (accepted, or the first bytes of a
+request arrived), ACTIVE (a request in progress), IDLE (keep-alive, between requests),
+CLOSED. Waiting in NEW ends after header_timeout (slowloris), in IDLE after
+keep_alive_timeout (header_timeout if part of a next head is buffered); the app has no
+deadline. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
+when it first finds a connection waiting, and closes it once the wait is over its timeout.
+Hot path: enum members are read through module aliases (an Enum class attribute goes
+through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sys
 import time
 from collections import deque
+from collections.abc import Iterable
+from operator import itemgetter
 from typing import cast
 
 from server import h1_writer as w
@@ -25,8 +30,16 @@ from server.cycle import BodyState, Cycle, ResponseState
 from server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from server.flow import FlowControl
 from server.h1_parser import H1Parser
+from server.proxy import FORWARDING_FIELDS
+from server.stats import STATS
+from server.tls import tls_extension
+from server.ws import take_over
 
 logger = logging.getLogger("serve")
+
+# 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
+# On 3.11 an eager start is not available (apps need current_task() to be their Task).
+EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class ConnState(enum.Enum):
@@ -43,6 +56,15 @@ class Framing(enum.Enum):
     CLOSE = 4  # HTTP/1.0 without a length: the body ends when the connection does
 
 
+_NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+_RECEIVING = BodyState.RECEIVING
+_NOT_STARTED = ResponseState.NOT_STARTED
+_field_name = itemgetter(0)
+_STATUS_LINES = w.STATUS_LINES
+_NO_BODY_STATUSES = w.NO_BODY_STATUSES
+
+
 def _addr(info: object) -> tuple[str, int] | None:
     if isinstance(info, tuple) and len(info) >= 2:
         return str(info[0]), int(info[1])
@@ -53,14 +75,20 @@ class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.parser = H1Parser(ctx.settings.limits)
-        self.state = ConnState.NEW
+        self.parser = H1Parser(ctx.settings.limits, ctx.settings.ws.upgrades)
+        self.state = _NEW
         self.pipeline: deque[Cycle] = deque()
         self.pending_error: ParseFailed | None = None
-        # loop.time() after which an idle or new connection is closed; 0.0 means none.
-        self.deadline = 0.0
+        # The cycle of the last request head: where its body and its end go.
+        self.receiving: Cycle
+        # A cycle that heads the pipeline and waits for the end of data_received to start.
+        self.starting: Cycle | None = None
+        # Request heads seen; with the state, what the deadline sweep compares between runs.
+        self.heads = 0
+        self.waiting: tuple[int, ConnState] | None = None
+        self.waiting_since = 0.0
         # Response framing of the cycle at the head of the pipeline.
-        self.framing = Framing.NONE
+        self.framing = _NONE
         self.remaining = 0
         self.keep_alive = True
 
@@ -76,6 +104,10 @@ class H1Connection(asyncio.Protocol):
         if self.server is None:
             # A unix socket: ASGI names the server by its path and has no client address.
             self.server = (str(transport.get_extra_info("sockname")), 0)
+        # TLS facts belong to the connection: computed once, shared by its requests.
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.scheme = "http" if ssl_object is None else "https"
+        self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
         self.trusted = ctx.proxy is not None and ctx.proxy.trusts(
             self.client[0] if self.client else None
         )
@@ -83,30 +115,33 @@ class H1Connection(asyncio.Protocol):
         if limit is not None and len(ctx.connections) > limit:
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
-            return
-        self.arm_timer(ctx.settings.header_timeout_s)
 
     def data_received(self, data: bytes) -> None:
-        if self.state is ConnState.IDLE:
-            self.state = ConnState.NEW
-            self.arm_timer(self.ctx.settings.header_timeout_s)
+        if self.state is _IDLE:
+            self.state = _NEW
+        # Dispatch inline: this loop runs for every request and body chunk. No check between
+        # events: a ParseFailed is always the last one, and a closed transport reads no more.
         for event in self.parser.feed(data):
-            # Dispatch inline: this loop runs for every request and body chunk.
-            if self.state is ConnState.CLOSED or self.pending_error is not None:
-                return
             if type(event) is RequestHead:
                 self.request_head(event)
             elif type(event) is MessageEnd:
-                self.pipeline[-1].end_body()
+                # The cycle of the last head, even if its response is already complete.
+                if self.receiving.body_state is _RECEIVING:
+                    self.receiving.end_body()
             elif type(event) is BodyChunk:
-                if self.pipeline[-1].feed_body(event.data):
+                if self.receiving.feed_body(event.data):
                     self.flow.pause_reading()
             elif type(event) is ParseFailed:
                 self.parse_failed(event)
+        cycle = self.starting
+        if cycle is not None:
+            # Started once the whole read is dispatched, so that an app started eagerly
+            # finds the body bytes that came with its head.
+            self.starting = None
+            self.run(cycle, EAGER_TASKS)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = ConnState.CLOSED
-        self.cancel_timer()
+        self.state = _CLOSED
         for cycle in self.pipeline:
             cycle.disconnect()
         self.flow.resume_writing()
@@ -120,13 +155,17 @@ class H1Connection(asyncio.Protocol):
 
     # -- events from the parser ------------------------------------------------------------
     def request_head(self, head: RequestHead) -> None:
-        self.cancel_timer()
-        self.state = ConnState.ACTIVE
+        if head.upgrade is not None and self.parser.upgraded:
+            self.switch_protocol(head)
+            return
+        self.state = _ACTIVE
+        self.heads += 1
         ctx = self.ctx
-        client, scheme = self.client, "http"
-        if self.trusted:
+        client, scheme, headers = self.client, self.scheme, head.headers
+        if self.trusted and not FORWARDING_FIELDS.isdisjoint(map(_field_name, headers)):
             assert ctx.proxy is not None
-            client, scheme = ctx.proxy.resolve(client, scheme, head.headers)
+            client, scheme = ctx.proxy.resolve(client, scheme, headers)
+        root_path = ctx.root_path
         scope = {
             "type": "http",
             "asgi": ASGI_INFO,
@@ -135,27 +174,49 @@ class H1Connection(asyncio.Protocol):
             "client": client,
             "scheme": scheme,
             "method": head.method,
-            "root_path": ctx.root_path,
-            "path": ctx.root_path + head.path,
-            "raw_path": ctx.root_path_bytes + head.raw_path,
+            "root_path": root_path,
+            "path": root_path + head.path if root_path else head.path,
+            "raw_path": ctx.root_path_bytes + head.raw_path if root_path else head.raw_path,
             "query_string": head.query_string,
-            "headers": head.headers,
+            "headers": headers,
             "state": ctx.lifespan_state.copy(),
         }
+        if self.tls_info is not None:
+            scope["extensions"] = {"tls": self.tls_info}
         cycle = Cycle(
-            self,
-            scope,
-            has_body=head.has_body,
-            expect_continue=head.expect_continue,
-            keep_alive=head.keep_alive and not ctx.draining,
-            start_time=time.perf_counter() if ctx.access_logger is not None else 0.0,
+            self, scope, head.has_body, head.expect_continue, head.keep_alive and not ctx.draining
         )
-        self.pipeline.append(cycle)
-        if len(self.pipeline) == 1:
-            self.run(cycle)
+        # One clock read per request: the duration histogram and the access log share it.
+        cycle.start_time = time.perf_counter()
+        self.receiving = cycle
+        pipeline = self.pipeline
+        pipeline.append(cycle)
+        if len(pipeline) == 1:
+            self.starting = cycle
         else:
             # A pipelined request waits for the one before it; stop reading more meanwhile.
             self.flow.pause_reading()
+
+    def switch_protocol(self, head: RequestHead) -> None:
+        """The parser stopped after a WebSocket upgrade head: hand the transport over."""
+        if self.pipeline:
+            # Earlier pipelined requests are still being answered: refuse the switch after them.
+            self.pending_error = ParseFailed(400, "upgrade request pipelined behind others")
+            self.flow.pause_reading()
+            return
+        self.state = _CLOSED
+        self.ctx.connections.discard(self)
+        take_over(
+            self.ctx,
+            self.ctx.settings.ws,
+            self.transport,
+            self.flow,
+            head,
+            server=self.server,
+            client=self.client,
+            trusted=self.trusted,
+            data=self.parser.take_remaining(),
+        )
 
     def parse_failed(self, event: ParseFailed) -> None:
         logger.debug("bad request from %s: %s", self.client, event.reason)
@@ -163,11 +224,11 @@ class H1Connection(asyncio.Protocol):
             self.write_error_and_close(event.status)
             return
         last = self.pipeline[-1]
-        if last.body_state is BodyState.RECEIVING:
+        if last.body_state is _RECEIVING:
             # The failure is inside this request's body: it can never complete.
             if len(self.pipeline) == 1:
                 last.disconnect()
-                if last.response is ResponseState.NOT_STARTED:
+                if last.response is _NOT_STARTED:
                     self.write_error_and_close(event.status)
                 else:
                     self.close()
@@ -178,107 +239,94 @@ class H1Connection(asyncio.Protocol):
         self.flow.pause_reading()
 
     # -- running cycles --------------------------------------------------------------------
-    def run(self, cycle: Cycle) -> None:
-        self.framing = Framing.NONE
-        self.keep_alive = cycle.keep_alive
-        task = self.loop.create_task(cycle.run(self.ctx.app))
-        self.ctx.tasks.add(task)
-        task.add_done_callback(self.ctx.task_done)
+    def run(self, cycle: Cycle, eager: bool) -> None:
+        """Start the app for the cycle at the head of the pipeline.
 
-    def next_cycle(self) -> None:
-        """The head-of-line response is complete: start the next request, or go idle."""
-        self.pipeline.popleft()
-        if self.pipeline:
-            self.run(self.pipeline[0])
-            if len(self.pipeline) == 1:
-                self.flow.resume_reading()
-            return
-        if self.pending_error is not None:
-            self.write_error_and_close(self.pending_error.status)
-            return
-        self.state = ConnState.IDLE
-        self.flow.resume_reading()
-        if self.parser.buffered_request_head:
-            self.state = ConnState.NEW
-            self.arm_timer(self.ctx.settings.header_timeout_s)
+        `eager` only from data_received: a chain of pipelined requests started eagerly from
+        each other's completion would nest one Python frame stack per request.
+        """
+        self.framing = _NONE
+        self.keep_alive = cycle.keep_alive
+        ctx = self.ctx
+        if sys.version_info >= (3, 12) and eager:
+            task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
+            if task.done():
+                return
         else:
-            self.arm_timer(self.ctx.settings.keep_alive_timeout_s)
+            task = self.loop.create_task(cycle.run(ctx.app))
+        cycle.task = task
+        ctx.tasks.add(task)
+
+    def app_finished(self, cycle: Cycle) -> None:
+        """The app returned (or raised): its task ends now. Replaces a done callback."""
+        ctx = self.ctx
+        if cycle.task is not None:
+            ctx.tasks.discard(cycle.task)
+        if ctx.draining:
+            ctx.check_idle()
 
     # -- CycleOwner: what a cycle asks of its connection -----------------------------------
     def start_response(
-        self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool
+        self,
+        cycle: Cycle,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        more: bool,
     ) -> None:
-        declared: int | None = None
-        keep_alive = self.keep_alive and not self.ctx.draining
-        out_headers = headers
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                declared = _parse_length(value)
-            elif lname == b"connection":
-                if b"close" in value.lower():
-                    keep_alive = False
-            elif lname == b"transfer-encoding":
-                # We frame the body ourselves; an app's own header would frame it twice.
-                out_headers = [h for h in headers if h[0].lower() != b"transfer-encoding"]
-        if cycle.head_request or w.status_has_no_body(status):
-            framing = Framing.NONE
-            extra = w.content_length(len(body)) if declared is None and body and not more else b""
-        elif declared is not None:
-            if len(body) > declared:
-                raise w.InvalidResponse("response body longer than its Content-Length")
-            framing, extra = Framing.LENGTH, b""
-        elif not more:
-            framing, declared, extra = Framing.LENGTH, len(body), w.content_length(len(body))
-        elif cycle.scope["http_version"] == "1.1":
-            framing, extra = Framing.CHUNKED, w.TRANSFER_CHUNKED
-        else:
-            framing, extra, keep_alive = Framing.CLOSE, b"", False
-        if cycle.body_state is BodyState.RECEIVING:
-            # The app answered before reading the whole body: the rest cannot be framed
-            # reliably from here, so this connection ends with this response.
-            keep_alive = False
-        if keep_alive:
-            if cycle.scope["http_version"] == "1.0":
-                extra += w.CONNECTION_KEEP_ALIVE
-        else:
-            extra += w.CONNECTION_CLOSE
-        head = b"".join(
-            (
-                w.status_line(status),
-                w.encode_headers(out_headers),
-                extra,
-                self.ctx.date_block,
-                b"\r\n",
-            )
+        line = _STATUS_LINES.get(status) or w.status_line(status)
+        block, declared, close = w.response_headers(headers)
+        # An app that answers before reading the whole body leaves bytes that cannot be
+        # framed reliably from here: the connection ends with this response.
+        keep_alive = (
+            self.keep_alive
+            and not close
+            and cycle.body_state is not _RECEIVING
+            and not self.ctx.draining
         )
+        if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:
+            framing, declared, extra, keep_alive = _framing(
+                cycle, status, declared, body, more=more, keep_alive=keep_alive
+            )
+        elif len(body) > declared:
+            raise w.InvalidResponse("response body longer than its Content-Length")
+        else:
+            framing, extra = _LENGTH, b""
+        if not keep_alive:
+            extra += w.CONNECTION_CLOSE
+        elif cycle.scope["http_version"] == "1.0":
+            extra += w.CONNECTION_KEEP_ALIVE
         self.framing = framing
-        self.remaining = declared or 0
         self.keep_alive = keep_alive
-        if framing is Framing.NONE or not body:
-            self.transport.write(head)
-            return
-        self.transport.write(head + self.frame(body))
-        cycle.bytes_sent += len(body)
-
-    def frame(self, body: bytes) -> bytes:
-        if self.framing is Framing.CHUNKED:
-            return w.chunk(body)
-        if self.framing is Framing.LENGTH:
-            self.remaining -= len(body)
-            if self.remaining < 0:
-                self.keep_alive = False
-                raise RuntimeError("response body longer than its Content-Length")
-        return body
+        if framing is _LENGTH:
+            self.remaining = declared - len(body)
+            cycle.bytes_sent = len(body)
+        elif framing is _NONE:
+            body = b""
+        elif body:
+            cycle.bytes_sent = len(body)
+            if framing is _CHUNKED:
+                body = w.chunk(body)
+        # One write, one buffer: head and the first body bytes go out together.
+        self.transport.write(b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body)))
 
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
-        if body and self.framing is not Framing.NONE:
-            self.transport.write(self.frame(body))
+        framing = self.framing
+        if body and framing is not _NONE:
+            if framing is _CHUNKED:
+                self.transport.write(w.chunk(body))
+            else:
+                if framing is _LENGTH:
+                    self.remaining -= len(body)
+                    if self.remaining < 0:
+                        self.keep_alive = False
+                        raise RuntimeError("response body longer than its Content-Length")
+                self.transport.write(body)
             cycle.bytes_sent += len(body)
         if not more:
-            if self.framing is Framing.CHUNKED:
+            if framing is _CHUNKED:
                 self.transport.write(w.CHUNKED_END)
-            elif self.framing is Framing.LENGTH and self.remaining > 0:
+            elif framing is _LENGTH and self.remaining > 0:
                 logger.error("response ended %d bytes short of its Content-Length", self.remaining)
                 self.keep_alive = False
 
@@ -290,24 +338,36 @@ class H1Connection(asyncio.Protocol):
             self.flow.resume_reading()
 
     def response_complete(self, cycle: Cycle) -> None:
-        self.ctx.requests += 1
-        if self.ctx.access_logger is not None:
+        """The head-of-line response is complete: start the next request, or go idle."""
+        ctx = self.ctx
+        ctx.requests += 1
+        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
+        if ctx.access_logger is not None:
             self.log_access(cycle)
         if not self.keep_alive:
             self.close()
             return
-        self.next_cycle()
+        pipeline = self.pipeline
+        pipeline.popleft()
+        if pipeline:
+            self.run(pipeline[0], False)
+            if len(pipeline) == 1:
+                self.flow.resume_reading()
+        elif self.pending_error is not None:
+            self.write_error_and_close(self.pending_error.status)
+        else:
+            self.state = _IDLE
+            if self.flow.read_paused:
+                self.flow.resume_reading()
 
     def response_failed(self, cycle: Cycle) -> None:
         self.ctx.requests += 1
+        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
         if self.ctx.access_logger is not None:
             self.log_access(cycle)
         if cycle.status == 500:
             self.transport.write(w.error_response(500, self.ctx.date_block))
         self.close()
-
-    async def drain(self) -> None:
-        await self.flow.drain()
 
     def log_access(self, cycle: Cycle) -> None:
         assert self.ctx.access_logger is not None
@@ -325,25 +385,31 @@ class H1Connection(asyncio.Protocol):
             time.perf_counter() - cycle.start_time,
         )
 
-    # -- closing, timers, drain ------------------------------------------------------------
+    # -- closing, deadlines, drain ---------------------------------------------------------
     def write_error_and_close(self, status: int) -> None:
         self.transport.write(w.error_response(status, self.ctx.date_block))
         self.close()
 
     def close(self) -> None:
-        self.cancel_timer()
         if not self.transport.is_closing():
             self.transport.close()
 
-    def arm_timer(self, seconds: float) -> None:
-        self.deadline = self.loop.time() + seconds
-
-    def cancel_timer(self) -> None:
-        self.deadline = 0.0
-
     def check_deadline(self, now: float) -> None:
         """Called by the worker's sweep: header timeout (slowloris) or keep-alive timeout."""
-        if self.deadline and now >= self.deadline and self.state in (ConnState.NEW, ConnState.IDLE):
+        state = self.state
+        if state is not _NEW and state is not _IDLE:
+            return
+        mark = (self.heads, state)
+        if mark != self.waiting:
+            # The connection started waiting since the last sweep: its wait starts now.
+            self.waiting, self.waiting_since = mark, now
+            return
+        settings = self.ctx.settings
+        if state is _NEW or self.parser.buffered_request_head:
+            timeout = settings.header_timeout_s
+        else:
+            timeout = settings.keep_alive_timeout_s
+        if now - self.waiting_since >= timeout:
             self.close()
 
     def abort(self) -> None:
@@ -353,7 +419,19 @@ class H1Connection(asyncio.Protocol):
         self.transport.abort()
 
 
-def _parse_length(value: bytes) -> int:
-    if not value.isdigit():
-        raise w.InvalidResponse(f"invalid Content-Length {value!r} from the app")
-    return int(value)
+def _framing(
+    cycle: Cycle, status: int, declared: int | None, body: bytes, *, more: bool, keep_alive: bool
+) -> tuple[Framing, int, bytes, bool]:
+    """Framing of a response without a body, or whose length the app did not declare.
+
+    Returns (framing, content length, extra head bytes, keep_alive).
+    """
+    if cycle.head_request or status in _NO_BODY_STATUSES:
+        # A HEAD response announces the length the GET would have, when it is known.
+        extra = w.content_length(len(body)) if declared is None and body and not more else b""
+        return _NONE, 0, extra, keep_alive
+    if not more:
+        return _LENGTH, len(body), w.content_length(len(body)), keep_alive
+    if cycle.scope["http_version"] == "1.1":
+        return _CHUNKED, 0, w.TRANSFER_CHUNKED, keep_alive
+    return _CLOSE, 0, b"", False

@@ -25,6 +25,8 @@ import re
 _FORWARDED = b"forwarded"
 _X_FORWARDED_FOR = b"x-forwarded-for"
 _X_FORWARDED_PROTO = b"x-forwarded-proto"
+# A request without any of these is resolved to its own peer without calling resolve().
+FORWARDING_FIELDS = frozenset((_FORWARDED, _X_FORWARDED_FOR, _X_FORWARDED_PROTO))
 
 _HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}

@@ -6,13 +6,17 @@ it to each worker at fork; the worker never sees the master's config object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from server.types import ASGIApp
+from server.ws_settings import WSSettings
 
 LifespanMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
+CertReqs = Literal["none", "optional", "required"]
+TLSVersion = Literal["TLSv1.2", "TLSv1.3"]
 
 DEFAULT_ACCESS_LOG_FORMAT = (
     '%(client)s - "%(request_line)s" %(status)s %(bytes)s %(duration_ms).1fms'
@@ -31,6 +35,24 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """Where the certificate files are and how to use them; server.tls loads them. Paths,
+    not loaded objects: every worker reads the files itself, so a new generation (SIGHUP)
+    serves whatever the files hold by then."""
+
+    certfile: str
+    # None: the private key is in certfile, after or before the certificates.
+    keyfile: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_certs: str | None = None
+    cert_reqs: CertReqs = "none"
+    # OpenSSL cipher list for TLS 1.2; None: Python's default (forward secrecy, no SHA-1).
+    # TLS 1.3 suites are not affected: OpenSSL configures them apart.
+    ciphers: str | None = None
+    minimum_version: TLSVersion = "TLSv1.2"
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     # An import string "pkg.mod:attr" resolved in the worker after fork, or an app object
     # that reached the worker through fork (programmatic start).
@@ -40,6 +62,7 @@ class WorkerSettings:
     lifespan: LifespanMode = "auto"
     root_path: str = ""
     limits: Limits = Limits()
+    ws: WSSettings = field(default_factory=WSSettings)
     backlog: int = 2048
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 5.0
@@ -58,3 +81,8 @@ class WorkerSettings:
     # Requests after which the worker reports at once instead of at its next heartbeat, so
     # the master can start its replacement (max_requests plus this worker's jitter); 0: never.
     max_requests: int = 0
+    # None: plain HTTP on every listener.
+    tls: TLSSettings | None = None
+    # A logging.config.dictConfig mapping applied instead of log_level, log_format and
+    # log_file (the master read it from the `log_config` file); None: the built-in setup.
+    log_config: Mapping[str, Any] | None = None

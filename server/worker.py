@@ -1,13 +1,16 @@
 """One worker's life on its event loop: lifespan, serve, heartbeat, drain.
 
 Rules: runs after fork inside server.entry; talks to the master only through its channel
-(READY once, a heartbeat every interval, and one more at once when max_requests is
-reached) and hears from it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
+(READY once, a heartbeat every interval, one more at once when max_requests is reached,
+and a last one before exiting so the master's totals hold every response) and hears from
+it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
 log file), handled by loop.add_signal_handler so that nothing runs inside a signal handler.
 Graceful drain follows Go: stop accepting, let every connection finish what the client may
 still be sending (responses say `Connection: close`, idle ones close at their keep-alive
 timeout), wait for the last one (an event, not a poll) up to graceful_timeout, then abort
-the rest.
+the rest. With TLS the listeners get the context built from this generation's certificate
+files, read here at boot; a connection counts from its accept, not from the end of its
+handshake, so a drain never cuts a handshake that was under way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from server.logs import AccessLogger, reopen_log_files
 from server.protocol import H1Connection
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
+from server.stats import STATS
+from server.tls import TLSConfigError, build_context
 from server.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("serve")
@@ -56,6 +61,7 @@ class Worker:
         self.parent_pid = os.getppid()
         self.stop_mode = StopMode.RUNNING
         self.stop_requested = asyncio.Event()
+        self.requests_reported = 0
 
     def report(self, message: ch.WorkerMessage) -> None:
         # A full buffer or a dead master: reports are advisory, never fatal here.
@@ -85,6 +91,14 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
         self.install_signals(loop)
+        try:
+            tls = build_context(self.settings.tls) if self.settings.tls is not None else None
+        except TLSConfigError as exc:
+            # The master loaded the files moments ago: they changed since, or are unreadable
+            # to the user this worker runs as.
+            logger.error("cannot load the TLS certificate: %s", exc)
+            self.report(ch.WorkerBootFailed(BOOT_ERROR, f"TLS: {exc}"))
+            return BOOT_ERROR
         lifespan = Lifespan(self.app, self.settings.lifespan, logger)
         try:
             await lifespan.startup()
@@ -93,12 +107,21 @@ class Worker:
             self.report(ch.WorkerBootFailed(BOOT_ERROR, f"lifespan startup failed: {exc}"))
             return BOOT_ERROR
         ctx = self.build_context(lifespan.state)
+        STATS.reset()
         servers = [
             await loop.create_server(
-                lambda: H1Connection(ctx), sock=sock, backlog=self.settings.backlog
+                lambda: H1Connection(ctx),
+                sock=sock,
+                backlog=self.settings.backlog,
+                ssl=tls,
+                # The handshake comes before the request head and has the same deadline.
+                ssl_handshake_timeout=self.settings.header_timeout_s if tls else None,
             )
             for sock in self.listeners
         ]
+        # Asked while serving: once a server is closed, uvloop's wait_closed() returns at
+        # once instead of waiting for the connections it accepted.
+        closed = [asyncio.ensure_future(server.wait_closed()) for server in servers]
         self.report(ch.WorkerReady())
         # The tick goes on through the drain: idle connections still need their deadlines.
         self.ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
@@ -106,11 +129,12 @@ class Worker:
         for server in servers:
             server.close()
         if self.stop_mode is StopMode.GRACEFUL:
-            await self.drain(ctx)
+            await self.drain(ctx, closed)
             await lifespan.shutdown()
         else:
             self.abort_all(ctx)
         self.ticker.cancel()
+        self.report(self.heartbeat(ctx))
         return OK
 
     def build_context(self, state: dict[str, object]) -> WorkerContext:
@@ -139,8 +163,7 @@ class Worker:
             finally:
                 served += 1
                 if served == limit:
-                    requests = max(served, ctx.requests)
-                    self.report(ch.WorkerHeartbeat(requests, len(ctx.connections)))
+                    self.report(self.heartbeat(ctx, served))
 
         return app_with_limit
 
@@ -150,34 +173,51 @@ class Worker:
         now = asyncio.get_running_loop().time()
         for conn in list(ctx.connections):
             conn.check_deadline(now)
-        self.report(ch.WorkerHeartbeat(ctx.requests, len(ctx.connections)))
+        self.report(self.heartbeat(ctx))
         if os.getppid() != self.parent_pid and self.stop_mode is StopMode.RUNNING:
             logger.warning("master %d is gone; draining", self.parent_pid)
             self.request_stop(StopMode.GRACEFUL)
         loop = asyncio.get_running_loop()
         self.ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
 
-    async def drain(self, ctx: WorkerContext) -> None:
+    def heartbeat(self, ctx: WorkerContext, requests: int = 0) -> ch.WorkerHeartbeat:
+        # Counters only grow: the max_requests report may count an app call that has not
+        # reached ctx.requests yet, and the next heartbeat must not report less.
+        self.requests_reported = max(self.requests_reported, requests, ctx.requests)
+        return ch.WorkerHeartbeat(
+            self.requests_reported,
+            len(ctx.connections),
+            tuple(STATS.responses),
+            tuple(STATS.durations),
+            STATS.duration_sum,
+        )
+
+    async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
         ctx.draining = True
         ctx.check_idle()
         # A SIGQUIT during the drain sets the event again and cuts the drain short.
         self.stop_requested.clear()
-        waiters = {
-            asyncio.ensure_future(ctx.idle.wait()),
-            asyncio.ensure_future(self.stop_requested.wait()),
-        }
+        settled = asyncio.ensure_future(self.settled(ctx, closed))
+        waiters = {settled, asyncio.ensure_future(self.stop_requested.wait())}
         _, pending = await asyncio.wait(
             waiters, timeout=self.settings.graceful_timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
         for waiter in pending:
             waiter.cancel()
-        if not ctx.idle.is_set():
+        if not settled.done():
             logger.warning(
                 "graceful stop ended with %d connections and %d tasks still open; aborting them",
                 len(ctx.connections),
                 len(ctx.tasks),
             )
             self.abort_all(ctx)
+
+    async def settled(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
+        """Every connection is done, those still in their TLS handshake at the drain included:
+        they join ctx.connections once it completes, while their server counted them at once.
+        """
+        await ctx.idle.wait()
+        await asyncio.gather(*closed)
 
     def abort_all(self, ctx: WorkerContext) -> None:
         for conn in list(ctx.connections):

@@ -2,11 +2,12 @@
 
 Rules: this is the only module that executes Actions, and it decides nothing: state.step()
 does. The loop is single-threaded (process.py says why) and never blocks anywhere but in
-one poll() on the signal self-pipe, every worker's channel and the reload watcher's pipe,
-with a timeout taken from state.next_deadline() (and the systemd watchdog). After each wake
-it turns what it sees into Events in a fixed order: signals, channel datagrams, file
-changes, reaped children (each child's last datagrams before its exit, so a
-WorkerBootFailed is never lost to the race with SIGCHLD), then a Tick. After the Tick it
+one poll() on the signal self-pipe, every worker's channel, the reload watcher's pipe and
+the metrics sockets (whose keys carry the callback that serves them: supervisor.metrics),
+with a timeout taken from state.next_deadline(), the systemd watchdog and metrics clients.
+After each wake it turns what it sees into Events in a fixed order: signals, channel
+datagrams, file changes, reaped children (each child's last datagrams before its exit, so
+a WorkerBootFailed is never lost to the race with SIGCHLD), then a Tick. After the Tick it
 publishes what changed: the status file next to the pidfile, STATUS= and WATCHDOG=1.
 
 poll rather than epoll: an epoll instance is a kernel object that a forked worker would
@@ -63,6 +64,7 @@ from supervisor.events import (
 )
 from supervisor.fleet import RUNNING, Policy, SupervisorState, initial_state
 from supervisor.generations import Resources
+from supervisor.logsetup import apply_logging, logging_changed
 from supervisor.pidfile import Pidfile, PidfileError
 from supervisor.privileges import apply_umask
 from supervisor.process import reap_children, send_signal, spawn_worker, wait_for
@@ -84,7 +86,7 @@ DATAGRAM_MAX = 65536
 OLD_PIDFILE_SUFFIX = ".oldbin"
 _WATCHER = "watcher"
 # Keys a reload cannot apply: the master holds what they name for its whole life.
-_RESTART_KEYS = ("pidfile", "reload")
+_RESTART_KEYS = ("pidfile", "reload", "metrics")
 
 
 def run_master(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
@@ -95,16 +97,15 @@ def run_master(config: Config, reload_config: Callable[[], Config] | None = None
     imports the app afresh.
     """
     apply_umask(config.umask)
-    try:
-        configure_logging(config.log_level, config.log_format, config.log_file)
-    except OSError as exc:
+    error = apply_logging(config)
+    if error is not None:
         configure_logging(config.log_level, config.log_format)
-        logger.error("cannot open log_file %s: %s", config.log_file, exc.strerror or exc)
+        logger.error("%s", error)
         return CONFIG_ERROR
     takeover = takeover_from(os.environ)
     try:
         resources = Resources(config)
-    except (PidfileError, BindError, WatcherError, ValueError) as exc:
+    except (PidfileError, BindError, WatcherError, ValueError, ConfigError) as exc:
         # Found at start: an operator error, like a bad config value.
         logger.error("%s", exc)
         return CONFIG_ERROR
@@ -137,6 +138,8 @@ class _Master:
             self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
         self._started_at = time.time()
+        if resources.metrics is not None:
+            resources.metrics.attach(self._selector, lambda: self._state)
         self._shape: tuple[object, ...] = ()
         self._probed = False
         self._watchdog_at = 0.0
@@ -175,6 +178,8 @@ class _Master:
         deadlines = [next_deadline(self._state)]
         if self._res.notifier is not None and self._res.notifier.watchdog_interval_s:
             deadlines.append(self._watchdog_at)
+        if self._res.metrics is not None:
+            deadlines.append(self._res.metrics.next_deadline())
         deadline = min((d for d in deadlines if d is not None), default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if self._catcher.pending():
@@ -182,11 +187,15 @@ class _Master:
         ready = self._selector.select(timeout)
         for signum in self._catcher.drain():
             self._feed(SignalReceived(signum))
-        for key, _ in ready:
+        for key, mask in ready:
             if isinstance(key.data, int):
                 self._read_channel(key.data)
             elif key.data == _WATCHER:
                 self._read_watcher()
+            elif callable(key.data):
+                key.data(mask)
+        if self._res.metrics is not None:
+            self._res.metrics.expire(time.monotonic())
         for pid, exitcode in reap_children():
             self._read_channel(pid)
             self._feed(ChildExited(pid, exitcode))
@@ -232,6 +241,7 @@ class _Master:
                     ours,
                     *self._channels.values(),
                     *self._res.sockets.others(generation),
+                    *(self._res.metrics.sockets() if self._res.metrics else ()),
                 ],
                 identity=generation.identity,
             )
@@ -265,13 +275,10 @@ class _Master:
         for key in _RESTART_KEYS:
             if any(getattr(old, key) != getattr(config, key) for old in previous):
                 logger.warning("%s changed: it takes effect at the next start or USR2", key)
-        logging_now = (config.log_level, config.log_format, config.log_file)
-        if all((c.log_level, c.log_format, c.log_file) == logging_now for c in previous):
-            return
-        try:
-            configure_logging(*logging_now)
-        except OSError as exc:
-            logger.error("cannot open log_file %s: %s", config.log_file, exc.strerror or exc)
+        if logging_changed(previous, config):
+            error = apply_logging(config)
+            if error is not None:
+                logger.error("%s", error)
 
     def _drop_generation(self, action: DropGeneration) -> None:
         self._res.generations.pop(action.generation, None)
@@ -294,6 +301,9 @@ class _Master:
                 pidfile.rename(OLD_PIDFILE_SUFFIX)
         except PidfileError as exc:
             return UpgradeFailed(str(exc))
+        if self._res.metrics is not None:
+            # The new master binds the same metrics address.
+            self._res.metrics.suspend()
         try:
             pid = start_new_master(self._res.sockets.listeners, self._catcher.reset_in_child)
         except OSError as exc:
@@ -302,6 +312,8 @@ class _Master:
         return UpgradeStarted(pid)
 
     def _abandon_upgrade(self, action: AbandonUpgrade) -> None:
+        if self._res.metrics is not None:
+            self._res.metrics.resume()
         old = self._res.pidfile
         if old is None or not old.path.endswith(OLD_PIDFILE_SUFFIX):
             return

@@ -55,7 +55,8 @@ _EPILOG = (
 )
 # Exit code of a control command that found no running master.
 NOT_RUNNING = 1
-# How much longer than graceful_timeout `serve stop` waits: the master's own final steps.
+# How much longer than shutdown_delay + graceful_timeout `serve stop` waits: the master's own
+# final steps.
 _STOP_MARGIN_S = 10.0
 
 
@@ -84,6 +85,8 @@ _VALUE_FLAGS = (
     ("max_worker_memory", "SIZE"),
     ("pidfile", "FILE"),
     ("log_file", "FILE"),
+    ("log_config", "FILE"),
+    ("shutdown_delay", "SECONDS"),
 )
 
 
@@ -220,7 +223,7 @@ def _reload(argv: list[str]) -> int:
 
 def _stop(argv: list[str]) -> int:
     config, _, pid = _control_target("stop", argv)
-    timeout = config.graceful_timeout + _STOP_MARGIN_S
+    timeout = config.graceful_timeout + config.shutdown_delay + _STOP_MARGIN_S
     with _exit_watch(pid) as exited:
         _signal_master(pid, signal.SIGTERM)
         if not exited(timeout):

@@ -3,6 +3,8 @@
 Rules: no IO and no YAML. Each check takes the converted value of one key (a LEAF_KEYS
 name, never None: a null key is not checked) and raises BadValueError with a one-line
 reason; index names the bad item of a list. config_values.py runs them after converting.
+Files named by the config are not opened here: the loader loads the `ssl` files once the
+whole config is known, because a key and its password are only checked together.
 """
 
 from __future__ import annotations
@@ -102,6 +104,15 @@ def _check_server_header(value: str) -> None:
         raise BadValueError(f"control characters are not allowed in a header value, got {value!r}")
 
 
+def _check_metrics_bind(value: str) -> None:
+    try:
+        spec = parse_bind(value)
+    except ValueError as exc:
+        raise BadValueError(str(exc)) from None
+    if spec.kind != "tcp":
+        raise BadValueError(f"expected HOST:PORT or [IPv6]:PORT, got {value!r}")
+
+
 def _check_path(value: str) -> None:
     if not value.strip():
         raise BadValueError("expected a file path, or null, got ''")
@@ -124,6 +135,11 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "server_header": _check_server_header,
     "pidfile": _check_path,
     "log_file": _check_path,
+    "log_config": _check_path,
+    "metrics.bind": _check_metrics_bind,
+    "ssl.certfile": _check_path,
+    "ssl.keyfile": _check_path,
+    "ssl.ca_certs": _check_path,
     "reload.dirs": _non_empty("directory"),
     "reload.include": _non_empty("pattern"),
 }

@@ -11,9 +11,18 @@ Rules:
 - Only SERVE_ variables named after a key are read; anything else under SERVE_ is ignored,
   even a near miss, because the environment is shared with other tools and a typo there is
   not ours to reject. Unknown YAML keys and unknown keywords are errors with a did-you-mean.
-- A nested mapping (`reload:`) is layered key by key: each layer sets the sub-keys it names
-  (`reload.dirs`, SERVE_RELOAD_DIRS, --reload-dir), so `--reload` keeps the file's dirs.
-  `reload: true` (SERVE_RELOAD, --reload, run(reload=True)) is short for `reload.enabled`.
+- A nested mapping (`reload:`, `ssl:`) is layered key by key: each layer sets the sub-keys
+  it names (`reload.dirs`, SERVE_RELOAD_DIRS, --reload-dir), so `--reload` keeps the file's
+  dirs. `reload: true` (SERVE_RELOAD, --reload, run(reload=True)) is short for
+  `reload.enabled`; a mapping without an `enabled` key has no such shorthand.
+- The `ssl` files are loaded once the whole config is built, by the code the workers use
+  (server.tls), so a missing file, a key that does not match, a wrong password fail here,
+  located at the sub-key to blame. Each call reads them afresh: a SIGHUP sees a rotated
+  certificate, and a broken one fails the reload before a new generation starts. The other
+  `ssl` sub-keys need `ssl.certfile`.
+- The `log_config` file is read here too (as YAML, which covers JSON), so `serve check`
+  and a reload find a broken one; read_log_config() also gives the mapping to the master
+  (supervisor.logsetup) and to each generation's workers (supervisor.generations).
 - A YAML scalar for a mode key (umask, socket_mode) is read as its text, so `umask: 022`
   and `umask: 22` are both octal, as the umask command reads them.
 """
@@ -29,11 +38,14 @@ from typing import Any, Literal
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from server.tls import TLSConfigError, build_context
 from supervisor.config_checks import BadValueError
-from supervisor.config_schema import LEAF_KEYS, NESTED, Config
+from supervisor.config_schema import LEAF_KEYS, NESTED, Config, SSLSpec
 from supervisor.config_values import OCTAL_KEYS, RawValue, convert
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
+# How config_as_yaml shows a secret (a field kept out of the dataclass repr) that is set.
+HIDDEN = "********"
 # Flags whose name is not "--" + the key with dashes.
 _FLAG_NAMES = {"reload.enabled": "--reload", "reload.dirs": "--reload-dir"}
 
@@ -90,8 +102,14 @@ def _sub_keys(key: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(NESTED[key]))
 
 
+def _has_switch(key: str) -> bool:
+    """Whether `key: true/false` is short for `key.enabled`."""
+    return "enabled" in _sub_keys(key)
+
+
 def _nested_shape(key: str) -> str:
-    return f"a mapping of {', '.join(_sub_keys(key))}, or true/false"
+    shape = f"a mapping of {', '.join(_sub_keys(key))}"
+    return shape + ", or true/false" if _has_switch(key) else shape
 
 
 def _node_source(file: str, key_path: str, node: Node) -> _Source:
@@ -137,7 +155,7 @@ def _nested_values(file: str, loader: yaml.SafeLoader, key: str, node: Node) -> 
         return _mapping_values(file, loader, node, prefix=key + ".")
     value = loader.construct_object(node, deep=True)
     source = _node_source(file, key, node)
-    if isinstance(value, bool):
+    if isinstance(value, bool) and _has_switch(key):
         return {f"{key}.enabled": (RawValue(value), source)}
     if value is None:
         return {}
@@ -188,7 +206,7 @@ def _flatten_nested(values: Mapping[str, object]) -> dict[str, object]:
     for key, value in values.items():
         if key not in NESTED:
             flat[key] = value
-        elif isinstance(value, bool):
+        elif isinstance(value, bool) and _has_switch(key):
             flat[f"{key}.enabled"] = value
         elif isinstance(value, NESTED[key]):
             flat.update({f"{key}.{sub}": getattr(value, sub) for sub in _sub_keys(key)})
@@ -218,7 +236,7 @@ def _override_values(values: Mapping[str, object], from_keywords: bool) -> _Laye
 def _env_values(env: Mapping[str, str]) -> _Layer:
     raws: _Layer = {}
     names = {f"SERVE_{key.replace('.', '_').upper()}": key for key in LEAF_KEYS}
-    names.update({f"SERVE_{key.upper()}": f"{key}.enabled" for key in NESTED})
+    names.update({f"SERVE_{key.upper()}": f"{key}.enabled" for key in NESTED if _has_switch(key)})
     for var, key in names.items():
         if var in env:
             raws[key] = (RawValue(env[var], text=True), _Source(var))
@@ -257,11 +275,56 @@ def load_config(
             values[key] = convert(key, raw)
         except BadValueError as exc:
             raise source.error(exc.message, exc.index) from None
-    return _build(values)
+    config = _build(values)
+    _check_tls(config.ssl, raws)
+    if config.log_config is not None:
+        read_log_config(config.log_config)
+    return config
+
+
+def read_log_config(path: str) -> dict[str, Any]:
+    """The logging.config.dictConfig mapping in the `log_config` file `path` (YAML or JSON);
+    raise ConfigError located in that file. dictConfig itself judges the contents."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            value = yaml.safe_load(stream)
+    except OSError as exc:
+        raise ConfigError(path, None, None, "log_config", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, None, "log_config", "not UTF-8 text") from None
+    except yaml.MarkedYAMLError as exc:
+        error = _syntax_error(path, exc)
+        raise dataclasses.replace(error, key_path="log_config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, None, "log_config", f"invalid YAML: {exc}") from None
+    if not isinstance(value, dict) or value.get("version") != 1:
+        message = "expected a logging dictConfig mapping with `version: 1`"
+        raise ConfigError(path, None, None, "log_config", message)
+    return value
+
+
+def _check_tls(spec: SSLSpec, raws: _Layer) -> None:
+    """Load the ssl files as a worker will; blame the sub-key at fault where it was set."""
+
+    def source(sub_key: str) -> _Source:
+        key = f"ssl.{sub_key}"
+        return raws[key][1] if key in raws else _Source(key)
+
+    settings = spec.settings()
+    if settings is None:
+        for f in dataclasses.fields(SSLSpec):
+            if getattr(spec, f.name) != f.default:
+                raise source(f.name).error("needs ssl.certfile: TLS is off without a certificate")
+        return
+    try:
+        build_context(settings)
+    except TLSConfigError as exc:
+        raise source(exc.key).error(exc.message) from None
 
 
 def config_as_yaml(config: Config) -> str:
-    """The config as YAML in field order, loadable again (an app object shows as its repr)."""
+    """The config as YAML in field order, loadable again; an app object shows as its repr and
+    a secret (ssl.password) as HIDDEN, since this output ends up in terminals and CI logs."""
     lines = []
     for f in dataclasses.fields(Config):
         value = _plain(getattr(config, f.name))
@@ -278,7 +341,10 @@ def _plain(value: object) -> object:
     if isinstance(value, tuple):
         return list(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        plain = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # A field kept out of the repr is a secret.
+        hidden = {f.name: HIDDEN for f in dataclasses.fields(value) if not f.repr and plain[f.name]}
+        return plain | hidden
     if callable(value):
         return repr(value)
     return value

@@ -4,8 +4,9 @@ Rules: frozen slotted dataclasses and no IO. config_loader.py is the only code t
 a Config from YAML, environment and CLI; configs/reference.yaml mirrors this file and a test
 keeps the two in sync. Field metadata carries the doc line ("doc") used by that test and by
 `serve check`. BindSpec/parse_bind turn one `bind` entry into a typed address here, so
-sockets.py can use them without importing the YAML loader. A nested mapping (`reload:`) is
-its own frozen dataclass, listed in NESTED so the loader and converters find its fields.
+sockets.py can use them without importing the YAML loader. A nested mapping (`reload:`,
+`ssl:`, `metrics:`) is its own frozen dataclass, listed in NESTED so the loader and
+converters find its fields; one with an `enabled` field may also be written as true/false.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from server.settings import DEFAULT_ACCESS_LOG_FORMAT, Limits, WorkerSettings
+from server.settings import (
+    DEFAULT_ACCESS_LOG_FORMAT,
+    CertReqs,
+    Limits,
+    TLSSettings,
+    TLSVersion,
+    WorkerSettings,
+)
 from server.types import ASGIApp
+from server.ws_settings import WSMode, WSSettings
 
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -116,6 +125,58 @@ class ReloadSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SSLSpec:
+    """TLS on every listener, on when certfile is set; files are read again on each reload."""
+
+    certfile: str | None = field(
+        default=None,
+        metadata=_doc("PEM certificate chain, the server's own first; null: plain HTTP"),
+    )
+    keyfile: str | None = field(
+        default=None, metadata=_doc("PEM private key; null: the key is in certfile")
+    )
+    password: str | None = field(
+        default=None, repr=False, metadata=_doc("password of an encrypted private key")
+    )
+    ca_certs: str | None = field(
+        default=None, metadata=_doc("PEM CA certificates that client certificates must chain to")
+    )
+    cert_reqs: CertReqs = field(
+        default="none", metadata=_doc("client certificates: none, optional or required")
+    )
+    ciphers: str | None = field(
+        default=None, metadata=_doc("OpenSSL cipher list for TLS 1.2; null: Python's default")
+    )
+    minimum_version: TLSVersion = field(
+        default="TLSv1.2", metadata=_doc("oldest protocol accepted: TLSv1.2 or TLSv1.3")
+    )
+
+    def settings(self) -> TLSSettings | None:
+        """What a worker needs to load the files; None when TLS is off."""
+        if self.certfile is None:
+            return None
+        return TLSSettings(
+            certfile=self.certfile,
+            keyfile=self.keyfile,
+            password=self.password,
+            ca_certs=self.ca_certs,
+            cert_reqs=self.cert_reqs,
+            ciphers=self.ciphers,
+            minimum_version=self.minimum_version,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSpec:
+    """The master's own HTTP listener for Prometheus and health probes; off by default."""
+
+    bind: str | None = field(
+        default=None,
+        metadata=_doc("HOST:PORT serving /metrics, /healthz and /readyz; null: off"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     # The app: an import string here; supervisor.run() may put an app object in its place.
     app: str | ASGIApp | None = field(
@@ -136,6 +197,9 @@ class Config:
     socket_mode: int | None = field(
         default=None, metadata=_doc("permissions of unix sockets, octal like '0o660'; null: umask")
     )
+    ssl: SSLSpec = field(
+        default=SSLSpec(), metadata=_doc("TLS on every listener: https when ssl.certfile is set")
+    )
     workers: int = field(default=1, metadata=_doc("number of worker processes"))
     lifespan: LifespanMode = field(default="auto", metadata=_doc("ASGI lifespan: auto, on or off"))
     log_level: LogLevel = field(
@@ -145,6 +209,10 @@ class Config:
     log_file: str | None = field(
         default=None,
         metadata=_doc("append log lines to this file (reopened on USR1); null: stderr"),
+    )
+    log_config: str | None = field(
+        default=None,
+        metadata=_doc("logging dictConfig file (YAML or JSON) used instead of the log_* keys"),
     )
     access_log: bool = field(default=True, metadata=_doc("log one line per request"))
     access_log_format: str = field(
@@ -156,6 +224,10 @@ class Config:
     )
     graceful_timeout: float = field(
         default=30.0, metadata=_doc("seconds a stopping worker may take to finish requests")
+    )
+    shutdown_delay: float = field(
+        default=0.0,
+        metadata=_doc("seconds serve keeps serving after TERM, /readyz at 503, before draining"),
     )
     keep_alive_timeout: float = field(
         default=5.0, metadata=_doc("seconds an idle keep-alive connection stays open")
@@ -184,6 +256,9 @@ class Config:
     )
     reload: ReloadSpec = field(
         default=ReloadSpec(), metadata=_doc("development reload on file changes")
+    )
+    metrics: MetricsSpec = field(
+        default=MetricsSpec(), metadata=_doc("Prometheus metrics and health checks from the master")
     )
     pidfile: str | None = field(
         default=None, metadata=_doc("file holding the master's pid (for serve reload|stop|status)")
@@ -215,6 +290,21 @@ class Config:
     max_request_line: int = field(default=8192, metadata=_doc("longest request line (414)"))
     max_header_size: int = field(default=65536, metadata=_doc("largest request head (431)"))
     max_headers: int = field(default=100, metadata=_doc("most header fields per request (431)"))
+    ws: WSMode = field(
+        default="auto", metadata=_doc("WebSockets: auto or wsproto (on), none (plain HTTP)")
+    )
+    ws_max_size: int = field(
+        default=16 * 1024 * 1024, metadata=_doc("largest WebSocket message in bytes (close 1009)")
+    )
+    ws_ping_interval: float | None = field(
+        default=20.0, metadata=_doc("seconds between keepalive pings; null: no pings")
+    )
+    ws_ping_timeout: float | None = field(
+        default=20.0, metadata=_doc("seconds a ping waits for its pong before the close")
+    )
+    ws_per_message_deflate: bool = field(
+        default=True, metadata=_doc("compress WebSocket messages when the client offers it")
+    )
 
     def worker_settings(self) -> WorkerSettings:
         """The slice of the config a worker needs (no god-object crosses the fork)."""
@@ -232,6 +322,13 @@ class Config:
                 max_headers=self.max_headers,
                 max_body_size=self.max_body_size,
             ),
+            ws=WSSettings(
+                mode=self.ws,
+                max_size=self.ws_max_size,
+                ping_interval_s=self.ws_ping_interval,
+                ping_timeout_s=self.ws_ping_timeout,
+                per_message_deflate=self.ws_per_message_deflate,
+            ),
             backlog=self.backlog,
             header_timeout_s=self.header_timeout,
             keep_alive_timeout_s=self.keep_alive_timeout,
@@ -245,11 +342,12 @@ class Config:
             log_level=self.log_level,
             log_format=self.log_format,
             log_file=self.log_file,
+            tls=self.ssl.settings(),
         )
 
 
 # Keys whose value is a nested mapping, each with its own dataclass of sub-keys.
-NESTED: dict[str, type[Any]] = {"reload": ReloadSpec}
+NESTED: dict[str, type[Any]] = {"reload": ReloadSpec, "ssl": SSLSpec, "metrics": MetricsSpec}
 
 
 def _leaf_keys() -> tuple[str, ...]:

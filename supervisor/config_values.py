@@ -27,7 +27,7 @@ from typing import Literal
 from supervisor.config_checks import CHECKS, BadValueError
 from supervisor.config_schema import LEAF_KEYS, NESTED, Config
 
-SIZE_KEYS = frozenset({"max_body_size", "max_header_size", "max_worker_memory"})
+SIZE_KEYS = frozenset({"max_body_size", "max_header_size", "max_worker_memory", "ws_max_size"})
 # Permission bits, octal when written as text.
 OCTAL_KEYS = frozenset({"umask", "socket_mode"})
 # Zero would reject every client (header_timeout), every new worker (boot_timeout,
@@ -167,14 +167,16 @@ def _seconds_converter(key: str) -> _Converter:
 
 def _choice_converter(choices: tuple[str, ...]) -> _Converter:
     what = "one of " + ", ".join(repr(choice) for choice in choices)
+    # Case does not matter: `tlsv1.3` is TLSv1.3, as `INFO` is info.
+    spelled = {choice.lower(): choice for choice in choices}
 
     def convert(raw: RawValue) -> str:
         value = raw.value
         # YAML 1.1 reads a bare on/off as a boolean; `lifespan: off` means "off".
         if isinstance(value, bool) and {"on", "off"} <= set(choices):
             value = "on" if value else "off"
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
+        if isinstance(value, str) and value.strip().lower() in spelled:
+            return spelled[value.strip().lower()]
         raise _expected(what, raw.value)
 
     return convert

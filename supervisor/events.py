@@ -91,9 +91,10 @@ class FilesChanged:
 
 @dataclass(frozen=True, slots=True)
 class HealthSampled:
-    """A ProbeHealth measured the resident memory (bytes) of these workers."""
+    """A ProbeHealth measured these workers: resident memory (bytes) and CPU seconds used."""
 
     rss: tuple[tuple[int, int], ...]
+    cpu: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@ Rules: no IO, no behaviour beyond small pure queries and copy-on-write updates; 
 and reload.py decide, this module only describes. Records are never mutated: every change
 builds a new SupervisorState, so a step() can be replayed and compared in tests.
 
+Counters (restarts by reason, reloads by result, the traffic of exited workers) only
+grow: what /metrics shows never goes backwards while this master lives.
+
 A slot is one place in the fleet (0..desired-1). Its occupant is the worker of the current
 generation that holds it and is neither retiring nor draining; a slot without one has a
 `due` time when the next fork may start, which is how restart backoff is expressed. A
@@ -17,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from server.channel import WorkerHeartbeat
+from server.stats import ZERO_DURATIONS, ZERO_RESPONSES
 from supervisor.actions import Action, SendSignal
 from supervisor.config_schema import Config
 
@@ -39,15 +44,19 @@ class Phase(Enum):
     BOOTING = "booting"  # the first generation is not all ready yet; a boot error halts
     SERVING = "serving"
     RELOADING = "reloading"  # generation g+1 boots while g serves
+    # TERM seen: serving on for shutdown_delay, with /readyz at 503, before the drain.
+    DELAYING = "delaying"
     STOPPING = "stopping"  # graceful: workers drain, SIGKILL after their deadline
     QUITTING = "quitting"  # immediate: SIGQUIT, SIGKILL after a short grace
     HALTED = "halted"  # Halt was emitted; nothing happens any more
 
 
-RUNNING = (Phase.BOOTING, Phase.SERVING, Phase.RELOADING)
+RUNNING = (Phase.BOOTING, Phase.SERVING, Phase.RELOADING, Phase.DELAYING)
 STOPPING = (Phase.STOPPING, Phase.QUITTING)
 # Workers whose event loop must keep sending heartbeats.
 SERVING_STATES = (WorkerState.READY, WorkerState.RETIRING)
+# Why a worker was replaced (the label of the restarts counter).
+RESTART_REASONS = ("crash", "timeout", "memory", "max_requests", "reload")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,8 @@ class Policy:
     health_interval_s: float = 1.0
     # Bytes of RSS above which a worker is replaced; None: no limit.
     max_worker_memory: int | None = None
+    # Seconds between TERM and the drain while the load balancers deregister us.
+    shutdown_delay_s: float = 0.0
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -69,6 +80,31 @@ class Policy:
             worker_timeout_s=config.worker_timeout,
             health_interval_s=config.health_interval,
             max_worker_memory=config.max_worker_memory,
+            shutdown_delay_s=config.shutdown_delay,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a worker served, as its heartbeats count it (server.stats): all cumulative."""
+
+    requests: int = 0
+    responses: tuple[int, ...] = ZERO_RESPONSES
+    durations: tuple[int, ...] = ZERO_DURATIONS
+    duration_sum: float = 0.0
+
+    @classmethod
+    def of(cls, heartbeat: WorkerHeartbeat) -> Traffic:
+        return cls(
+            heartbeat.requests, heartbeat.responses, heartbeat.durations, heartbeat.duration_sum
+        )
+
+    def plus(self, other: Traffic) -> Traffic:
+        return Traffic(
+            self.requests + other.requests,
+            tuple(a + b for a, b in zip(self.responses, other.responses, strict=True)),
+            tuple(a + b for a, b in zip(self.durations, other.durations, strict=True)),
+            self.duration_sum + other.duration_sum,
         )
 
 
@@ -83,8 +119,12 @@ class WorkerRecord:
     requests: int = 0
     # Requests after which it is replaced (max_requests plus its jitter); 0: never.
     request_limit: int = 0
-    # Resident memory in bytes at the last health probe; 0 until the first one.
+    # Resident memory in bytes and CPU seconds (user + system) at the last health probe.
     rss: int = 0
+    cpu_s: float = 0.0
+    # Open connections and what it served, at its last heartbeat.
+    connections: int = 0
+    traffic: Traffic = Traffic()
     # When it reported READY; None while it never did (decides backoff and drain deadline).
     ready_at: float | None = None
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
@@ -130,6 +170,13 @@ class SupervisorState:
     upgrade_pid: int | None = None
     # In a master started by USR2: the old master to stop once our workers are ready.
     takeover_from: int | None = None
+    # While DELAYING: when the drain starts.
+    stop_at: float | None = None
+    # Workers replaced, by RESTART_REASONS; reloads by result ("ok", "failed").
+    restarts: Mapping[str, int] = field(default_factory=dict)
+    reloads: Mapping[str, int] = field(default_factory=dict)
+    # The traffic of every worker that exited, so totals survive their replacement.
+    exited_traffic: Traffic = Traffic()
 
     @property
     def desired(self) -> int:
@@ -167,6 +214,22 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
         ):
             return record
     return None
+
+
+def is_ready(state: SupervisorState) -> bool:
+    """/readyz: a worker serves, and no stop has begun (DELAYING counts as begun)."""
+    if state.phase not in (Phase.BOOTING, Phase.SERVING, Phase.RELOADING):
+        return False
+    return any(record.state in SERVING_STATES for record in state.workers.values())
+
+
+def counted_restarts(state: SupervisorState, reason: str, count: int = 1) -> SupervisorState:
+    restarts = {**state.restarts, reason: state.restarts.get(reason, 0) + count}
+    return replace(state, restarts=restarts)
+
+
+def counted_reload(state: SupervisorState, result: str) -> SupervisorState:
+    return replace(state, reloads={**state.reloads, result: state.reloads.get(result, 0) + 1})
 
 
 def by_pid(state: SupervisorState) -> list[WorkerRecord]:

@@ -1,5 +1,6 @@
 """What the arbiter holds: per generation a config, worker settings and listening sockets,
-and for the master's whole life the pidfile, the reload watcher and the notifier.
+and for the master's whole life the pidfile, the reload watcher, the notifier and the
+metrics listener.
 
 Rules: no decisions here; state.step() says when a generation starts, commits or is
 dropped, and arbiter.py calls in. Resources.close() gives everything back at exit.
@@ -22,7 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from server.settings import WorkerSettings
+from supervisor.config_loader import read_log_config
 from supervisor.config_schema import Config
+from supervisor.metrics import MetricsServer
 from supervisor.notify import Notifier
 from supervisor.pidfile import Pidfile
 from supervisor.sockets import Listener, bind_listeners, close_listeners, inherited_from_systemd
@@ -92,11 +95,13 @@ class Sockets:
     def prepare(self, config: Config) -> Generation:
         """The generation for `config`, binding its new addresses.
 
-        Raises ValueError for a config workers cannot use, BindError for an address.
+        Raises ValueError for a config workers cannot use, BindError for an address,
+        ConfigError for an unreadable log_config file.
         """
         settings = replace(
             config.worker_settings(),
             heartbeat_interval_s=min(1.0, config.worker_timeout / HEARTBEATS_PER_TIMEOUT),
+            log_config=read_log_config(config.log_config) if config.log_config else None,
         )
         if self._inherited:
             if config.bind != self._first_bind:
@@ -142,10 +147,12 @@ class Resources:
     def __init__(self, config: Config) -> None:
         """Create the pidfile, bind (or adopt) the sockets, start the reload watcher.
 
-        Raises PidfileError, BindError, ValueError or WatcherError, holding nothing then.
+        Raises PidfileError, BindError, ValueError, ConfigError or WatcherError, holding
+        nothing then.
         """
         self.pidfile = Pidfile.create(config.pidfile) if config.pidfile else None
         self.watcher: Watcher | None = None
+        self.metrics: MetricsServer | None = None
         self.notifier = Notifier.from_env(os.environ)
         self.generations: dict[int, Generation] = {}
         self.handed_over = False
@@ -158,6 +165,8 @@ class Resources:
             self.generations[1] = self.sockets.prepare(config)
             if config.reload.enabled:
                 self.watcher = Watcher.start(config.reload)
+            if config.metrics.bind is not None:
+                self.metrics = MetricsServer(config.metrics.bind)
         except BaseException:
             self.close()
             raise
@@ -165,6 +174,8 @@ class Resources:
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         # After a USR2 upgrade the unix socket files belong to the new master.
         self.sockets.close(unlink=not self.handed_over)
         self._remove_pidfile()

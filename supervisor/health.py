@@ -1,9 +1,10 @@
 """Looking at the workers from outside: memory probes and the status snapshot.
 
 Rules: this module measures and describes, it never decides or signals. probe() reads each
-worker's resident memory through psutil (/proc) and returns a HealthSampled event for
-state.step(), which compares it with max_worker_memory; a worker that exited between the
-list and the read is left out (its exit is reaped and reported separately). snapshot()
+worker's resident memory and CPU time through psutil (/proc) and returns a HealthSampled
+event for state.step(), which compares the memory with max_worker_memory and keeps both for
+/metrics; a worker that exited between the list and the read is left out (its exit is
+reaped and reported separately). snapshot()
 turns the master's state into the mapping `serve status` shows (supervisor/status.py
 writes it to disk): monotonic times become Unix timestamps so another process can compute
 ages.
@@ -20,14 +21,20 @@ from supervisor.fleet import SupervisorState, by_pid
 
 
 def probe(pids: Iterable[int]) -> HealthSampled:
-    """The resident set size (bytes) of every worker in `pids` that still exists."""
-    samples = []
+    """Resident set size (bytes) and CPU seconds (user + system) of every worker in `pids`
+    that still exists."""
+    rss: list[tuple[int, int]] = []
+    cpu: list[tuple[int, float]] = []
     for pid in pids:
         try:
-            samples.append((pid, psutil.Process(pid).memory_info().rss))
+            process = psutil.Process(pid)
+            with process.oneshot():
+                memory, times = process.memory_info(), process.cpu_times()
         except psutil.Error:
             continue
-    return HealthSampled(tuple(samples))
+        rss.append((pid, memory.rss))
+        cpu.append((pid, times.user + times.system))
+    return HealthSampled(tuple(rss), tuple(cpu))
 
 
 def snapshot(

@@ -52,6 +52,8 @@ from supervisor.fleet import (
     WorkerState,
     ask_to_stop,
     by_pid,
+    counted_reload,
+    counted_restarts,
     exit_text,
     occupant,
     with_slot,
@@ -103,6 +105,7 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
 
 def generation_failed(state: SupervisorState, event: GenerationFailed) -> Result:
     message = f"reload failed: {event.reason}; generation {state.generation} keeps serving"
+    state = counted_reload(state, "failed")
     return state, [Log(logging.ERROR, message), Notify("ready", status_text(state))]
 
 
@@ -116,7 +119,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
             return state, []
     if state.phase is Phase.BOOTING:
         return _first_ready(replace(state, phase=Phase.SERVING))
-    state = replace(state, phase=Phase.SERVING, rollback=None)
+    state = counted_reload(replace(state, phase=Phase.SERVING, rollback=None), "ok")
     message = f"generation {state.generation} ready; retiring the previous workers"
     actions: list[Action] = [
         Log(logging.INFO, message),
@@ -125,6 +128,8 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
     ]
     for record in by_pid(state):
         if record.generation != state.generation:
+            if record.state is not WorkerState.DRAINING:
+                state = counted_restarts(state, "reload")
             state, more = ask_to_stop(state, record, signal.SIGTERM, now)
             actions += more
     return state, actions
@@ -154,7 +159,7 @@ def abort_reload(state: SupervisorState, now: float) -> Result:
         return state, []
     failed = state.generation
     state = replace(
-        state,
+        counted_reload(state, "failed"),
         generation=rollback.generation,
         policy=rollback.policy,
         phase=Phase.SERVING,
@@ -184,8 +189,10 @@ def retire_over_limits(state: SupervisorState, now: float) -> Result:
     for record in by_pid(state):
         if record.state is not WorkerState.READY or record.generation != state.generation:
             continue
-        reason = _over_limit(state.policy, record)
-        if reason is not None and record.slot in state.slots:
+        over = _over_limit(state.policy, record)
+        if over is not None and record.slot in state.slots:
+            kind, reason = over
+            state = counted_restarts(state, kind)
             state = with_worker(state, replace(record, state=WorkerState.RETIRING))
             state = with_slot(state, record.slot, replace(state.slots[record.slot], due=now))
             message = f"worker {record.pid} {reason}; starting its replacement"
@@ -193,12 +200,14 @@ def retire_over_limits(state: SupervisorState, now: float) -> Result:
     return state, []
 
 
-def _over_limit(policy: Policy, record: WorkerRecord) -> str | None:
+def _over_limit(policy: Policy, record: WorkerRecord) -> tuple[str, str] | None:
+    """(restart reason, log text) for a worker over one of its limits."""
     if record.request_limit and record.requests >= record.request_limit:
-        return f"served {record.requests} requests (max_requests {record.request_limit})"
+        served, most = record.requests, record.request_limit
+        return "max_requests", f"served {served} requests (max_requests {most})"
     limit = policy.max_worker_memory
     if limit is not None and record.rss > limit:
-        return (
+        return "memory", (
             f"uses {record.rss / MIB:.1f} MiB of memory (max_worker_memory {limit / MIB:.1f} MiB)"
         )
     return None
@@ -237,7 +246,7 @@ def abort_silent(state: SupervisorState, now: float) -> Result:
             kill_at=now + ABORT_GRACE_S,
             signals_sent=record.signals_sent | {signal.SIGABRT},
         )
-        state = with_worker(state, aborted)
+        state = counted_restarts(with_worker(state, aborted), "timeout")
         slot = state.slots.get(record.slot)
         if (
             slot is not None

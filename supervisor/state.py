@@ -5,7 +5,9 @@ everything the master learns arrives as an Event; step() is pure and returns a n
 state plus the Actions to execute, which only arbiter.py executes. Each stop signal is sent
 at most once per worker (fleet.ask_to_stop says why).
 
-The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py.
+The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
+the stop signals and shutdown_delay in stopping.py. The counters /metrics shows (restarts
+by reason, reloads, the traffic of exited workers) are kept here, where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
@@ -19,7 +21,7 @@ from dataclasses import replace
 
 from server.channel import WorkerBootFailed, WorkerHeartbeat
 from server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
-from supervisor import reload
+from supervisor import reload, stopping
 from supervisor.actions import (
     Action,
     Halt,
@@ -53,11 +55,13 @@ from supervisor.fleet import (
     Phase,
     SlotRecord,
     SupervisorState,
+    Traffic,
     WorkerRecord,
     WorkerState,
     ask_to_stop,
     backoff_delay,
     by_pid,
+    counted_restarts,
     exit_text,
     occupant,
     with_slot,
@@ -98,6 +102,8 @@ def next_deadline(state: SupervisorState) -> float | None:
             if record.state in SERVING_STATES and signal.SIGABRT not in record.signals_sent
         ]
         times.append(state.health_due or 0.0)
+    if state.stop_at is not None:
+        times.append(state.stop_at)
     return min(times, default=None)
 
 
@@ -162,7 +168,13 @@ def _handle_message(state: SupervisorState, event: WorkerMessageReceived, now: f
         return state, []
     message = event.message
     if isinstance(message, WorkerHeartbeat):
-        record = replace(record, last_heartbeat=now, requests=message.requests)
+        record = replace(
+            record,
+            last_heartbeat=now,
+            requests=message.requests,
+            connections=message.connections,
+            traffic=Traffic.of(message),
+        )
         return with_worker(state, record), []
     if isinstance(message, WorkerBootFailed):
         text = f"worker {event.pid} failed to boot: {message.message}"
@@ -182,7 +194,11 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
     record = state.workers.get(event.pid)
     if record is None:
         return _handle_other_exit(state, event)
-    state = replace(state, workers={p: r for p, r in state.workers.items() if p != event.pid})
+    state = replace(
+        state,
+        workers={p: r for p, r in state.workers.items() if p != event.pid},
+        exited_traffic=state.exited_traffic.plus(record.traffic),
+    )
     expected = record.state is WorkerState.DRAINING
     level = logging.INFO if expected and event.exitcode == 0 else logging.WARNING
     actions: list[Action] = [Log(level, f"worker {event.pid} {exit_text(event.exitcode)}")]
@@ -224,6 +240,9 @@ def _schedule_respawn(
         if failures >= BOOT_ATTEMPTS_MAX:
             reason = f"workers died {failures} times before getting ready ({exit_text(exitcode)})"
             return _halt_boot(state, BOOT_ERROR, reason)
+    if signal.SIGKILL not in record.signals_sent:
+        # Our SIGKILL (a boot timeout) counted as a timeout when it was sent.
+        state = counted_restarts(state, "crash")
     delay = backoff_delay(failures)
     state = with_slot(state, record.slot, SlotRecord(failures, now + delay))
     if not delay:
@@ -238,9 +257,11 @@ def _halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
 
 
 def _handle_tick(state: SupervisorState, now: float) -> Result:
+    state, actions = stopping.end_delay(state, now)
     if state.phase not in RUNNING:
-        return state, []
-    state, actions = reload.abort_silent(state, now)
+        return state, actions
+    state, more = reload.abort_silent(state, now)
+    actions += more
     if state.health_due is None or state.health_due <= now:
         state = replace(state, health_due=now + state.policy.health_interval_s)
         actions.append(ProbeHealth(tuple(sorted(state.workers))))
@@ -248,10 +269,12 @@ def _handle_tick(state: SupervisorState, now: float) -> Result:
 
 
 def _handle_health(state: SupervisorState, event: HealthSampled) -> Result:
+    cpu = dict(event.cpu)
     for pid, rss in event.rss:
         record = state.workers.get(pid)
         if record is not None:
-            state = with_worker(state, replace(record, rss=rss))
+            record = replace(record, rss=rss, cpu_s=cpu.get(pid, record.cpu_s))
+            state = with_worker(state, record)
     return state, []
 
 
@@ -259,32 +282,6 @@ def _handle_files(state: SupervisorState, event: FilesChanged) -> Result:
     shown = ", ".join(event.paths[:5]) + (" ..." if len(event.paths) > 5 else "")
     state, actions = reload.request_reload(state, "files changed")
     return state, [Log(logging.INFO, f"changed: {shown}"), *actions]
-
-
-def _begin_stop(state: SupervisorState, phase: Phase, message: str) -> Result:
-    actions: list[Action] = [Log(logging.INFO, message)]
-    if state.phase in RUNNING:
-        actions.append(Notify("stopping"))
-    return replace(state, phase=phase), actions
-
-
-def handle_term(state: SupervisorState, now: float) -> Result:
-    if state.phase in STOPPING:
-        return state, []
-    return _begin_stop(state, Phase.STOPPING, "shutting down (graceful)")
-
-
-def handle_int(state: SupervisorState, now: float) -> Result:
-    # The operator pressed Ctrl-C once more while waiting: stop waiting.
-    if state.phase is Phase.STOPPING:
-        return _begin_stop(state, Phase.QUITTING, "shutting down (immediate)")
-    return handle_term(state, now)
-
-
-def handle_quit(state: SupervisorState, now: float) -> Result:
-    if state.phase is Phase.QUITTING:
-        return state, []
-    return _begin_stop(state, Phase.QUITTING, "shutting down (immediate)")
 
 
 def handle_hup(state: SupervisorState, now: float) -> Result:
@@ -333,9 +330,9 @@ def handle_chld(state: SupervisorState, now: float) -> Result:
 
 
 _SIGNAL_HANDLERS: dict[int, Callable[[SupervisorState, float], Result]] = {
-    signal.SIGTERM: handle_term,
-    signal.SIGINT: handle_int,
-    signal.SIGQUIT: handle_quit,
+    signal.SIGTERM: stopping.handle_term,
+    signal.SIGINT: stopping.handle_int,
+    signal.SIGQUIT: stopping.handle_quit,
     signal.SIGHUP: handle_hup,
     signal.SIGUSR1: handle_usr1,
     signal.SIGUSR2: handle_usr2,
@@ -396,6 +393,7 @@ def _kill_overdue(state: SupervisorState, now: float) -> Result:
         if record.state is WorkerState.STARTING:
             timeout = state.policy.boot_timeout_s
             message = f"worker {record.pid} not ready after {timeout:g}s; killing it"
+            state = counted_restarts(state, "timeout")
         elif signal.SIGABRT in record.signals_sent:
             message = f"worker {record.pid} is still there after SIGABRT; killing it"
         else:

@@ -8,8 +8,6 @@ Rules:
 - The Kubernetes manifests are loaded with PyYAML; their numbers are checked against the
   prod.yaml the ConfigMap carries, and that prod.yaml against configs/prod.yaml.
 - The HEALTHCHECK command really runs, against a real HTTP server on 127.0.0.1.
-- Tests marked PENDING_METRICS need the `metrics` key of issue 5 section 4. They are
-  expected to fail until the schema has that key, and run as normal tests from then on.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +29,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from supervisor.config_schema import Config
 from supervisor.config_values import parse_size
 from supervisor.fleet import STOP_MARGIN_S
 from tests.conftest import ROOT
@@ -46,12 +43,6 @@ MASTER_OVERHEAD_BYTES = 128 * 2**20
 # Keys where the ConfigMap's prod.yaml may differ from configs/prod.yaml: metrics must
 # listen on the pod IP, which the kubelet probes.
 K8S_OVERRIDES = frozenset({"metrics"})
-
-PENDING_METRICS = pytest.mark.xfail(
-    "metrics" not in {f.name for f in fields(Config)},
-    reason="the metrics key (issue 5, section 4) is not in the config schema yet",
-    strict=True,
-)
 
 
 @dataclass(frozen=True)
@@ -327,7 +318,6 @@ def test_configmap_is_configs_prod_yaml_with_k8s_overrides() -> None:
     }
 
 
-@PENDING_METRICS
 def test_configmap_prod_yaml_passes_serve_check(tmp_path: Path) -> None:
     path = tmp_path / "prod.yaml"
     path.write_text(manifests()["ConfigMap"]["data"]["prod.yaml"])
@@ -343,7 +333,6 @@ def test_configmap_prod_yaml_passes_serve_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@PENDING_METRICS
 def test_configs_prod_yaml_enables_the_metrics_the_healthcheck_needs() -> None:
     assert port_of(prod_config()["metrics"]["bind"]) == HEALTH_PORT
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -10,14 +11,29 @@ import pytest
 from server.cycle import Cycle, ResponseState
 
 
+class NeverPaused:
+    """The owner's flow control as the cycle reads it: writes are never paused here."""
+
+    write_paused = False
+
+    async def drain(self) -> None:
+        return None
+
+
 class RecordingOwner:
     """Stands in for the connection: records what the cycle asked it to write."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.flow = NeverPaused()
 
     def start_response(
-        self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool
+        self,
+        cycle: Cycle,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        more: bool,
     ) -> None:
         self.calls.append(("start", status, body, more))
 
@@ -36,8 +52,8 @@ class RecordingOwner:
     def response_failed(self, cycle: Cycle) -> None:
         self.calls.append(("failed", cycle.status))
 
-    async def drain(self) -> None:
-        return None
+    def app_finished(self, cycle: Cycle) -> None:
+        self.calls.append(("finished",))
 
 
 def make(has_body: bool = False, expect_continue: bool = False) -> tuple[Cycle, RecordingOwner]:
@@ -49,7 +65,6 @@ def make(has_body: bool = False, expect_continue: bool = False) -> tuple[Cycle, 
         has_body=has_body,
         expect_continue=expect_continue,
         keep_alive=True,
-        start_time=0.0,
     )
     return cycle, owner
 
@@ -162,7 +177,7 @@ def test_app_exception_before_body_fails_with_500(when: str) -> None:
 
     cycle, owner = make()
     run(cycle.run(app))
-    assert owner.calls == [("failed", 500)]
+    assert owner.calls == [("failed", 500), ("finished",)]
 
 
 def test_app_exception_while_streaming_closes_without_500() -> None:
@@ -173,7 +188,7 @@ def test_app_exception_while_streaming_closes_without_500() -> None:
 
     cycle, owner = make()
     run(cycle.run(app))
-    assert owner.calls[-1] == ("failed", 200)
+    assert owner.calls[-2:] == [("failed", 200), ("finished",)]
 
 
 def test_app_returning_without_response_fails_with_500() -> None:
@@ -182,4 +197,4 @@ def test_app_returning_without_response_fails_with_500() -> None:
 
     cycle, owner = make()
     run(cycle.run(app))
-    assert owner.calls == [("failed", 500)]
+    assert owner.calls == [("failed", 500), ("finished",)]

@@ -1,0 +1,30 @@
+# `make bench`: serve side by side with its peers (bench/README.md). Included by the Makefile.
+# BENCH_ARGS passes options to the runner, e.g.
+#   make bench BENCH_ARGS="--servers serve,uvicorn --scenarios plaintext --runs 3"
+PYTHON      ?= python3
+BENCH_VENV  := .bench-venv
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_ARGS  ?=
+# apt-get needs root; elsewhere go through sudo.
+BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: bench bench-quick bench-venv bench-wrk
+
+$(BENCH_PY):
+	$(PYTHON) -m venv $(BENCH_VENV)
+
+# A separate venv: the peers never enter .venv, and serve runs on the same Python as they do.
+$(BENCH_VENV)/.bench-stamp: bench/requirements.txt pyproject.toml | $(BENCH_PY)
+	$(BENCH_PY) -m pip --disable-pip-version-check -q install -r bench/requirements.txt -e .
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.bench-stamp
+
+bench-wrk:
+	@command -v wrk >/dev/null 2>&1 || { $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) apt-get install -y wrk; }
+
+bench: bench-venv bench-wrk
+	$(BENCH_PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: bench-venv bench-wrk
+	$(BENCH_PY) -m bench.run --quick $(BENCH_ARGS)

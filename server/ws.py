@@ -1,0 +1,107 @@
+"""WebSockets (RFC 6455) over HTTP/1.1: the hand-over from the HTTP/1.1 side.
+
+Rules: there is one HTTP/1.1 implementation. server.h1_parser parses the upgrade request and,
+for the Upgrade tokens in WSSettings.upgrades, stops at the end of its head; server.protocol
+then calls take_over() with the transport, its FlowControl, the RequestHead and the bytes
+that followed the head, and from then on a WebSocketConnection (server.ws_connection) is the
+transport's protocol. The handshake is checked and answered by server.ws_handshake; the frames
+are wsproto's. Nothing here parses HTTP or frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from server import h1_writer as w
+from server import ws_handshake as hs
+from server.events import RequestHead
+from server.flow import FlowControl
+from server.tls import tls_extension
+from server.types import Scope
+from server.ws_connection import WebSocketConnection
+from server.ws_settings import WSSettings
+
+if TYPE_CHECKING:
+    from server.context import WorkerContext
+
+logger = logging.getLogger("serve")
+
+ASGI_WS_INFO = {"version": "3.0", "spec_version": "2.4"}
+
+
+def take_over(
+    ctx: WorkerContext,
+    settings: WSSettings,
+    transport: asyncio.Transport,
+    flow: FlowControl,
+    head: RequestHead,
+    *,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    trusted: bool,
+    data: bytes,
+) -> None:
+    """Serve a GET with `Upgrade: websocket` on this transport from now on.
+
+    `data` is what the client sent after the request head (normally nothing: RFC 6455 §4.1
+    has it wait for the 101). A request that is not a valid handshake, or one that arrives
+    while the worker drains, is answered as plain HTTP and the connection closes.
+    """
+    try:
+        offer = hs.read_offer(head)
+    except hs.HandshakeRejected as exc:
+        logger.debug("bad WebSocket handshake from %s: %s", client, exc.reason)
+        transport.write(hs.rejection(exc, ctx.date_block))
+        transport.close()
+        return
+    if ctx.draining:
+        transport.write(w.error_response(503, ctx.date_block))
+        transport.close()
+        return
+    scope = _scope(ctx, transport, head, offer, server=server, client=client, trusted=trusted)
+    conn = WebSocketConnection(
+        ctx, settings, transport=transport, flow=flow, scope=scope, offer=offer, data=data
+    )
+    transport.set_protocol(conn)
+    ctx.connections.add(conn)
+    task = asyncio.get_running_loop().create_task(conn.run(ctx.app))
+    ctx.tasks.add(task)
+    task.add_done_callback(ctx.task_done)
+
+
+def _scope(
+    ctx: WorkerContext,
+    transport: asyncio.Transport,
+    head: RequestHead,
+    offer: hs.ClientOffer,
+    *,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    trusted: bool,
+) -> Scope:
+    """The ASGI `websocket` scope (spec 2.4) of an upgrade request."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    scheme = "wss" if ssl_object is not None else "ws"
+    extensions: dict[str, object] = {"websocket.http.response": {}}
+    if ssl_object is not None:
+        extensions["tls"] = tls_extension(ssl_object)
+    if trusted and ctx.proxy is not None:
+        client, scheme = ctx.proxy.resolve(client, scheme, head.headers)
+    return {
+        "type": "websocket",
+        "asgi": ASGI_WS_INFO,
+        "http_version": head.http_version,
+        "scheme": scheme,
+        "server": server,
+        "client": client,
+        "root_path": ctx.root_path,
+        "path": ctx.root_path + head.path,
+        "raw_path": ctx.root_path_bytes + head.raw_path,
+        "query_string": head.query_string,
+        "headers": head.headers,
+        "subprotocols": offer.subprotocols,
+        "state": ctx.lifespan_state.copy(),
+        "extensions": extensions,
+    }

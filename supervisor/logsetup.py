@@ -1,0 +1,46 @@
+"""The master's logging from the config in force: the built-in setup or a log_config file.
+
+Rules: arbiter.py calls apply_logging() at start and when a reload commits; it returns why
+the setup failed instead of raising. A log_config that dictConfig rejected may have been
+applied halfway, so the master then falls back to the built-in setup on stderr, where its
+error is seen. Workers apply the same settings themselves (server.entry), from the mapping
+their generation's WorkerSettings carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from server.logs import configure_logging
+from supervisor.config_loader import ConfigError, read_log_config
+from supervisor.config_schema import Config
+
+
+def apply_logging(config: Config) -> str | None:
+    """Configure the master's logging from `config`; None, or one line saying what failed."""
+    try:
+        log_config = read_log_config(config.log_config) if config.log_config else None
+    except ConfigError as exc:
+        return str(exc)
+    try:
+        configure_logging(
+            config.log_level, config.log_format, config.log_file, log_config=log_config
+        )
+    except OSError as exc:
+        return f"cannot open log_file {config.log_file}: {exc.strerror or exc}"
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        # dictConfig's errors: it names the part ("Unable to configure handler 'file'") and
+        # chains the cause.
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        configure_logging(config.log_level, config.log_format)
+        return f"log_config {config.log_config}: {exc}{cause}"
+    return None
+
+
+def logging_changed(previous: Iterable[Config], config: Config) -> bool:
+    """Whether a committed reload must configure logging again. A log_config file is
+    always applied again: its contents may have changed under the same path."""
+    keys = (config.log_level, config.log_format, config.log_file, config.log_config)
+    return config.log_config is not None or any(
+        (old.log_level, old.log_format, old.log_file, old.log_config) != keys for old in previous
+    )

@@ -1,0 +1,66 @@
+"""How the master stops: the pure decisions behind TERM, INT and QUIT.
+
+Rules: no IO and no os calls, like state.py, which dispatches those signals here and calls
+end_delay() on every Tick.
+- TERM (and a first INT) stops gracefully: workers drain for graceful_timeout. With a
+  shutdown_delay, a master whose /readyz may have answered 200 (some worker serves) first
+  serves on for that long in phase DELAYING with /readyz at 503, so load balancers stop
+  sending before any connection is refused. With no serving worker there is nobody to
+  deregister, and the drain starts at once.
+- One more INT stops waiting: DELAYING drains now, STOPPING becomes QUITTING.
+- QUIT stops at once: workers get SIGQUIT.
+- The service manager hears STOPPING=1 once, when the first of these arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from supervisor.actions import Action, Log, Notify
+from supervisor.fleet import RUNNING, STOPPING, Phase, SupervisorState, is_ready
+
+Result = tuple[SupervisorState, list[Action]]
+
+GRACEFUL = "shutting down (graceful)"
+IMMEDIATE = "shutting down (immediate)"
+
+
+def begin_stop(state: SupervisorState, phase: Phase, message: str) -> Result:
+    actions: list[Action] = [Log(logging.INFO, message)]
+    if state.phase in RUNNING and state.phase is not Phase.DELAYING:
+        actions.append(Notify("stopping"))
+    return replace(state, phase=phase, stop_at=None), actions
+
+
+def handle_term(state: SupervisorState, now: float) -> Result:
+    if state.phase in STOPPING or state.phase is Phase.DELAYING:
+        return state, []
+    delay = state.policy.shutdown_delay_s
+    if delay > 0 and is_ready(state):
+        message = f"{GRACEFUL} in {delay:g}s (shutdown_delay); /readyz answers 503 meanwhile"
+        state = replace(state, phase=Phase.DELAYING, stop_at=now + delay)
+        return state, [Log(logging.INFO, message), Notify("stopping")]
+    return begin_stop(state, Phase.STOPPING, GRACEFUL)
+
+
+def handle_int(state: SupervisorState, now: float) -> Result:
+    # The operator pressed Ctrl-C once more while waiting: stop waiting.
+    if state.phase is Phase.DELAYING:
+        return begin_stop(state, Phase.STOPPING, f"{GRACEFUL} without the rest of shutdown_delay")
+    if state.phase is Phase.STOPPING:
+        return begin_stop(state, Phase.QUITTING, IMMEDIATE)
+    return handle_term(state, now)
+
+
+def handle_quit(state: SupervisorState, now: float) -> Result:
+    if state.phase is Phase.QUITTING:
+        return state, []
+    return begin_stop(state, Phase.QUITTING, IMMEDIATE)
+
+
+def end_delay(state: SupervisorState, now: float) -> Result:
+    """At the end of shutdown_delay, start the graceful drain."""
+    if state.phase is not Phase.DELAYING or state.stop_at is None or now < state.stop_at:
+        return state, []
+    return begin_stop(state, Phase.STOPPING, f"shutdown_delay over; {GRACEFUL}")
