@@ -40,3 +40,4 @@ clean:
 
 # Longer-running targets live beside what they exercise.
 include bench/bench.mk
+include tests/fuzz/fuzz.mk
