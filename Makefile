@@ -29,7 +29,8 @@ lint: dev-venv
 	$(BIN)/ruff format --check server supervisor tests examples
 	$(BIN)/mypy
 
-test: lint
+# wrk drives the load tests (installed with apt when missing, as for `make bench`).
+test: lint bench-wrk
 	$(BIN)/pytest
 
 test-unit: dev-venv

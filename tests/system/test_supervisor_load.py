@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -180,7 +179,6 @@ def test_ten_sighups_under_keep_alive_load_fail_no_request(start_serve: StartSer
     assert "WARNING" not in log
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_ten_sighups_under_wrk_fail_no_request(start_serve: StartServe) -> None:
     serve = start_serve(APP, "--workers", "2", "--no-access-log")
     wrk = subprocess.Popen(
