@@ -186,7 +186,7 @@ def _control_target(name: str, argv: list[str]) -> tuple[Config, str, int]:
     """The config, pidfile and live master pid a control command acts on."""
     parser = _parser(f"serve {name}", f"Control a running serve master ({name}).")
     values = vars(parser.parse_args(argv))
-    config = load_config(values.pop("config", None), os.environ, values)
+    config = load_config(values.pop("config", None), os.environ, values, load_files=False)
     if config.pidfile is None:
         raise ConfigError(
             None,

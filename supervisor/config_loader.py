@@ -259,12 +259,16 @@ def load_config(
     cli: Mapping[str, object],
     *,
     cli_kind: Literal["flags", "keywords"] = "flags",
+    load_files: bool = True,
 ) -> Config:
     """Layer defaults < YAML file `path` < SERVE_* `env` < `cli`; raise ConfigError.
 
     `cli` holds only the keys the user set, named like the Config fields. With the default
     cli_kind="flags" they are argparse values and errors name the flag (`--workers`, `APP`);
     with "keywords" they come from supervisor.run() and may hold an app object.
+    load_files=False skips loading the files the config names (ssl, log_config): control
+    commands need only the pidfile, and an operator who may signal the master need not be
+    able to read its private key.
     """
     raws = _read_yaml(path) if path is not None else {}
     raws.update(_env_values(env))
@@ -276,9 +280,10 @@ def load_config(
         except BadValueError as exc:
             raise source.error(exc.message, exc.index) from None
     config = _build(values)
-    _check_tls(config.ssl, raws)
-    if config.log_config is not None:
-        read_log_config(config.log_config)
+    if load_files:
+        _check_tls(config.ssl, raws)
+        if config.log_config is not None:
+            read_log_config(config.log_config)
     return config
 
 

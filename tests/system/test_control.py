@@ -107,6 +107,16 @@ def test_no_pidfile_means_not_running(command: str, config: Path) -> None:
     assert result.stdout == ""
 
 
+def test_control_commands_do_not_need_the_tls_files(config: Path) -> None:
+    # An operator may signal the master without being able to read its private key.
+    text = config.read_text() + f"ssl:\n  certfile: {config.parent / 'unreadable.pem'}\n"
+    config.write_text(text)
+    assert control("check", "-c", str(config)).returncode == 2
+    result = control("status", "-c", str(config))
+    assert result.returncode == 1
+    assert "serve is not running" in result.stderr
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
