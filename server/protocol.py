@@ -6,8 +6,10 @@ server.cycle. Connection states follow Go's net/http: NEW (accepted, or the firs
 request arrived), ACTIVE (a request in progress), IDLE (keep-alive, between requests),
 CLOSED. Waiting in NEW ends after header_timeout (slowloris), in IDLE after
 keep_alive_timeout (header_timeout if part of a next head is buffered); the app has no
-deadline. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
-when it first finds a connection waiting, and closes it once the wait is over its timeout.
+deadline, but a connection whose writes stay paused (a peer that does not read) is aborted
+after send_timeout in any state: a close would wait for a flush that never comes. Time is
+kept by the worker's once-a-second sweep, not per request: the sweep notes when it first
+finds a connection waiting, and closes it once the wait is over its timeout.
 Hot path: enum members are read through module aliases (an Enum class attribute goes
 through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
@@ -36,6 +38,8 @@ from server.tls import tls_extension
 from server.ws import take_over
 
 logger = logging.getLogger("serve")
+# Bodies up to this size are joined to the response head; larger ones go out beside it.
+_JOIN_LIMIT = 64 * 1024
 
 # 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
 # On 3.11 an eager start is not available (apps need current_task() to be their Task).
@@ -149,9 +153,12 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        # Each pause starts a new send_timeout wait, each resume a new header/idle wait.
+        self.waiting = None
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        self.waiting = None
 
     # -- events from the parser ------------------------------------------------------------
     def request_head(self, head: RequestHead) -> None:
@@ -307,8 +314,13 @@ class H1Connection(asyncio.Protocol):
             cycle.bytes_sent = len(body)
             if framing is _CHUNKED:
                 body = w.chunk(body)
-        # One write, one buffer: head and the first body bytes go out together.
-        self.transport.write(b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body)))
+        if len(body) <= _JOIN_LIMIT:
+            # One write, one buffer: head and the first body bytes go out together.
+            self.transport.write(b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body)))
+        else:
+            # Copying a large body just to join it to the head costs more than a writev.
+            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n"))
+            self.transport.writelines((head, body))
 
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
         framing = self.framing
@@ -395,9 +407,10 @@ class H1Connection(asyncio.Protocol):
             self.transport.close()
 
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep: header timeout (slowloris) or keep-alive timeout."""
+        """Called by the worker's sweep: send, header (slowloris) or keep-alive timeout."""
         state = self.state
-        if state is not _NEW and state is not _IDLE:
+        paused = self.flow.write_paused
+        if not paused and state is not _NEW and state is not _IDLE:
             return
         mark = (self.heads, state)
         if mark != self.waiting:
@@ -405,6 +418,10 @@ class H1Connection(asyncio.Protocol):
             self.waiting, self.waiting_since = mark, now
             return
         settings = self.ctx.settings
+        if paused:
+            if now - self.waiting_since >= settings.send_timeout_s:
+                self.abort()
+            return
         if state is _NEW or self.parser.buffered_request_head:
             timeout = settings.header_timeout_s
         else:
