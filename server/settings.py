@@ -66,6 +66,9 @@ class WorkerSettings:
     backlog: int = 2048
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 5.0
+    # How long a response write may stay paused (a peer that does not read) before the
+    # connection is dropped and the app's send() returns as a disconnect.
+    send_timeout_s: float = 30.0
     graceful_timeout_s: float = 30.0
     limit_concurrency: int | None = None
     proxy_headers: bool = True

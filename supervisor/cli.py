@@ -87,6 +87,7 @@ _VALUE_FLAGS = (
     ("log_file", "FILE"),
     ("log_config", "FILE"),
     ("shutdown_delay", "SECONDS"),
+    ("send_timeout", "SECONDS"),
 )
 
 

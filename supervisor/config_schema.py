@@ -235,6 +235,10 @@ class Config:
     header_timeout: float = field(
         default=10.0, metadata=_doc("seconds a client has to send a complete request head")
     )
+    send_timeout: float = field(
+        default=30.0,
+        metadata=_doc("seconds a response write may wait on a client that does not read"),
+    )
     boot_timeout: float = field(
         default=60.0, metadata=_doc("seconds a new worker may take to become ready")
     )
@@ -332,6 +336,7 @@ class Config:
             backlog=self.backlog,
             header_timeout_s=self.header_timeout,
             keep_alive_timeout_s=self.keep_alive_timeout,
+            send_timeout_s=self.send_timeout,
             graceful_timeout_s=self.graceful_timeout,
             limit_concurrency=self.limit_concurrency,
             proxy_headers=self.proxy_headers,

@@ -30,11 +30,12 @@ from supervisor.config_schema import LEAF_KEYS, NESTED, Config
 SIZE_KEYS = frozenset({"max_body_size", "max_header_size", "max_worker_memory", "ws_max_size"})
 # Permission bits, octal when written as text.
 OCTAL_KEYS = frozenset({"umask", "socket_mode"})
-# Zero would reject every client (header_timeout), every new worker (boot_timeout,
-# worker_timeout) or spin the master (health_interval); zero is meaningful for the others:
+# Zero would reject every client (header_timeout) or new worker (boot_timeout,
+# worker_timeout), drop every response that fills a socket buffer (send_timeout) or spin the
+# master (health_interval); zero is meaningful for the others:
 # stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
 _POSITIVE_SECONDS_KEYS = frozenset(
-    {"header_timeout", "boot_timeout", "worker_timeout", "health_interval"}
+    {"header_timeout", "send_timeout", "boot_timeout", "worker_timeout", "health_interval"}
 )
 # Counts where 0 means "off".
 _COUNT_KEYS = frozenset({"max_requests", "max_requests_jitter"})
