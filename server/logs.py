@@ -208,6 +208,23 @@ class AccessLogger:
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
 
     # Positional on purpose: called once per response, it should not cost a record object.
+    def log_scope(
+        self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
+    ) -> None:
+        """One line for the request an ASGI `scope` describes."""
+        target = scope["path"]
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        self.log(
+            scope["client"],
+            scope["method"],
+            target,
+            scope["http_version"],
+            status,
+            nbytes,
+            duration_s,
+        )
+
     def log(  # noqa: PLR0917
         self,
         client: tuple[str, int] | None,

@@ -383,19 +383,8 @@ class H1Connection(asyncio.Protocol):
 
     def log_access(self, cycle: Cycle) -> None:
         assert self.ctx.access_logger is not None
-        scope = cycle.scope
-        target = scope["path"]
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        self.ctx.access_logger.log(
-            scope["client"],
-            scope["method"],
-            target,
-            scope["http_version"],
-            cycle.status,
-            cycle.bytes_sent,
-            time.perf_counter() - cycle.start_time,
-        )
+        duration_s = time.perf_counter() - cycle.start_time
+        self.ctx.access_logger.log_scope(cycle.scope, cycle.status, cycle.bytes_sent, duration_s)
 
     # -- closing, deadlines, drain ---------------------------------------------------------
     def write_error_and_close(self, status: int) -> None:

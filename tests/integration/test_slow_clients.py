@@ -38,9 +38,12 @@ def many_fds() -> Iterator[None]:
     """Room for the test's sockets; the server started afterwards inherits the limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 4 * SLOWLORIS
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"file descriptor hard limit {hard} < {needed}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    raised_hard = hard if hard == resource.RLIM_INFINITY else max(hard, needed)
+    try:
+        # Raising the hard limit needs root (as in CI); a normal user's is usually enough.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), raised_hard))
+    except (ValueError, PermissionError):
+        pytest.fail(f"this test needs {needed} file descriptors; the hard limit is {hard}")
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
