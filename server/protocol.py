@@ -35,7 +35,6 @@ from server.h1_parser import H1Parser
 from server.proxy import FORWARDING_FIELDS
 from server.stats import STATS
 from server.tls import tls_extension
-from server.ws import take_over
 
 logger = logging.getLogger("serve")
 # Bodies up to this size are joined to the response head; larger ones go out beside it.
@@ -213,6 +212,9 @@ class H1Connection(asyncio.Protocol):
             return
         self.state = _CLOSED
         self.ctx.connections.discard(self)
+        # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
+        from server.ws import take_over
+
         take_over(
             self.ctx,
             self.ctx.settings.ws,

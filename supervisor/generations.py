@@ -21,11 +21,11 @@ import random
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from server.settings import WorkerSettings
 from supervisor.config_loader import read_log_config
 from supervisor.config_schema import Config
-from supervisor.metrics import MetricsServer
 from supervisor.notify import Notifier
 from supervisor.pidfile import Pidfile
 from supervisor.sockets import Listener, bind_listeners, close_listeners, inherited_from_systemd
@@ -36,6 +36,9 @@ logger = logging.getLogger("serve.master")
 
 # A worker reports this many times per worker_timeout, so one late tick is no verdict.
 HEARTBEATS_PER_TIMEOUT = 4
+
+if TYPE_CHECKING:
+    from supervisor.metrics import MetricsServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,10 @@ class Resources:
             if config.reload.enabled:
                 self.watcher = Watcher.start(config.reload)
             if config.metrics.bind is not None:
+                # Imported only when configured: prometheus_client costs every master and
+                # every forked worker start time and memory.
+                from supervisor.metrics import MetricsServer
+
                 self.metrics = MetricsServer(config.metrics.bind)
         except BaseException:
             self.close()
