@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,7 @@ from server.types import Receive, Scope, Send
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
 from supervisor.config_schema import BindSpec, Config, parse_bind
 from supervisor.config_values import parse_size
-
-Load = Callable[..., Config]
-
-
-@pytest.fixture
-def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Load:
-    """Write `text` to conf.yaml in a fresh cwd and load it, so errors name 'conf.yaml'."""
-    monkeypatch.chdir(tmp_path)
-
-    def load_text(
-        text: str, env: Mapping[str, str] | None = None, cli: Mapping[str, object] | None = None
-    ) -> Config:
-        Path("conf.yaml").write_text(text)
-        return load_config("conf.yaml", env or {}, cli or {})
-
-    return load_text
-
-
-def error_of(load: Load, text: str, **layers: Mapping[str, object]) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(text, **layers)
-    return str(info.value)
+from tests.unit.supervisor.config_text import Load, error_of
 
 
 @pytest.mark.parametrize(

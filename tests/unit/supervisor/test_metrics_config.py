@@ -8,27 +8,15 @@ from pathlib import Path
 import pytest
 
 from supervisor.config_loader import ConfigError, load_config, read_log_config
-from supervisor.config_schema import Config, MetricsSpec
+from supervisor.config_schema import MetricsSpec
 from supervisor.fleet import Policy
-from tests.unit.supervisor.test_config_loader import Load, error_of
+from tests.unit.supervisor.config_text import Load, error_of
 
 LOGGING = {
     "version": 1,
     "handlers": {"out": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["out"], "level": "INFO"},
 }
-
-
-@pytest.fixture
-def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Load:
-    """Load `text` as conf.yaml from a fresh cwd, where a log_config file can be put too."""
-    monkeypatch.chdir(tmp_path)
-
-    def load_text(text: str) -> Config:
-        Path("conf.yaml").write_text(text)
-        return load_config("conf.yaml", {}, {})
-
-    return load_text
 
 
 def test_metrics_are_off_by_default_and_on_with_a_bind(load: Load) -> None:
