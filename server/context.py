@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import Any, Protocol
 
 from server.logs import AccessLogger
@@ -19,6 +18,10 @@ from server.settings import WorkerSettings
 from server.types import ASGIApp
 
 ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
+# RFC 9110 IMF-fixdate names, spelled out: strftime's %a and %b follow the C locale, which
+# the app may change, and email.utils would cost its import at every start.
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Connection(Protocol):
@@ -30,9 +33,10 @@ class Connection(Protocol):
 
 def date_block(server_header: str | None, now: float | None = None) -> bytes:
     """The `date:` (and `server:`) header lines, pre-encoded; refreshed once a second."""
-    block = (
-        b"date: %s\r\n" % formatdate(now if now is not None else time.time(), usegmt=True).encode()
-    )
+    t = time.gmtime(now)
+    day = f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year}"
+    date = f"{day} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    block = b"date: %s\r\n" % date.encode()
     if server_header:
         block += b"server: %s\r\n" % server_header.encode("latin-1")
     return block

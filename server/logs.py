@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import os
 import re
 import sys
@@ -157,7 +156,9 @@ def _apply_dict_config(config: Mapping[str, Any]) -> None:
     _release_stderr()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
-    logging.config.dictConfig({"disable_existing_loggers": False, **config})
+    from logging.config import dictConfig  # only with log_config: most processes never need it
+
+    dictConfig({"disable_existing_loggers": False, **config})
 
 
 def configure_logging(

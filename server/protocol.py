@@ -35,6 +35,7 @@ from server.h1_parser import H1Parser
 from server.proxy import FORWARDING_FIELDS
 from server.stats import STATS
 from server.tls import tls_extension
+from server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
 # Bodies up to this size are joined to the response head; larger ones go out beside it.
@@ -100,6 +101,7 @@ class H1Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but provide its interface.
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
+        self.batch = WriteBatch(self.loop, self.transport, _JOIN_LIMIT)
         ctx = self.ctx
         ctx.connections.add(self)
         self.server = _addr(transport.get_extra_info("sockname"))
@@ -317,8 +319,13 @@ class H1Connection(asyncio.Protocol):
             if framing is _CHUNKED:
                 body = w.chunk(body)
         if len(body) <= _JOIN_LIMIT:
-            # One write, one buffer: head and the first body bytes go out together.
-            self.transport.write(b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body)))
+            # One write, one buffer: head and the first body bytes go out together, and with
+            # the next ones when the app streams more of the body in the same step.
+            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body))
+            if more:
+                self.batch.add(head)
+            else:
+                self.transport.write(head)
         else:
             # Copying a large body just to join it to the head costs more than a writev.
             head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n"))
@@ -326,23 +333,28 @@ class H1Connection(asyncio.Protocol):
 
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
         framing = self.framing
-        if body and framing is not _NONE:
-            if framing is _CHUNKED:
-                self.transport.write(w.chunk(body))
-            else:
-                if framing is _LENGTH:
-                    self.remaining -= len(body)
-                    if self.remaining < 0:
-                        self.keep_alive = False
-                        raise RuntimeError("response body longer than its Content-Length")
-                self.transport.write(body)
+        if framing is _NONE:
+            body = b""
+        elif body:
+            if framing is _LENGTH:
+                self.remaining -= len(body)
+                if self.remaining < 0:
+                    self.keep_alive = False
+                    raise RuntimeError("response body longer than its Content-Length")
             cycle.bytes_sent += len(body)
-        if not more:
             if framing is _CHUNKED:
-                self.transport.write(w.CHUNKED_END)
-            elif framing is _LENGTH and self.remaining > 0:
-                logger.error("response ended %d bytes short of its Content-Length", self.remaining)
-                self.keep_alive = False
+                body = w.chunk(body)
+        if more:
+            if body:
+                self.batch.add(body)
+            return
+        end = b""
+        if framing is _CHUNKED:
+            end = w.CHUNKED_END
+        elif framing is _LENGTH and self.remaining > 0:
+            logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+            self.keep_alive = False
+        self.batch.finish(body, end)
 
     def send_continue(self) -> None:
         self.transport.write(w.CONTINUE_100)
@@ -394,6 +406,7 @@ class H1Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        self.batch.flush()
         if not self.transport.is_closing():
             self.transport.close()
 

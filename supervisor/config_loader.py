@@ -30,18 +30,21 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
-
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from typing import TYPE_CHECKING, Any, Literal
 
 from server.tls import TLSConfigError, build_context
 from supervisor.config_checks import BadValueError
 from supervisor.config_schema import LEAF_KEYS, NESTED, Config, SSLSpec
 from supervisor.config_values import OCTAL_KEYS, RawValue, convert
+
+if TYPE_CHECKING:
+    import yaml
+    from yaml.nodes import MappingNode, Node
+
+# PyYAML is imported by the functions that read or write YAML, not at import: `serve APP`
+# without a config file starts its first worker sooner without it.
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
 # How config_as_yaml shows a secret (a field kept out of the dataclass repr) that is set.
@@ -94,6 +97,8 @@ _Layer = dict[str, tuple[RawValue, _Source]]
 
 
 def _unknown(kind: str, key: str, known: tuple[str, ...] = FIELD_NAMES) -> str:
+    import difflib  # only for an error
+
     matches = difflib.get_close_matches(key, known, n=1)
     return f"unknown {kind} (did you mean {matches[0]!r}?)" if matches else f"unknown {kind}"
 
@@ -113,6 +118,8 @@ def _nested_shape(key: str) -> str:
 
 
 def _node_source(file: str, key_path: str, node: Node) -> _Source:
+    from yaml.nodes import SequenceNode
+
     items: tuple[_Source, ...] = ()
     if isinstance(node, SequenceNode):
         items = tuple(
@@ -127,6 +134,8 @@ def _mapping_values(
     file: str, loader: yaml.SafeLoader, root: MappingNode, prefix: str = ""
 ) -> _Layer:
     """The values of one YAML mapping: the top level, or a nested key's when `prefix` is set."""
+    from yaml.nodes import ScalarNode
+
     known = _sub_keys(prefix.rstrip(".")) if prefix else FIELD_NAMES
     raws: _Layer = {}
     first_line: dict[str, int] = {}
@@ -151,6 +160,8 @@ def _mapping_values(
 
 
 def _nested_values(file: str, loader: yaml.SafeLoader, key: str, node: Node) -> _Layer:
+    from yaml.nodes import MappingNode
+
     if isinstance(node, MappingNode):
         return _mapping_values(file, loader, node, prefix=key + ".")
     value = loader.construct_object(node, deep=True)
@@ -174,6 +185,9 @@ def _syntax_error(file: str, exc: yaml.MarkedYAMLError) -> ConfigError:
 
 
 def _read_yaml(file: str) -> _Layer:
+    import yaml
+    from yaml.nodes import MappingNode, SequenceNode
+
     try:
         with open(file, encoding="utf-8") as stream:
             text = stream.read()
@@ -290,6 +304,8 @@ def load_config(
 def read_log_config(path: str) -> dict[str, Any]:
     """The logging.config.dictConfig mapping in the `log_config` file `path` (YAML or JSON);
     raise ConfigError located in that file. dictConfig itself judges the contents."""
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as stream:
             value = yaml.safe_load(stream)
@@ -330,6 +346,8 @@ def _check_tls(spec: SSLSpec, raws: _Layer) -> None:
 def config_as_yaml(config: Config) -> str:
     """The config as YAML in field order, loadable again; an app object shows as its repr and
     a secret (ssl.password) as HIDDEN, since this output ends up in terminals and CI logs."""
+    import yaml
+
     lines = []
     for f in dataclasses.fields(Config):
         value = _plain(getattr(config, f.name))

@@ -21,7 +21,6 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Literal
 
 from supervisor.config_checks import CHECKS, BadValueError
@@ -85,6 +84,8 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(text)
     number, unit = match.groups()
+    from fractions import Fraction  # exact decimals; imports decimal, so only when needed
+
     return int(Fraction(number) * _SIZE_UNITS[(unit or "b").lower()])
 
 

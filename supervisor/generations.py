@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -51,6 +50,8 @@ class Generation:
         """The settings one new worker gets: its own max_requests, jitter included."""
         limit = self.config.max_requests
         if limit:
+            import random  # only with max_requests: kept off the start-up path
+
             limit += random.randint(0, self.config.max_requests_jitter)
         return replace(self.settings, max_requests=limit)
 

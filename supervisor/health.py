@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import psutil
-
 from supervisor.events import HealthSampled
 from supervisor.fleet import SupervisorState, by_pid
 
@@ -23,6 +21,8 @@ from supervisor.fleet import SupervisorState, by_pid
 def probe(pids: Iterable[int]) -> HealthSampled:
     """Resident set size (bytes) and CPU seconds (user + system) of every worker in `pids`
     that still exists."""
+    import psutil  # first used after the workers are up: kept off the start-up path
+
     rss: list[tuple[int, int]] = []
     cpu: list[tuple[int, float]] = []
     for pid in pids:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 
 logger = logging.getLogger("serve.master")
 
@@ -110,6 +109,8 @@ class Pidfile:
 
 
 def _write_temp(path: str, pid: int) -> str:
+    import tempfile  # after the first fork: kept off the start-up path
+
     directory, name = os.path.split(os.path.abspath(path))
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)

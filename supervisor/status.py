@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 
@@ -34,6 +33,8 @@ def status_path(pidfile: str) -> str:
 
 def write_status(path: str, snapshot: Mapping[str, object]) -> None:
     """Replace `path` with `snapshot` as JSON in one rename; OSError on failure."""
+    import tempfile  # after the first fork: kept off the start-up path
+
     directory, name = os.path.split(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     try:

@@ -91,6 +91,16 @@ async def stall_upload(receive: Any, send: Any, flag: str) -> None:
     await respond(send, 200, str(len(first["body"]) + len(rest)).encode())
 
 
+async def push(send: Any, flag: str) -> None:
+    """Send a head and a chunk, then suspend until the test creates `flag` (a server-sent
+    event stream waiting for its next event)."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first event\n", "more_body": True})
+    while not os.path.exists(flag):
+        await asyncio.sleep(0.05)
+    await send({"type": "http.response.body", "body": b"second event\n"})
+
+
 async def big_stream(send: Any, count: int) -> None:
     """Stream `count` chunks of 64 KiB, logging progress, so a test can see send() block."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -143,6 +153,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await wait_disconnect(receive, send)
     elif path == "/stall-upload":
         await stall_upload(receive, send, query["flag"][0])
+    elif path == "/push":
+        await push(send, query["flag"][0])
     elif path == "/big-stream":
         await big_stream(send, int(query["n"][0]))
     elif path == "/status":

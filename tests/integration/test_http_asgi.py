@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -161,6 +162,22 @@ def test_streaming_response_is_chunked(asgi_server: ServeProcess) -> None:
     response = httpx.get(asgi_server.url + "/stream?n=10")
     assert response.headers["transfer-encoding"] == "chunked"
     assert response.text == "".join(f"chunk{i}\n" for i in range(10))
+
+
+def test_streamed_chunk_reaches_the_client_while_the_app_waits(
+    asgi_server: ServeProcess, tmp_path: Path
+) -> None:
+    """Body messages sent in one step of the app are held to leave together: they must
+    still leave as soon as the app suspends, not when it sends again or finishes."""
+    flag = tmp_path / "next-event"
+    with socket.create_connection(("127.0.0.1", asgi_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /push?flag=%s HTTP/1.1\r\nHost: a\r\n\r\n" % str(flag).encode())
+        first = recv_until(sock, b"first event\n")
+        assert first.startswith(b"HTTP/1.1 200 OK")
+        assert first.endswith(b"first event\n\r\n")
+        flag.touch()
+        rest = recv_until(sock, b"0\r\n\r\n")
+    assert rest == b"d\r\nsecond event\n\r\n0\r\n\r\n"
 
 
 def test_http10_streaming_is_close_delimited(asgi_server: ServeProcess) -> None:
