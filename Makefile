@@ -29,8 +29,9 @@ lint: dev-venv
 	$(BIN)/ruff format --check server supervisor tests examples
 	$(BIN)/mypy
 
-# wrk drives the load tests (installed with apt when missing, as for `make bench`).
-test: lint bench-wrk
+# wrk, h2load and nghttp drive the load and HTTP/2 tests (installed with apt when missing,
+# as for `make bench`).
+test: lint bench-wrk bench-h2load
 	$(BIN)/pytest
 
 test-unit: dev-venv

@@ -8,7 +8,7 @@ BENCH_ARGS  ?=
 # apt-get needs root; elsewhere go through sudo.
 BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-quick bench-venv bench-wrk
+.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load
 
 $(BENCH_PY):
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -23,8 +23,13 @@ bench-venv: $(BENCH_VENV)/.bench-stamp
 bench-wrk:
 	@command -v wrk >/dev/null 2>&1 || { $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) apt-get install -y wrk; }
 
-bench: bench-venv bench-wrk
+# h2load drives the HTTP/2 scenario (and, with nghttp, the HTTP/2 tests); Debian ships both
+# in nghttp2-client.
+bench-h2load:
+	@command -v h2load >/dev/null 2>&1 && command -v nghttp >/dev/null 2>&1 || { $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) apt-get install -y nghttp2-client; }
+
+bench: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run $(BENCH_ARGS)
 
-bench-quick: bench-venv bench-wrk
+bench-quick: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run --quick $(BENCH_ARGS)

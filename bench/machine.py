@@ -1,7 +1,7 @@
 """What the report says about the machine: hardware, versions, and load from other processes.
 
 Rules:
-- Read-only: nothing here starts or signals a process (wrk --version aside).
+- Read-only: nothing here starts or signals a process (wrk and h2load --version aside).
 - "Foreign" CPU is the machine's busy time (user, nice, system, irq and steal; softirq is
   left out because our own loopback traffic is accounted there) minus the CPU time of the
   processes measured (server tree, wrk, this runner). It is the noise a shared machine adds,
@@ -45,9 +45,11 @@ def describe() -> str:
     return f"{model}, {os.cpu_count()} CPUs, {mem_gib:.0f} GiB RAM, {system}"
 
 
-def wrk_version() -> str:
-    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    return (done.stdout or done.stderr).split(" [", 1)[0].strip()
+def tool_version(command: list[str]) -> str:
+    """The first line of a load generator's `--version`, without wrk's "[epoll] Copyright"."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    first = (done.stdout or done.stderr).strip().splitlines()[:1] or [command[0]]
+    return first[0].split(" [", 1)[0].strip()
 
 
 def _busy_s() -> float:

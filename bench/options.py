@@ -2,8 +2,10 @@
 
 Rules:
 - Defaults are those of `make bench`: 3 interleaved runs of 2 s per cell after a 1 s
-  warm-up per scenario, concurrency 64 and 256, workers 1 and 2: about 25 minutes for
+  warm-up per scenario, concurrency 64 and 256, workers 1 and 2: about 28 minutes for
   every server and scenario. `--quick` is a smoke run: 2 runs of 1 s, no warm-up, c64.
+- `--concurrency` is requests in flight: wrk connections, or h2load connections times
+  streams for the h2 scenario (bench/load.py).
 - Unknown server or scenario names are a usage error that lists the known ones.
 """
 
@@ -46,9 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--servers", default=",".join(SERVERS), help="comma-separated subset, in run order")
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     add("--workers", default="1,2", help="worker counts (default 1,2)")
-    add("--concurrency", default=None, help="wrk connections (default 64,256; --quick: 64)")
+    add(
+        "--concurrency",
+        default=None,
+        help="requests in flight: wrk connections, h2load streams (default 64,256; --quick: 64)",
+    )
     add("--runs", type=int, default=None, help="interleaved runs per cell (default 3; --quick: 2)")
-    add("--duration", type=int, default=None, help="seconds per wrk run (default 2; --quick: 1)")
+    add("--duration", type=int, default=None, help="seconds per load run (default 2; --quick: 1)")
     add("--warmup", type=int, default=None, help="warm-up seconds (default 1; --quick: 0)")
     add("--quick", action="store_true", help="smoke run: 2 runs of 1 s, no warm-up, c64")
     add("--quiet-wait", type=float, default=10.0, help="max seconds to wait for other load")

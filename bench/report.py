@@ -6,7 +6,8 @@ Rules:
 - Every figure is the median over the interleaved runs; the spread (max - min) / median
   sits next to it, and a row whose spread exceeds STABLE_SPREAD_PCT is flagged "unstable".
 - Ratios compare with uvicorn and with the floor at the same scenario, workers and
-  concurrency, measured in the same run; the serve row is in bold.
+  concurrency, measured in the same run; the serve row is in bold. Over HTTP/2, where
+  neither runs, they compare with hypercorn and granian instead (REFERENCES).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.load import SCENARIOS
+
 STABLE_SPREAD_PCT = 10.0
 NOISY_PCT = 10.0
 BASELINE = "uvicorn"
@@ -27,6 +30,13 @@ OURS = "serve"
 # Section 2 of the performance issue: minimum serve / uvicorn requests/s per scenario.
 TARGETS: dict[tuple[str, int], float] = {("plaintext", 1): 1.5, ("plaintext", 2): 1.3}
 DEFAULT_TARGET = 1.2
+# The two servers each protocol's ratios compare with. HTTP/2: hypercorn is pure Python on the
+# h2 library, the nearest peer to serve; granian (Rust) is the fast end, as the floor is
+# for HTTP/1.1.
+REFERENCES: dict[str, tuple[str, str]] = {
+    "h1": (BASELINE, FLOOR),
+    "h2": ("hypercorn", "granian"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class StartSample:
     server: str
     workers: int
     ms: float
+    protocol: str
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,9 @@ class Meta:
     pinning: list[str]
     commands: list[tuple[str, str, str]]
     wrk_example: str
+    h2load_example: str
     scenarios: list[tuple[str, str]]
+    notes: dict[str, str]
     servers: list[str]
     failures: list[str]
     cut: str
@@ -108,9 +121,9 @@ def aggregate(samples: Iterable[Sample], starts: Iterable[StartSample]) -> dict[
     cells: dict[Key, list[Sample]] = defaultdict(list)
     for s in samples:
         cells[(s.server, s.scenario, s.workers, s.concurrency)].append(s)
-    start_ms: dict[tuple[str, int], list[float]] = defaultdict(list)
+    start_ms: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for start in starts:
-        start_ms[(start.server, start.workers)].append(start.ms)
+        start_ms[(start.server, start.protocol, start.workers)].append(start.ms)
     rows: dict[Key, Row] = {}
     for key, group in cells.items():
         rps = [s.rps for s in group]
@@ -125,7 +138,9 @@ def aggregate(samples: Iterable[Sample], starts: Iterable[StartSample]) -> dict[
             p99_ms=statistics.median(s.p99_ms for s in group),
             errors=sum(s.errors for s in group),
             rss_mib=statistics.median(s.rss_mib for s in group),
-            start_ms=statistics.median(start_ms[(key[0], key[2])] or [0.0]),
+            start_ms=statistics.median(
+                start_ms[(key[0], SCENARIOS[key[1]].protocol, key[2])] or [0.0]
+            ),
             foreign_pct=max(s.foreign_pct for s in group),
             rps_per_cpu=statistics.median(per_cpu),
             cpu_spread_pct=_spread(per_cpu),
@@ -166,7 +181,7 @@ def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
 def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
     """serve against uvicorn per scenario, with the target and where granian and the floor are."""
     lines: list[list[str]] = []
-    for scenario in scenarios:
+    for scenario in _of(scenarios, "h1"):
         for key in sorted(k for k in rows if k[0] == OURS and k[1] == scenario):
             ours = rows[key]
             base = rows.get((BASELINE, *key[1:]))
@@ -181,7 +196,7 @@ def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
                 _x(ratio(rows, ours, "granian")), _x(ratio(rows, ours, FLOOR)),
             ])  # fmt: skip
     if not lines:
-        return [f"No {OURS} measurements in this run."]
+        return [f"No {OURS} measurements over HTTP/1.1 in this run."]
     header = [
         "scenario", "w", "c", "serve req/s", "uvicorn req/s", "serve / uvicorn", "target",
         "met", "same, per CPU-s", "p99 ms serve / uvicorn", "serve / granian", "serve / floor",
@@ -189,12 +204,41 @@ def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
     return _table(header, lines)
 
 
+def headline_h2(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
+    """serve against hypercorn and granian over HTTP/2; the issue sets no target here."""
+    base, fast = REFERENCES["h2"]
+    lines: list[list[str]] = []
+    for scenario in _of(scenarios, "h2"):
+        for key in sorted(k for k in rows if k[0] == OURS and k[1] == scenario):
+            ours, ref = rows[key], rows.get((base, *key[1:]))
+            lines.append([
+                scenario, str(ours.workers), str(ours.concurrency), f"{ours.rps:,.0f}",
+                "-" if ref is None else f"{ref.rps:,.0f}", f"**{_x(ratio(rows, ours, base))}**",
+                _x(cpu_ratio(rows, ours, base)),
+                "-" if ref is None else f"{ours.p99_ms:.2f} / {ref.p99_ms:.2f}",
+                _x(ratio(rows, ours, fast)),
+            ])  # fmt: skip
+    if not lines:
+        return [f"No {OURS} measurements over HTTP/2 in this run."]
+    header = [
+        "scenario", "w", "c", "serve req/s", f"{base} req/s", f"serve / {base}",
+        "same, per CPU-s", f"p99 ms serve / {base}", f"serve / {fast}",
+    ]  # fmt: skip
+    return _table(header, lines)
+
+
+def _of(scenarios: Iterable[str], protocol: str) -> list[str]:
+    return [name for name in scenarios if SCENARIOS[name].protocol == protocol]
+
+
 def resources(rows: dict[Key, Row]) -> list[str]:
     """RSS per worker and start-to-first-response, serve against uvicorn, per worker count."""
     lines: list[list[str]] = []
-    for workers in sorted({k[2] for k in rows if k[0] == OURS}):
-        ours = [r for k, r in rows.items() if k[0] == OURS and k[2] == workers]
-        base = [r for k, r in rows.items() if k[0] == BASELINE and k[2] == workers]
+    # Over HTTP/1.1 only: uvicorn runs nothing else, and serve's HTTP/2 launch is another setup.
+    h1 = {k: r for k, r in rows.items() if SCENARIOS[k[1]].protocol == "h1"}
+    for workers in sorted({k[2] for k in h1 if k[0] == OURS}):
+        ours = [r for k, r in h1.items() if k[0] == OURS and k[2] == workers]
+        base = [r for k, r in h1.items() if k[0] == BASELINE and k[2] == workers]
         if not ours or not base:
             continue
         rss = max(r.rss_mib for r in ours), max(r.rss_mib for r in base)
@@ -219,6 +263,7 @@ def resources(rows: dict[Key, Row]) -> list[str]:
 
 
 def detail(rows: dict[Key, Row], scenario: str, servers: Sequence[str]) -> list[str]:
+    base, second = REFERENCES[SCENARIOS[scenario].protocol]
     lines: list[list[str]] = []
     for workers, conc in sorted({(k[2], k[3]) for k in rows if k[1] == scenario}):
         for server in servers:
@@ -230,14 +275,14 @@ def detail(rows: dict[Key, Row], scenario: str, servers: Sequence[str]) -> list[
             lines.append([
                 name, str(workers), str(conc), f"{row.rps:,.0f}",
                 f"{row.rps_min:,.0f}-{row.rps_max:,.0f} ({row.spread_pct:.1f}%{flag})",
-                _x(ratio(rows, row, BASELINE)), _x(ratio(rows, row, FLOOR)),
-                f"{row.rps_per_cpu:,.0f}", _x(cpu_ratio(rows, row, BASELINE)),
+                _x(ratio(rows, row, base)), _x(ratio(rows, row, second)),
+                f"{row.rps_per_cpu:,.0f}", _x(cpu_ratio(rows, row, base)),
                 f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", str(row.errors),
                 f"{row.rss_mib:.1f}", f"{row.start_ms:.0f}", f"{row.foreign_pct:.0f}",
             ])  # fmt: skip
     header = [
-        "server", "w", "c", "req/s", "min-max (spread)", "x uvicorn", "x floor", "req/CPU-s",
-        "x uvicorn per CPU-s", "p50 ms", "p99 ms", "errors", "RSS/worker MiB", "start ms",
+        "server", "w", "c", "req/s", "min-max (spread)", f"x {base}", f"x {second}", "req/CPU-s",
+        f"x {base} per CPU-s", "p50 ms", "p99 ms", "errors", "RSS/worker MiB", "start ms",
         "other load %",
     ]  # fmt: skip
     return _table(header, lines)
@@ -276,25 +321,31 @@ def chart(
     cols = min(3, len(scenarios))
     nrows = (len(scenarios) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4 * nrows), squeeze=False)
-    width = 0.8 / max(1, len(servers))
+    legend: dict[str, Any] = {}
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         configs = sorted({(k[2], k[3]) for k in rows if k[1] == scenario})
-        for i, server in enumerate(servers):
+        # Only the servers measured here (HTTP/2 has fewer), each in its colour of every panel.
+        shown = [(i, n) for i, n in enumerate(servers) if any(k[:2] == (n, scenario) for k in rows)]
+        width = 0.8 / max(1, len(shown))
+        for slot, (i, server) in enumerate(shown):
             cells = [rows.get((server, scenario, w, c)) for w, c in configs]
-            xs = [j + (i - (len(servers) - 1) / 2) * width for j in range(len(configs))]
+            xs = [j + (slot - (len(shown) - 1) / 2) * width for j in range(len(configs))]
             heights = [r.rps if r else 0.0 for r in cells]
             low = [r.rps - r.rps_min if r else 0.0 for r in cells]
             high = [r.rps_max - r.rps if r else 0.0 for r in cells]
-            ax.bar(xs, heights, width, label=server, yerr=[low, high], capsize=2,
-                   edgecolor="black" if server == OURS else None, linewidth=1.2)  # fmt: skip
-        ax.set_title(scenario)
+            legend[server] = ax.bar(xs, heights, width, label=server, yerr=[low, high], capsize=2,
+                                    color=f"C{i}", edgecolor="black" if server == OURS else None,
+                                    linewidth=1.2)  # fmt: skip
+        protocol = SCENARIOS[scenario].protocol
+        ax.set_title(scenario if protocol == "h1" else f"{scenario} (HTTP/2, h2load)")
         ax.set_xticks(range(len(configs)), [f"w{w} c{c}" for w, c in configs])
         ax.set_ylabel("requests/s")
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(servers), frameon=False)
+    names = [n for n in servers if n in legend]
+    handles = [legend[n] for n in names]
+    fig.legend(handles, names, loc="lower center", ncol=max(1, len(names)), frameon=False)
     fig.suptitle("requests/s, median of interleaved runs (whiskers: min-max)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     fig.savefig(path, dpi=110)
@@ -317,21 +368,26 @@ def document(rows: dict[Key, Row], meta: Meta, chart_name: str) -> str:
     ]
     if meta.cut:
         out += ["", f"**Incomplete run: {meta.cut}.**"]
-    out += [
-        "",
-        f"![requests/s per server and scenario]({chart_name})",
-        "",
-        "## serve vs uvicorn",
-        "",
-    ]
-    out += [*headline(rows, scenarios), "", *resources(rows), "", stability(rows), ""]
+    out += ["", f"![requests/s per server and scenario]({chart_name})", ""]
+    h1, h2 = _of(scenarios, "h1"), _of(scenarios, "h2")
+    if h1:
+        out += ["## serve vs uvicorn", "", *headline(rows, scenarios), "", *resources(rows), ""]
+        out += [stability(rows), ""]
+    if h2:
+        out += ["## serve vs hypercorn over HTTP/2", "", *headline_h2(rows, scenarios), ""]
+        out += [] if h1 else [stability(rows), ""]
     out += ["## Servers", ""]
     out += _table(["server", "versions", "command (shown for 1 worker, port 8000)"],
                   ([n, v, f"`{c}`"] for n, v, c in meta.commands))  # fmt: skip
-    out += ["", f"Load, e.g. the echo scenario: `{meta.wrk_example}`", ""]
+    out += [""]
+    out += [f"Load, e.g. the echo scenario: `{meta.wrk_example}`", ""] if meta.wrk_example else []
+    if meta.h2load_example:
+        out += [f"HTTP/2 load, the h2 scenario at c64: `{meta.h2load_example}`", ""]
     out += ["## Scenarios", ""]
     for name, meaning in meta.scenarios:
-        out += [f"### {name}: {meaning}", "", *detail(rows, name, meta.servers), ""]
+        out += [f"### {name}: {meaning}", ""]
+        out += [meta.notes[name], ""] if name in meta.notes else []
+        out += [*detail(rows, name, meta.servers), ""]
     if meta.failures:
         out += ["## Failures", "", *[f"- {line}" for line in meta.failures], ""]
     return "\n".join(out)

@@ -8,8 +8,11 @@ Rules:
   under load, and each cell (scenario, concurrency) is measured A B C ... A B C ...: the
   runs of one cell are seconds apart, so the slow drift of a shared machine lands on every
   server alike and shows up as spread, not as a ratio.
-- wrk and the servers are pinned to disjoint CPUs where the machine has enough of them
-  (see `pinning`); this process waits on the same CPU as wrk.
+- The HTTP/1.1 scenarios go first, under wrk; then the same steps are taken again for the
+  HTTP/2 scenarios, under h2load, with each server's HTTP/2 command line and only the servers
+  that have one (bench/servers.py).
+- The load generator and the servers are pinned to disjoint CPUs where the machine has
+  enough of them (see `pinning`); this process waits on the same CPU as the load generator.
 - A measured run during which other processes took CPU is redone (`--retry-noisy`) and the
   quieter attempt kept; the choice looks only at the other load, never at the result.
 - The run is bounded: every subprocess has a timeout and `--max-minutes` stops after the
@@ -34,14 +37,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import machine, report
-from bench.load import SCENARIOS, WrkResult, probe, run_wrk, wrk_command
+from bench.load import SCENARIOS, LoadResult, h2load_command, probe, run_load, wrk_command
 from bench.machine import CpuUse
 from bench.options import ROOT, Options, parse_options
-from bench.servers import SERVERS, RunningServer
+from bench.servers import SERVERS, RunningServer, speakers
 
 _SETTLE_S = 0.3  # per wrk run: process start and the report line
 _START_S = 3.0  # per server start: boot, probes, stop
 _NOISE_SHARE = 0.1
+_PROTOCOLS = ("h1", "h2")
+_LOAD_TOOLS = {"h1": "wrk", "h2": "h2load"}
+_THREADS = {
+    "h1": "1 wrk thread with `--latency`",
+    "h2": "1 h2load thread with `--log-file` for latencies",
+}
 # Read once: the run narrows its own affinity to wrk's CPUs while it waits.
 _CPUS = sorted(os.sched_getaffinity(0))
 
@@ -70,9 +79,12 @@ class Bench:
         self.failures: dict[tuple[str, int, str], str] = {}
         self.cut = ""
         self.logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-        self.total = (
-            len(options.workers) * len(options.servers) * len(options.scenarios)
+        self.latency_log = self.logs / "h2load-latency.tsv"
+        self.protocols = [p for p in _PROTOCOLS if self._scenarios(p)]
+        self.total = sum(
+            len(options.workers) * len(self.servers(SCENARIOS[name].protocol))
             * len(options.concurrency) * options.runs
+            for name in options.scenarios
         )  # fmt: skip
         self.done = 0
         self.deadline = time.monotonic() + options.max_minutes * 60
@@ -80,62 +92,77 @@ class Bench:
         # by a tenth: on a machine that is never quiet they do not help, only make it late.
         self.noise_budget_s = _NOISE_SHARE * self.estimate_s()
 
+    def servers(self, protocol: str) -> list[str]:
+        """The chosen servers that speak `protocol`, in run order."""
+        return [n for n in self.o.servers if n in speakers(protocol)]
+
+    def _scenarios(self, protocol: str) -> list[str]:
+        return [n for n in self.o.scenarios if SCENARIOS[n].protocol == protocol]
+
     def estimate_s(self) -> float:
         o = self.o
-        servers = len(o.workers) * len(o.servers)
-        warmups = servers * len(o.scenarios) * (o.warmup + _SETTLE_S)
-        return self.total * (o.duration + _SETTLE_S) + warmups + servers * (o.runs + 1) * _START_S
+        launches = sum(len(self.servers(p)) for p in self.protocols) * len(o.workers)
+        warmups = self.total / len(o.concurrency) / o.runs * (o.warmup + _SETTLE_S)
+        return self.total * (o.duration + _SETTLE_S) + warmups + launches * (o.runs + 1) * _START_S
 
     def run(self) -> None:
         for workers in self.o.workers:
             pin = pinning(workers)
             os.sched_setaffinity(0, {int(c) for c in pin.wrk_cpus.split(",")})
-            self._time_starts(workers, pin)
-            live = self._start_all(workers, pin)
-            try:
-                for scenario in self.o.scenarios:
-                    self._scenario(live, scenario, pin)
-                    if time.monotonic() > self.deadline:
-                        self.cut = f"stopped at the {self.o.max_minutes:.0f}-minute limit"
-                        return
-            finally:
-                for server in live:
-                    server.stop()
+            for protocol in self.protocols:
+                self._time_starts(protocol, workers, pin)
+                live = self._start_all(protocol, workers, pin)
+                try:
+                    for scenario in self._scenarios(protocol):
+                        self._scenario(live, scenario, pin)
+                        if time.monotonic() > self.deadline:
+                            self.cut = f"stopped at the {self.o.max_minutes:.0f}-minute limit"
+                            return
+                finally:
+                    for server in live:
+                        server.stop()
 
-    def _launch(self, name: str, workers: int, pin: Pinning, tag: str) -> RunningServer | None:
+    def _launch(
+        self, name: str, protocol: str, workers: int, pin: Pinning, tag: str
+    ) -> RunningServer | None:
         """Start one server and wait for its first answer and all its workers; None if it fails."""
-        log_path = self.logs / f"{name}-w{workers}-{tag}.log"
-        server = RunningServer(SERVERS[name], workers, pin.server_cpus, ROOT, log_path.open("wb"))
+        suffix = "" if protocol == "h1" else f"-{protocol}"
+        log_path = self.logs / f"{name}{suffix}-w{workers}-{tag}.log"
+        server = RunningServer(
+            SERVERS[name], workers, pin.server_cpus, ROOT, log_path.open("wb"), protocol=protocol
+        )
         try:
             ms = server.wait_ready() * 1000
             server.wait_workers()
         except RuntimeError as exc:
             server.stop()
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            self.failures[(name, workers, "*")] = f"{exc}; log: {' / '.join(tail) or '(empty)'}"
-            _progress(f"{name} w{workers}: FAILED to start: {exc}")
+            self.failures[(name, workers, _every(protocol))] = (
+                f"{exc}; log: {' / '.join(tail) or '(empty)'}"
+            )
+            _progress(f"{name}{suffix} w{workers}: FAILED to start: {exc}")
             return None
-        self.starts.append(report.StartSample(name, workers, ms))
+        self.starts.append(report.StartSample(name, workers, ms, protocol))
         return server
 
-    def _time_starts(self, workers: int, pin: Pinning) -> None:
+    def _time_starts(self, protocol: str, workers: int, pin: Pinning) -> None:
         """Start-to-first-response, `runs` times per server, each alone on a quiet machine."""
         for rep in range(self.o.runs):
-            for name in self.o.servers:
-                if (name, workers, "*") in self.failures:
+            for name in self.servers(protocol):
+                if (name, workers, _every(protocol)) in self.failures:
                     continue
                 self._wait_for_quiet()
-                server = self._launch(name, workers, pin, f"start{rep + 1}")
+                server = self._launch(name, protocol, workers, pin, f"start{rep + 1}")
                 if server is not None:
                     server.stop()
 
-    def _start_all(self, workers: int, pin: Pinning) -> list[RunningServer]:
+    def _start_all(self, protocol: str, workers: int, pin: Pinning) -> list[RunningServer]:
         # Every server stays up, idle, while the others are measured: runs of one cell are
         # then seconds apart, not minutes, and the machine's drift hits every server alike.
         live = []
-        for name in self.o.servers:
-            if (name, workers, "*") not in self.failures:
-                server = self._launch(name, workers, pin, "bench")
+        for name in self.servers(protocol):
+            if (name, workers, _every(protocol)) not in self.failures:
+                server = self._launch(name, protocol, workers, pin, "bench")
                 if server is not None:
                     live.append(server)
         return live
@@ -152,13 +179,12 @@ class Bench:
         if self.o.warmup:
             # One warm-up per scenario: the next concurrency finds the server already warm.
             for server in ready:
-                command = self._wrk(server, name, self.o.concurrency[0], self.o.warmup, pin)
-                run_wrk(command, self.o.warmup)
+                self._load(server, name, self.o.concurrency[0], self.o.warmup, pin)
         for conc in self.o.concurrency:
             for rep in range(1, self.o.runs + 1):
                 for server in ready:
                     self._cell(server, name, conc, rep, pin)
-        skipped = len(live) - len(ready) + len(self.o.servers) - len(live)
+        skipped = len(live) - len(ready) + len(self.servers(SCENARIOS[name].protocol)) - len(live)
         self.done += skipped * len(self.o.concurrency) * self.o.runs
 
     def _cell(self, server: RunningServer, name: str, conc: int, rep: int, pin: Pinning) -> None:
@@ -189,9 +215,9 @@ class Bench:
 
     def _measure(
         self, server: RunningServer, name: str, conc: int, pin: Pinning
-    ) -> tuple[WrkResult, CpuUse, int]:
-        """A measured wrk run, redone while other processes took CPU during it."""
-        best: tuple[WrkResult, CpuUse] | None = None
+    ) -> tuple[LoadResult, CpuUse, int]:
+        """A measured load run, redone while other processes took CPU during it."""
+        best: tuple[LoadResult, CpuUse] | None = None
         tries = 0
         while best is None or (
             best[1].foreign_pct >= machine.QUIET_PCT
@@ -203,7 +229,7 @@ class Bench:
                 self.noise_budget_s -= self.o.duration
             tries += 1
             meter = machine.CpuMeter(server.processes())
-            result = run_wrk(self._wrk(server, name, conc, self.o.duration, pin), self.o.duration)
+            result = self._load(server, name, conc, self.o.duration, pin)
             cpu = meter.read()
             if best is None or cpu.foreign_pct < best[1].foreign_pct:
                 best = (result, cpu)
@@ -216,10 +242,16 @@ class Bench:
             machine.wait_for_quiet(min(self.o.quiet_wait, self.noise_budget_s))
             self.noise_budget_s -= time.monotonic() - started
 
-    def _wrk(
+    def _load(
         self, server: RunningServer, name: str, conc: int, seconds: int, pin: Pinning
-    ) -> list[str]:
-        return wrk_command(server.port, SCENARIOS[name], conc, seconds, pin.wrk_cpus)
+    ) -> LoadResult:
+        scenario = SCENARIOS[name]
+        return run_load(server.port, scenario, conc, seconds, pin.wrk_cpus, log=self.latency_log)
+
+
+def _every(protocol: str) -> str:
+    """The failure key of a server that did not start: every scenario of that protocol."""
+    return "*" if protocol == "h1" else f"* {protocol}"
 
 
 def _progress(text: str, end: str = "\n") -> None:
@@ -236,14 +268,33 @@ def _meta(bench: Bench, argv: list[str]) -> report.Meta:
     o = bench.o
     pins = {w: pinning(w) for w in o.workers}
     commands = []
-    for name in o.servers:
-        spec = SERVERS[name]
-        shown = spec.argv(1, 8000)
-        shown[0] = Path(shown[0]).name
-        versions = ", ".join(f"{p} {machine.version(p)}" for p in spec.packages)
-        commands.append((name, versions, shlex.join(shown)))
-    example = wrk_command(8000, SCENARIOS["echo64k"], 64, o.duration, pins[o.workers[0]].wrk_cpus)
-    tools = [machine.wrk_version()] + [f"{p} {machine.version(p)}" for p in ("uvloop", "httptools")]
+    for protocol in bench.protocols:
+        for name in bench.servers(protocol):
+            spec = SERVERS[name]
+            launcher = spec.command(protocol)
+            assert launcher is not None  # bench.servers() lists only the servers that have one
+            shown = launcher(1, 8000)
+            shown[0] = Path(shown[0]).name
+            versions = ", ".join(f"{p} {machine.version(p)}" for p in spec.packages)
+            label = name if protocol == "h1" else f"{name} (h2c)"
+            commands.append((label, versions, shlex.join(shown)))
+    cpus = pins[o.workers[0]].wrk_cpus
+    wrk_example = h2load_example = ""
+    tools = []
+    if "h1" in bench.protocols:
+        wrk_example = shlex.join(
+            _relative(a) for a in wrk_command(8000, SCENARIOS["echo64k"], 64, o.duration, cpus)
+        )
+        tools.append(machine.tool_version(["wrk", "--version"]))
+    if "h2" in bench.protocols:
+        h2 = SCENARIOS["h2"]
+        h2load_example = shlex.join(
+            h2load_command(8000, h2, 64, o.duration, cpus, log=Path("latency.tsv"))
+        )
+        tools.append(machine.tool_version(["h2load", "--version"]))
+    tools += [f"{p} {machine.version(p)}" for p in ("uvloop", "httptools")]
+    load = " or ".join(_LOAD_TOOLS[p] for p in bench.protocols)
+    threads = " or ".join(_THREADS[p] for p in bench.protocols)
     return report.Meta(
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine.describe(),
@@ -251,35 +302,68 @@ def _meta(bench: Bench, argv: list[str]) -> report.Meta:
         tools=", ".join(tools),
         command=shlex.join([_relative(sys.executable), "-m", "bench.run", *argv]),
         method=(
-            f"{o.runs} interleaved runs per cell; each run is wrk for {o.duration}s"
+            f"{o.runs} interleaved runs per cell; each run is {load} for {o.duration}s"
             + (f" after a {o.warmup}s warm-up per scenario and server, " if o.warmup else ", ")
-            + "1 wrk thread, `--latency`; a run during which other processes used "
+            + f"{threads}; a run during which other processes used "
             f"{machine.QUIET_PCT:.0f}% of the CPUs or more is redone up to {o.retry_noisy} "
             "time(s) and the quieter attempt kept."
         ),
         pinning=[
-            f"workers={w}: servers on CPU {p.server_cpus}, wrk on CPU {p.wrk_cpus}"
+            f"workers={w}: servers on CPU {p.server_cpus}, {load} on CPU {p.wrk_cpus}"
             for w, p in pins.items()
         ],
         commands=commands,
-        wrk_example=shlex.join(_relative(a) for a in example),
+        wrk_example=wrk_example,
+        h2load_example=h2load_example,
         scenarios=[(n, SCENARIOS[n].meaning) for n in o.scenarios],
+        notes={"h2": _h2_note(bench)} if "h2" in bench.protocols else {},
         servers=list(o.servers),
         failures=[f"{name} w{w} {what}: {why}" for (name, w, what), why in bench.failures.items()],
         cut=bench.cut,
     )
 
 
+def _h2_note(bench: Bench) -> str:
+    speaking = speakers("h2")
+    silent = [n for n in SERVERS if n not in speaking]
+    base, fast = report.REFERENCES["h2"]
+    return (
+        f"Every server that speaks HTTP/2 ({_and(speaking)}) runs it over cleartext with prior "
+        "knowledge (h2c): each accepts that on a plain TCP port, so no TLS is set up or "
+        "measured; their commands are the `(h2c)` rows of the Servers table. "
+        f"{_and(silent)} speak no HTTP/2 and are not run here. Ratios are against {base} "
+        f"(pure Python on the h2 library, as serve is) and {fast} (Rust)."
+    )
+
+
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _cannot_run(o: Options) -> str | None:
+    """Why this plan cannot run on this machine, or None."""
+    protocols = {SCENARIOS[n].protocol for n in o.scenarios}
+    if protocols == {"h2"} and not set(o.servers) & set(speakers("h2")):
+        return f"--servers: none of them speaks HTTP/2 (those that do: {_and(speakers('h2'))})"
+    for tool in ["taskset", *(_LOAD_TOOLS[p] for p in sorted(protocols))]:
+        if shutil.which(tool) is None:
+            return (
+                f"{tool} not found (make bench installs wrk, and h2load from nghttp2-client; "
+                "taskset is util-linux)"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     options = parse_options(args)
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            _progress(f"bench: {tool} not found (make bench installs wrk; taskset is util-linux)")
-            return 2
+    problem = _cannot_run(options)
+    if problem:
+        _progress(f"bench: {problem}")
+        return 2
     bench = Bench(options)
     minutes = bench.estimate_s() / 60
-    _progress(f"bench: {bench.total} wrk runs, about {minutes:.0f} min; logs in {bench.logs}")
+    _progress(f"bench: {bench.total} load runs, about {minutes:.0f} min; logs in {bench.logs}")
     try:
         bench.run()
     except KeyboardInterrupt:

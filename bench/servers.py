@@ -4,6 +4,10 @@ Rules:
 - Every server runs bench.app:app from the repository root, on 127.0.0.1 and a port chosen
   just before start, with access logs off and its fastest loop/parser (uvloop, httptools or
   its own native one), so each peer is measured at its best documented setting.
+- A server that speaks HTTP/2 has a second command line for the h2 scenarios, launched as a
+  separate server: HTTP/2 over cleartext with prior knowledge, and nothing else changed. A
+  server without one is simply not run for them. Its readiness is then checked over h2c, as
+  some peers answer nothing else on such a port.
 - A server is started in its own session (`start_new_session`) and stopped with killpg on
   that group only: the harness never signals a process it did not start.
 - Workers are the server's descendants (minus multiprocessing helper processes); a server
@@ -25,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import h2.exceptions
 import psutil
+
+from bench import h2client
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 30.0
@@ -40,6 +47,11 @@ def _serve(workers: int, port: int) -> list[str]:
         str(BIN / "serve"), "bench.app:app", "--workers", str(workers),
         "--bind", f"127.0.0.1:{port}", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
+
+
+def _serve_h2(workers: int, port: int) -> list[str]:
+    # HTTP/2 is a config key of serve (`http2: {enabled: true}`); servers run from the root.
+    return [*_serve(workers, port), "-c", "bench/serve-h2.yaml"]
 
 
 def _uvicorn(workers: int, port: int) -> list[str]:
@@ -60,12 +72,24 @@ def _gunicorn(worker_class: list[str]) -> Callable[[int, int], list[str]]:
     return argv
 
 
+# gunicorn's ASGI worker speaks HTTP/2 since 25.0 and h2c since 26.2, both off by default;
+# prior knowledge is honoured for peers in forwarded_allow_ips, 127.0.0.1 by default.
+_GUNICORN_ASGI = ["-k", "asgi", "--asgi-loop", "uvloop"]
+_GUNICORN_H2C = ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
+
+
 def _granian(workers: int, port: int) -> list[str]:
     return [
         str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
         "--log-level", "warning", "bench.app:app",
     ]  # fmt: skip
+
+
+def _granian_h2(workers: int, port: int) -> list[str]:
+    # Its default, `--http auto`, also serves h2c; `--http 2` is its HTTP/2-only mode.
+    argv = _granian(workers, port)
+    return [*argv[:-1], "--http", "2", argv[-1]]
 
 
 def _hypercorn(workers: int, port: int) -> list[str]:
@@ -84,17 +108,23 @@ def _floor(workers: int, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One contender: how to launch it with N workers on a port, and which packages it is."""
+    """One contender: how to launch it with N workers on a port (over HTTP/1.1, and over
+    HTTP/2 if it can), and which packages it is."""
 
     name: str
     packages: tuple[str, ...]
     argv: Callable[[int, int], list[str]]
+    h2_argv: Callable[[int, int], list[str]] | None = None
+
+    def command(self, protocol: str) -> Callable[[int, int], list[str]] | None:
+        """The launcher for "h1" or "h2" scenarios; None when the server cannot speak it."""
+        return self.argv if protocol == "h1" else self.h2_argv
 
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("serve", ("serve",), _serve),
+        ServerSpec("serve", ("serve",), _serve, _serve_h2),
         ServerSpec("uvicorn", ("uvicorn",), _uvicorn),
         ServerSpec(
             "gunicorn+uvicorn-worker",
@@ -102,13 +132,22 @@ SERVERS: dict[str, ServerSpec] = {
             _gunicorn(["-k", "uvicorn_worker.UvicornWorker"]),
         ),
         ServerSpec(
-            "gunicorn-asgi", ("gunicorn",), _gunicorn(["-k", "asgi", "--asgi-loop", "uvloop"])
+            "gunicorn-asgi",
+            ("gunicorn",),
+            _gunicorn(_GUNICORN_ASGI),
+            _gunicorn([*_GUNICORN_ASGI, *_GUNICORN_H2C]),
         ),
-        ServerSpec("granian", ("granian",), _granian),
-        ServerSpec("hypercorn", ("hypercorn",), _hypercorn),
+        ServerSpec("granian", ("granian",), _granian, _granian_h2),
+        # hypercorn answers HTTP/1.1 and h2c (prior knowledge or Upgrade) on the same port.
+        ServerSpec("hypercorn", ("hypercorn",), _hypercorn, _hypercorn),
         ServerSpec("floor", ("uvloop", "httptools"), _floor),
     )
 }
+
+
+def speakers(protocol: str) -> list[str]:
+    """Every known server that speaks `protocol` ("h1" or "h2"), in the order of SERVERS."""
+    return [name for name, spec in SERVERS.items() if spec.command(protocol) is not None]
 
 
 def free_port() -> int:
@@ -119,15 +158,19 @@ def free_port() -> int:
 
 
 class RunningServer:
-    """A started server: its process group, port, start time and log file."""
+    """A started server: its process group, port, protocol, start time and log file."""
 
     def __init__(
-        self, spec: ServerSpec, workers: int, cpus: str, cwd: Path, log: IO[bytes]
+        self, spec: ServerSpec, workers: int, cpus: str, cwd: Path, log: IO[bytes], *, protocol: str
     ) -> None:
+        argv = spec.command(protocol)
+        if argv is None:
+            raise ValueError(f"{spec.name} has no {protocol} command line")
         self.spec = spec
+        self.protocol = protocol
         self.workers = workers
         self.port = free_port()
-        self.command = ["taskset", "-c", cpus, *spec.argv(workers, self.port)]
+        self.command = ["taskset", "-c", cpus, *argv(workers, self.port)]
         self._log = log
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
@@ -145,7 +188,7 @@ class RunningServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with code {self.proc.returncode} before answering")
-            if _answers(self.port):
+            if _answers(self.port, self.protocol):
                 return time.monotonic() - self.started_at
             time.sleep(_POLL_S)
         raise RuntimeError(f"no answer within {READY_TIMEOUT_S:.0f}s")
@@ -213,7 +256,12 @@ def _is_helper(proc: psutil.Process) -> bool:
     return any(name in cmdline for name in _HELPERS)
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, protocol: str) -> bool:
+    if protocol == "h2":
+        try:
+            return h2client.get(port, "/", timeout_s=1.0).status == 200
+        except (OSError, h2.exceptions.ProtocolError):
+            return False
     request = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:

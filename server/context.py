@@ -22,6 +22,7 @@ ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
 # the app may change, and email.utils would cost its import at every start.
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+H2C_UPGRADE = frozenset((b"h2c",))
 
 
 class Connection(Protocol):
@@ -57,8 +58,13 @@ class WorkerContext:
     connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # The Upgrade tokens HTTP/1.1 hands over: WebSocket, and h2c on cleartext listeners.
+    upgrades: frozenset[bytes] = frozenset()
 
     def __post_init__(self) -> None:
+        settings = self.settings
+        h2c = settings.http2.enabled and settings.tls is None
+        self.upgrades = settings.ws.upgrades | H2C_UPGRADE if h2c else settings.ws.upgrades
         self.root_path = self.settings.root_path
         self.root_path_bytes = self.settings.root_path.encode("utf-8")
         self.date_block = date_block(self.settings.server_header)

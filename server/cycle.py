@@ -3,7 +3,10 @@
 Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its connection
 (anything satisfying `CycleOwner`) to write a response start or body, and the connection
 frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
-NOT_STARTED -> STARTED -> STREAMING -> DONE. A lost connection makes every later `send` a
+NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
+promised trailers (`trailers: True`): the last body message is then followed by
+http.response.trailers messages, which an owner with `send_trailers` (HTTP/2) sends and any
+other owner (HTTP/1.1) drops. A lost connection makes every later `send` a
 no-op and `receive` return http.disconnect; ASGI misuse raises RuntimeError into the app.
 The owner hears once, from inside the app's task, that the app returned (`app_finished`).
 Hot path: states are compared against module-level aliases, because reading a member off an
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from server.h1_writer import InvalidResponse
@@ -37,12 +40,15 @@ class ResponseState(enum.Enum):
     NOT_STARTED = 1
     STARTED = 2  # http.response.start seen; nothing written yet (head waits for the body)
     STREAMING = 3  # head written, more body expected
-    DONE = 4
+    TRAILERS = 4  # body complete, trailers promised and not all sent yet
+    DONE = 5
 
 
 _RECEIVING, _COMPLETE, _DELIVERED = BodyState.RECEIVING, BodyState.COMPLETE, BodyState.DELIVERED
 _NOT_STARTED, _STARTED = ResponseState.NOT_STARTED, ResponseState.STARTED
 _STREAMING, _DONE = ResponseState.STREAMING, ResponseState.DONE
+_TRAILERS = ResponseState.TRAILERS
+TrailerSender = Callable[["Cycle", Iterable[tuple[bytes, bytes]], bool], None]
 
 
 class WriteFlow(Protocol):
@@ -83,6 +89,7 @@ class Cycle:
         "_buffered",
         "_headers",
         "_owner",
+        "_trailer_sender",
         "_waiter",
         "body_state",
         "bytes_sent",
@@ -95,6 +102,7 @@ class Cycle:
         "start_time",
         "status",
         "task",
+        "trailers",
     )
 
     def __init__(
@@ -126,6 +134,9 @@ class Cycle:
         self.start_time = 0.0
         # The app's Task, set by the owner that starts it (None while the app runs eagerly).
         self.task: asyncio.Task[None] | None = None
+        # http.response.start promised trailers; the owner's send_trailers, if it has one.
+        self.trailers = False
+        self._trailer_sender: TrailerSender | None = None
 
     # -- fed by the connection -------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
@@ -196,30 +207,65 @@ class Cycle:
             # Kept as given: the head is encoded (and checked) with the first body message.
             self._headers = message.get("headers", ())
             self.response = _STARTED
+            # `in` rather than .get(): no call for the usual message without the key.
+            if "trailers" in message and message["trailers"]:  # noqa: RUF019
+                self.trailers = True
+                self._trailer_sender = getattr(self._owner, "send_trailers", None)
             return
         if state is _DONE:
             raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        if kind != "http.response.body" or state is _TRAILERS:
+            self._send_trailers(kind, message)
+            return
         body = message.get("body", b"")
         if type(body) is not bytes:
             body = bytes(body)
         more = message.get("more_body", False)
         if self.disconnected:
             if not more:
-                self.response = _DONE
+                self.response = _TRAILERS if self.trailers else _DONE
                 self._wake()
             return
+        # With trailers to send, the body's last message does not end the response on the wire.
+        wire_more = more or self._trailer_sender is not None
         if state is _STARTED:
-            self._owner.start_response(self, self.status, self._headers, body, more)
+            self._owner.start_response(self, self.status, self._headers, body, wire_more)
             self.response = _STREAMING
         else:
-            self._owner.send_body(self, body, more)
+            self._owner.send_body(self, body, wire_more)
         if more:
             flow = self._owner.flow
             if flow.write_paused:
                 await flow.drain()
             return
+        if self.trailers:
+            self.response = _TRAILERS
+            return
+        # Inline rather than self._complete(): this runs once per request.
+        self.response = _DONE
+        if self._waiter is not None:
+            self._wake()
+        self._owner.response_complete(self)
+
+    def _send_trailers(self, kind: str, message: Message) -> None:
+        if self.response is not _TRAILERS:
+            if kind == "http.response.trailers" and self.trailers:
+                raise RuntimeError("'http.response.trailers' before the end of the body")
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        if kind != "http.response.trailers":
+            raise RuntimeError(f"expected 'http.response.trailers', got {kind!r}")
+        more = message.get("more_trailers", False)
+        sender = self._trailer_sender
+        if sender is not None and not self.disconnected:
+            sender(self, message.get("headers", ()), more)
+        if not more:
+            if self.disconnected:
+                self.response = _DONE
+                self._wake()
+            else:
+                self._complete()
+
+    def _complete(self) -> None:
         self.response = _DONE
         if self._waiter is not None:
             self._wake()
@@ -250,7 +296,7 @@ class Cycle:
 
     def _fail_response(self) -> None:
         """500 when nothing was written yet, else the connection is closed mid-response."""
-        if self.response is not _STREAMING:
+        if self.response is _NOT_STARTED or self.response is _STARTED:
             self.status = 500
         self.response = _DONE
         self._wake()

@@ -79,7 +79,7 @@ class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.parser = H1Parser(ctx.settings.limits, ctx.settings.ws.upgrades)
+        self.parser = H1Parser(ctx.settings.limits, ctx.upgrades)
         self.state = _NEW
         self.pipeline: deque[Cycle] = deque()
         self.pending_error: ParseFailed | None = None
@@ -206,7 +206,7 @@ class H1Connection(asyncio.Protocol):
             self.flow.pause_reading()
 
     def switch_protocol(self, head: RequestHead) -> None:
-        """The parser stopped after a WebSocket upgrade head: hand the transport over."""
+        """The parser stopped after an upgrade head (WebSocket, h2c): hand the transport over."""
         if self.pipeline:
             # Earlier pipelined requests are still being answered: refuse the switch after them.
             self.pending_error = ParseFailed(400, "upgrade request pipelined behind others")
@@ -214,6 +214,21 @@ class H1Connection(asyncio.Protocol):
             return
         self.state = _CLOSED
         self.ctx.connections.discard(self)
+        if head.upgrade == b"h2c":
+            # Imported on the first upgrade, as for WebSockets below.
+            from server.h2_handover import take_over_upgrade
+
+            take_over_upgrade(
+                self.ctx,
+                self.transport,
+                self.flow,
+                head,
+                self.parser.take_remaining(),
+                server=self.server,
+                client=self.client,
+                trusted=self.trusted,
+            )
+            return
         # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
         from server.ws import take_over
 

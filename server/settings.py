@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from server.h2_settings import H2Settings
 from server.types import ASGIApp
 from server.ws_settings import WSSettings
 
@@ -63,6 +64,7 @@ class WorkerSettings:
     root_path: str = ""
     limits: Limits = Limits()
     ws: WSSettings = field(default_factory=WSSettings)
+    http2: H2Settings = field(default_factory=H2Settings)
     backlog: int = 2048
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 5.0

@@ -23,8 +23,9 @@ from typing import Any
 
 from server.settings import TLSSettings
 
-# The worker speaks HTTP/1.1 only; ALPN says so (RFC 7301), so a client never tries h2.
+# ALPN (RFC 7301): h2 is offered only when http2 is enabled, first, as clients prefer it.
 ALPN_PROTOCOLS = ("http/1.1",)
+ALPN_WITH_H2 = ("h2", "http/1.1")
 _MINIMUM_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 # Protocol versions as they appear on the wire, which is what the ASGI extension reports.
@@ -70,7 +71,7 @@ class ServerContext(ssl.SSLContext):
     cipher_ids: dict[str, int]
 
 
-def build_context(settings: TLSSettings) -> ServerContext:
+def build_context(settings: TLSSettings, *, http2: bool = False) -> ServerContext:
     """Load the certificate, key and client CA of `settings`; raise TLSConfigError."""
     cert_text = _read(settings.certfile, "certfile")
     server_cert = _check_certificates(cert_text, settings.certfile, "certfile")
@@ -98,7 +99,7 @@ def build_context(settings: TLSSettings) -> ServerContext:
             context.set_ciphers(settings.ciphers)
         except ssl.SSLError:
             raise TLSConfigError("ciphers", f"no cipher matches {settings.ciphers!r}") from None
-    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    context.set_alpn_protocols(list(ALPN_WITH_H2 if http2 else ALPN_PROTOCOLS))
     context.server_cert = server_cert
     context.cipher_ids = {cipher["name"]: cipher["id"] & 0xFFFF for cipher in context.get_ciphers()}
     return context

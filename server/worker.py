@@ -28,6 +28,7 @@ from server import channel as ch
 from server.context import WorkerContext, date_block
 from server.errors import LifespanFailed
 from server.exitcodes import BOOT_ERROR, OK
+from server.h2_dispatch import ProtocolDispatch
 from server.lifespan import Lifespan
 from server.logs import AccessLogger, reopen_log_files
 from server.protocol import H1Connection
@@ -92,7 +93,8 @@ class Worker:
         self.channel.setblocking(False)
         self.install_signals(loop)
         try:
-            tls = build_context(self.settings.tls) if self.settings.tls is not None else None
+            http2 = self.settings.http2.enabled
+            tls = build_context(self.settings.tls, http2=http2) if self.settings.tls else None
         except TLSConfigError as exc:
             # The master loaded the files moments ago: they changed since, or are unreadable
             # to the user this worker runs as.
@@ -108,9 +110,10 @@ class Worker:
             return BOOT_ERROR
         ctx = self.build_context(lifespan.state)
         STATS.reset()
+        factory = (lambda: ProtocolDispatch(ctx)) if http2 else (lambda: H1Connection(ctx))
         servers = [
             await loop.create_server(
-                lambda: H1Connection(ctx),
+                factory,
                 sock=sock,
                 backlog=self.settings.backlog,
                 ssl=tls,

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from server.h2_settings import MAX_WINDOW_SIZE
 from supervisor.config_schema import parse_bind
 
 ACCESS_LOG_FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")
@@ -118,6 +119,12 @@ def _check_path(value: str) -> None:
         raise BadValueError("expected a file path, or null, got ''")
 
 
+def _check_window_size(value: int) -> None:
+    # RFC 9113 section 6.5.2: larger windows are a FLOW_CONTROL_ERROR.
+    if value > MAX_WINDOW_SIZE:
+        raise BadValueError(f"must be at most {MAX_WINDOW_SIZE} (2^31 - 1), got {value}")
+
+
 def _non_empty(what: str) -> Callable[[tuple[str, ...]], None]:
     def check(value: tuple[str, ...]) -> None:
         if not value:
@@ -142,4 +149,5 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "ssl.ca_certs": _check_path,
     "reload.dirs": _non_empty("directory"),
     "reload.include": _non_empty("pattern"),
+    "http2.initial_window_size": _check_window_size,
 }

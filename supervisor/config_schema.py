@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from server.h2_settings import H2Settings
 from server.settings import (
     DEFAULT_ACCESS_LOG_FORMAT,
     CertReqs,
@@ -167,6 +168,25 @@ class SSLSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTP2Spec:
+    """HTTP/2: ALPN h2 with TLS; h2c (prior knowledge or Upgrade) on cleartext listeners."""
+
+    enabled: bool = field(default=False, metadata=_doc("serve HTTP/2 beside HTTP/1.1"))
+    max_concurrent_streams: int = field(
+        default=100, metadata=_doc("streams a client may have open at once per connection")
+    )
+    initial_window_size: int = field(
+        default=256 * 1024, metadata=_doc("request body bytes per stream sent ahead of the app")
+    )
+    max_header_list_size: int = field(
+        default=65536, metadata=_doc("largest decoded request header list in bytes")
+    )
+
+    def settings(self) -> H2Settings:
+        return H2Settings(*(getattr(self, f.name) for f in fields(self)))  # same fields
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSpec:
     """The master's own HTTP listener for Prometheus and health probes; off by default."""
 
@@ -200,6 +220,7 @@ class Config:
     ssl: SSLSpec = field(
         default=SSLSpec(), metadata=_doc("TLS on every listener: https when ssl.certfile is set")
     )
+    http2: HTTP2Spec = field(default=HTTP2Spec(), metadata=_doc("HTTP/2 (h2 and h2c)"))
     workers: int = field(default=1, metadata=_doc("number of worker processes"))
     lifespan: LifespanMode = field(default="auto", metadata=_doc("ASGI lifespan: auto, on or off"))
     log_level: LogLevel = field(
@@ -333,6 +354,7 @@ class Config:
                 ping_timeout_s=self.ws_ping_timeout,
                 per_message_deflate=self.ws_per_message_deflate,
             ),
+            http2=self.http2.settings(),
             backlog=self.backlog,
             header_timeout_s=self.header_timeout,
             keep_alive_timeout_s=self.keep_alive_timeout,
@@ -352,7 +374,12 @@ class Config:
 
 
 # Keys whose value is a nested mapping, each with its own dataclass of sub-keys.
-NESTED: dict[str, type[Any]] = {"reload": ReloadSpec, "ssl": SSLSpec, "metrics": MetricsSpec}
+NESTED: dict[str, type[Any]] = {
+    "reload": ReloadSpec,
+    "ssl": SSLSpec,
+    "http2": HTTP2Spec,
+    "metrics": MetricsSpec,
+}
 
 
 def _leaf_keys() -> tuple[str, ...]:

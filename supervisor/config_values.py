@@ -26,7 +26,16 @@ from typing import Literal
 from supervisor.config_checks import CHECKS, BadValueError
 from supervisor.config_schema import LEAF_KEYS, NESTED, Config
 
-SIZE_KEYS = frozenset({"max_body_size", "max_header_size", "max_worker_memory", "ws_max_size"})
+SIZE_KEYS = frozenset(
+    {
+        "max_body_size",
+        "max_header_size",
+        "max_worker_memory",
+        "ws_max_size",
+        "http2.initial_window_size",
+        "http2.max_header_list_size",
+    }
+)
 # Permission bits, octal when written as text.
 OCTAL_KEYS = frozenset({"umask", "socket_mode"})
 # Zero would reject every client (header_timeout) or new worker (boot_timeout,

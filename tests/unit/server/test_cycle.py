@@ -198,3 +198,84 @@ def test_app_returning_without_response_fails_with_500() -> None:
     cycle, owner = make()
     run(cycle.run(app))
     assert owner.calls == [("failed", 500), ("finished",)]
+
+
+class TrailerOwner(RecordingOwner):
+    """An owner that sends trailers (as HTTP/2 does)."""
+
+    def send_trailers(
+        self, cycle: Cycle, headers: Iterable[tuple[bytes, bytes]], more: bool
+    ) -> None:
+        self.calls.append(("trailers", list(headers), more))
+
+
+TRAILERS_START = {**START, "trailers": True}
+LAST_BODY = {"type": "http.response.body", "body": b"end"}
+
+
+def test_trailers_follow_a_body_that_stays_open_on_the_wire() -> None:
+    async def scenario() -> list[tuple[Any, ...]]:
+        owner = TrailerOwner()
+        cycle = Cycle(owner, {"method": "GET"}, False, False, True)
+        await cycle.send(TRAILERS_START)
+        await cycle.send(LAST_BODY)
+        assert cycle.response is ResponseState.TRAILERS
+        await cycle.send(
+            {"type": "http.response.trailers", "headers": [(b"a", b"1")], "more_trailers": True}
+        )
+        await cycle.send({"type": "http.response.trailers", "headers": [(b"b", b"2")]})
+        assert cycle.response is ResponseState.DONE
+        return owner.calls
+
+    assert run(scenario()) == [
+        ("start", 200, b"end", True),
+        ("trailers", [(b"a", b"1")], True),
+        ("trailers", [(b"b", b"2")], False),
+        ("complete",),
+    ]
+
+
+def test_an_owner_without_trailers_ends_the_body_and_completes_after_the_trailers() -> None:
+    async def scenario() -> list[tuple[Any, ...]]:
+        cycle, owner = make()
+        await cycle.send(TRAILERS_START)
+        await cycle.send(LAST_BODY)
+        assert owner.calls == [("start", 200, b"end", False)]
+        await cycle.send({"type": "http.response.trailers", "headers": [(b"a", b"1")]})
+        return owner.calls
+
+    assert run(scenario()) == [("start", 200, b"end", False), ("complete",)]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [TRAILERS_START, {"type": "http.response.trailers", "headers": []}],
+        [TRAILERS_START, LAST_BODY, LAST_BODY],
+        [START, LAST_BODY, {"type": "http.response.trailers", "headers": []}],
+    ],
+)
+def test_trailers_out_of_place_are_refused(messages: list[dict[str, Any]]) -> None:
+    async def scenario() -> None:
+        owner = TrailerOwner()
+        cycle = Cycle(owner, {"method": "GET"}, False, False, True)
+        for message in messages[:-1]:
+            await cycle.send(message)
+        with pytest.raises(RuntimeError):
+            await cycle.send(messages[-1])
+
+    run(scenario())
+
+
+def test_an_app_that_never_sends_its_promised_trailers_fails_without_a_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(TRAILERS_START)
+        await send(LAST_BODY)
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        cycle, owner = make()
+        await cycle.run(app)
+        return owner.calls
+
+    calls = run(scenario())
+    assert ("failed", 200) in calls

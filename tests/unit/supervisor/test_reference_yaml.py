@@ -14,8 +14,8 @@ from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"
 REFERENCE = CONFIGS / "reference.yaml"
-_KEY_LINE = re.compile(r"^([a-z_]+):")
-_SUB_KEY_LINE = re.compile(r"^  ([a-z_]+):")
+_KEY_LINE = re.compile(r"^([a-z_][a-z0-9_]*):")
+_SUB_KEY_LINE = re.compile(r"^  ([a-z_][a-z0-9_]*):")
 
 
 def test_reference_is_exactly_the_defaults() -> None:

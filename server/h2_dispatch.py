@@ -1,0 +1,83 @@
+"""Which protocol an accepted connection speaks, when http2 is enabled.
+
+Rules: the listeners' protocol factory with http2 on (worker.py keeps H1Connection itself
+when it is off, so HTTP/1.1 pays nothing for HTTP/2 being possible). Every connection starts
+as an H1Connection, which registers it with the worker (limit_concurrency, header_timeout):
+- with TLS, ALPN decides once the handshake is done: "h2" hands the transport to HTTP/2;
+- in cleartext, the first bytes decide: the HTTP/2 connection preface (RFC 9113 section 3.4,
+  "prior knowledge") hands it to HTTP/2, anything else goes to the H1Connection, which then
+  reads the transport directly. `Upgrade: h2c` is the H1Connection's business.
+server.h2_connection, and h2 with it, is imported by the first HTTP/2 connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from server.context import WorkerContext
+from server.protocol import H1Connection
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class ProtocolDispatch(asyncio.Protocol):
+    __slots__ = ("buffer", "h1", "transport")
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.h1 = H1Connection(ctx)
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            # Registered now, so that a client that never sends gets the header timeout.
+            self.h1.connection_made(transport)
+            return
+        if ssl_object.selected_alpn_protocol() == "h2":
+            self.h1.connection_made(transport)
+            self.to_h2(b"")
+        else:
+            self.transport.set_protocol(self.h1)
+            self.h1.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        data = self.buffer + data
+        if len(data) < len(PREFACE) and PREFACE.startswith(data):
+            self.buffer = data
+            return
+        if data.startswith(PREFACE):
+            self.to_h2(data)
+            return
+        self.buffer = b""
+        self.transport.set_protocol(self.h1)
+        self.h1.data_received(data)
+
+    def to_h2(self, data: bytes) -> None:
+        h1 = self.h1
+        ctx = h1.ctx
+        ctx.connections.discard(h1)
+        if self.transport.is_closing():
+            return  # over limit_concurrency: H1Connection answered 503
+        if ctx.draining:
+            self.transport.close()
+            return
+        from server.h2_handover import take_over
+
+        session = take_over(
+            ctx, self.transport, h1.flow, server=h1.server, client=h1.client, trusted=h1.trusted
+        )
+        session.begin(data)
+
+    # Until the first bytes decide, the H1Connection hears what happens to the transport.
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.h1.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.h1.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.h1.resume_writing()

@@ -1,0 +1,157 @@
+"""HTTP/2 header lists in and out: request pseudo-headers -> RequestHead -> ASGI scope, and an
+app's response head -> the header list h2 sends.
+
+Rules: no IO and no h2 import. h2 (validate_inbound_headers) has already refused what RFC 9113
+section 8.2 makes a malformed message: uppercase names, connection-specific fields, pseudo-
+headers after regular ones, repeated or missing pseudo-headers. What is left here is what the
+request means to us, with the same target rules as HTTP/1.1 (server.h1_validate): a request we
+will not serve raises RequestRejected(status), answered on its stream without the app.
+Response fields are checked by server.h1_writer, the same way as for HTTP/1.1, so that no
+header an app sends can carry CR, LF or NUL to a proxy that turns it back into HTTP/1.1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from server import h1_writer as w
+from server.context import ASGI_INFO, WorkerContext
+from server.events import RequestHead
+from server.h1_validate import RequestRejected, decode_path, split_target, valid_authority
+from server.proxy import FORWARDING_FIELDS
+from server.types import Scope
+
+Fields = list[tuple[bytes, bytes]]
+
+# RFC 9110 token: a method; the request target: visible ASCII except "#" (as for HTTP/1.1).
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21\x22\x24-\x7e]+")
+# Fields that mean something only to one HTTP/1.1 hop (RFC 9113 section 8.2.2): h2 refuses
+# them in a response, and an app written for HTTP/1.1 may well send them.
+_HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+TRAILERS_EXTENSION: dict[str, object] = {"http.response.trailers": {}}
+
+
+def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> RequestHead:
+    """The request of one HEADERS block; raises RequestRejected for one we do not serve."""
+    method = path = authority = None
+    headers: Fields = []
+    for name, value in fields:
+        if name[:1] != b":":
+            headers.append((name, value))
+        elif name == b":method":
+            method = value
+        elif name == b":path":
+            path = value
+        elif name == b":authority":
+            authority = value
+        elif name != b":scheme":
+            # :protocol (RFC 8441 extended CONNECT) is never enabled in our SETTINGS.
+            raise RequestRejected(400, f"unsupported pseudo-header {name!r}")
+    if method is None or not _METHOD.fullmatch(method):
+        raise RequestRejected(400, "missing or invalid :method")
+    text_method = method.decode("ascii")
+    if path is None or not _TARGET.fullmatch(path) or (path[0] != 0x2F and path != b"*"):
+        # CONNECT has no :path (RFC 9113 section 8.5); split_target refuses it below anyway.
+        if text_method != "CONNECT":
+            raise RequestRejected(400, "missing or invalid :path")
+        path = b"*"
+    raw_path, query, _ = split_target(text_method, path)
+    if authority is not None:
+        if not valid_authority(authority) or authority[:1] in (b"", b":"):
+            raise RequestRejected(400, "invalid :authority")
+        # ASGI: the :authority value is the request's host header, in first place.
+        headers = [(b"host", authority), *(f for f in headers if f[0] != b"host")]
+    expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
+    return RequestHead(
+        text_method, path, decode_path(raw_path), raw_path, query, "2", headers, True,
+        expect and has_body, None, has_body,
+    )  # fmt: skip
+
+
+def declared_length(headers: Fields) -> int | None:
+    """The request's Content-Length (h2 has checked that it is a number, and the body)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def build_scope(
+    ctx: WorkerContext,
+    head: RequestHead,
+    *,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    scheme: str,
+    trusted: bool,
+    tls_info: dict[str, object] | None,
+) -> Scope:
+    """The ASGI `http` scope of one stream (http_version "2")."""
+    headers = head.headers
+    if trusted and ctx.proxy is not None and any(n in FORWARDING_FIELDS for n, _ in headers):
+        client, scheme = ctx.proxy.resolve(client, scheme, headers)
+    root_path = ctx.root_path
+    extensions: dict[str, object] = dict(TRAILERS_EXTENSION)
+    if tls_info is not None:
+        extensions["tls"] = tls_info
+    return {
+        "type": "http",
+        "asgi": ASGI_INFO,
+        "http_version": "2",
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": head.method,
+        "root_path": root_path,
+        "path": root_path + head.path,
+        "raw_path": ctx.root_path_bytes + head.raw_path,
+        "query_string": head.query_string,
+        "headers": headers,
+        "state": ctx.lifespan_state.copy(),
+        "extensions": extensions,
+    }
+
+
+def response_fields(
+    status: int, headers: Iterable[tuple[bytes, bytes]], date_fields: Fields
+) -> tuple[Fields, int | None]:
+    """(the HEADERS list of a response, its declared Content-Length or None).
+
+    Raises InvalidResponse (as for HTTP/1.1) for a bad status, name or value.
+    """
+    if status < 200 or status > 599:
+        # 1xx heads are the server's (100-continue); 101 does not exist in HTTP/2.
+        raise w.InvalidResponse(f"invalid status code {status!r} for HTTP/2")
+    headers = list(headers)
+    _, declared, _ = w.response_headers(headers)
+    fields: Fields = [(b":status", b"%d" % status)]
+    for name, value in headers:
+        lname = name.lower()
+        if lname not in _HOP_BY_HOP:
+            fields.append((lname, value))
+    fields += date_fields
+    return fields, declared
+
+
+def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Fields:
+    """The fields of http.response.trailers, checked like response headers."""
+    headers = list(headers)
+    w.encode_headers(headers)
+    fields = [(name.lower(), value) for name, value in headers]
+    if any(name in _HOP_BY_HOP or name[:1] == b":" for name, _ in fields):
+        raise w.InvalidResponse("trailers may not hold connection or pseudo-header fields")
+    return fields
+
+
+def date_fields(date_block: bytes) -> Fields:
+    """The worker's pre-encoded `date:` (and `server:`) lines as header fields."""
+    fields: Fields = []
+    for line in date_block.split(b"\r\n"):
+        name, sep, value = line.partition(b": ")
+        if sep:
+            fields.append((name, value))
+    return fields

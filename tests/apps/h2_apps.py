@@ -1,0 +1,150 @@
+"""The ASGI app the HTTP/2 tests serve; each path exercises one behaviour.
+
+State shared between requests (a gate, a progress counter) lives in this worker's memory:
+the tests run one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+CHUNK = 64 * 1024
+
+_gate = asyncio.Event()
+_progress = {"chunks": 0}
+
+
+def log(message: str) -> None:
+    print(f"app: {message}", file=sys.stderr, flush=True)
+
+
+async def read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def respond(send: Any, body: bytes, status: int = 200, **start: Any) -> None:
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": status, "headers": headers, **start})
+    await send({"type": "http.response.body", "body": body})
+
+
+def query(scope: Scope) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+
+
+async def scope_view(scope: Scope, receive: Any, send: Any) -> None:
+    view = {
+        "http_version": scope["http_version"],
+        "scheme": scope["scheme"],
+        "method": scope["method"],
+        "path": scope["path"],
+        "query_string": scope["query_string"].decode(),
+        "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        "extensions": sorted(scope.get("extensions", {})),
+    }
+    await respond(send, json.dumps(view).encode())
+
+
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Echo the request body as it arrives, one response chunk per request chunk."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    while True:
+        message = await receive()
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+        if not more:
+            return
+
+
+async def stream(scope: Scope, receive: Any, send: Any) -> None:
+    count = int(query(scope).get("n", "3"))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for index in range(count):
+        await send({"type": "http.response.body", "body": b"part %d\n" % index, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def trailers(scope: Scope, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+    await send({"type": "http.response.body", "body": b"body with trailers", "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    trailer = [(b"x-checksum", b"abc123")]
+    await send({"type": "http.response.trailers", "headers": trailer, "more_trailers": True})
+    await send({"type": "http.response.trailers", "headers": [(b"x-done", b"yes")]})
+
+
+async def big(scope: Scope, receive: Any, send: Any) -> None:
+    """Stream n chunks, counting each send() that returned (the client's reading shows)."""
+    count = int(query(scope).get("n", "100"))
+    _progress["chunks"] = 0
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for _ in range(count):
+        await send({"type": "http.response.body", "body": b"b" * CHUNK, "more_body": True})
+        _progress["chunks"] += 1
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def gated_upload(scope: Scope, receive: Any, send: Any) -> None:
+    """Read nothing until /release, then count the body."""
+    log("upload waiting")
+    await _gate.wait()
+    _gate.clear()
+    body = await read_body(receive)
+    await respond(send, str(len(body)).encode())
+
+
+async def slow(scope: Scope, receive: Any, send: Any) -> None:
+    log("slow started")
+    await asyncio.sleep(float(query(scope).get("s", "1")))
+    await respond(send, b"slow done")
+
+
+async def error_after_start(scope: Scope, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    raise RuntimeError("boom after start")
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    routes = {
+        "/scope": scope_view,
+        "/echo": echo,
+        "/stream": stream,
+        "/trailers": trailers,
+        "/big": big,
+        "/gated-upload": gated_upload,
+        "/slow": slow,
+        "/error-after-start": error_after_start,
+    }
+    if path in routes:
+        await routes[path](scope, receive, send)
+    elif path == "/error":
+        raise RuntimeError("boom")
+    elif path == "/release":
+        _gate.set()
+        await respond(send, b"released")
+    elif path == "/h2-loaded":
+        await respond(send, str("h2" in sys.modules).encode())
+    elif path == "/progress":
+        await respond(send, str(_progress["chunks"]).encode())
+    else:
+        await respond(send, b"Hello, world!")
