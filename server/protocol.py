@@ -1,15 +1,16 @@
 """asyncio glue for one HTTP/1.1 connection: bytes in -> parser -> cycles -> bytes out.
 
-Rules: the only worker code that touches a transport. Framing decisions come from
-server.h1_parser (requests) and server.h1_writer (responses); ASGI rules live in
-server.cycle. Connection states follow Go's net/http: NEW (accepted, or the first bytes of a
-request arrived), ACTIVE (a request in progress), IDLE (keep-alive, between requests),
-CLOSED. Waiting in NEW ends after header_timeout (slowloris), in IDLE after
-keep_alive_timeout (header_timeout if part of a next head is buffered); the app has no
-deadline, but a connection whose writes stay paused (a peer that does not read) is aborted
-after send_timeout in any state: a close would wait for a flush that never comes. Time is
-kept by the worker's once-a-second sweep, not per request: the sweep notes when it first
-finds a connection waiting, and closes it once the wait is over its timeout.
+Rules: the request half and the connection's life are here, the response half in
+server.h1_response (inherited). Framing decisions come from server.h1_parser (requests) and
+server.h1_writer (responses); ASGI rules live in server.cycle. Connection states follow Go's
+net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
+progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
+header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
+next head is buffered); the app has no deadline, but a connection whose writes stay paused
+(a peer that does not read) is aborted after send_timeout in any state: a close would wait
+for a flush that never comes. Time is kept by the worker's once-a-second sweep, not per
+request: the sweep notes when it first finds a connection waiting, and closes it once the
+wait is over its timeout.
 Hot path: enum members are read through module aliases (an Enum class attribute goes
 through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
@@ -22,7 +23,6 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
 from operator import itemgetter
 from typing import cast
 
@@ -32,14 +32,13 @@ from server.cycle import BodyState, Cycle, ResponseState
 from server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from server.flow import FlowControl
 from server.h1_parser import H1Parser
+from server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
 from server.proxy import FORWARDING_FIELDS
 from server.stats import STATS
 from server.tls import tls_extension
 from server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
-# Bodies up to this size are joined to the response head; larger ones go out beside it.
-_JOIN_LIMIT = 64 * 1024
 
 # 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
 # On 3.11 an eager start is not available (apps need current_task() to be their Task).
@@ -53,20 +52,11 @@ class ConnState(enum.Enum):
     CLOSED = 4
 
 
-class Framing(enum.Enum):
-    NONE = 1  # HEAD, 1xx, 204, 304: no body whatever the app sends
-    LENGTH = 2  # Content-Length
-    CHUNKED = 3
-    CLOSE = 4  # HTTP/1.0 without a length: the body ends when the connection does
-
-
 _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
-_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+NO_BODY = Framing.NONE
 _RECEIVING = BodyState.RECEIVING
 _NOT_STARTED = ResponseState.NOT_STARTED
 _field_name = itemgetter(0)
-_STATUS_LINES = w.STATUS_LINES
-_NO_BODY_STATUSES = w.NO_BODY_STATUSES
 
 
 def _addr(info: object) -> tuple[str, int] | None:
@@ -75,7 +65,7 @@ def _addr(info: object) -> tuple[str, int] | None:
     return None
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -92,7 +82,7 @@ class H1Connection(asyncio.Protocol):
         self.waiting: tuple[int, ConnState] | None = None
         self.waiting_since = 0.0
         # Response framing of the cycle at the head of the pipeline.
-        self.framing = _NONE
+        self.framing = NO_BODY
         self.remaining = 0
         self.keep_alive = True
 
@@ -101,7 +91,7 @@ class H1Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but provide its interface.
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
-        self.batch = WriteBatch(self.loop, self.transport, _JOIN_LIMIT)
+        self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
         ctx.connections.add(self)
         self.server = _addr(transport.get_extra_info("sockname"))
@@ -271,7 +261,7 @@ class H1Connection(asyncio.Protocol):
         `eager` only from data_received: a chain of pipelined requests started eagerly from
         each other's completion would nest one Python frame stack per request.
         """
-        self.framing = _NONE
+        self.framing = NO_BODY
         self.keep_alive = cycle.keep_alive
         ctx = self.ctx
         if sys.version_info >= (3, 12) and eager:
@@ -291,89 +281,7 @@ class H1Connection(asyncio.Protocol):
         if ctx.draining:
             ctx.check_idle()
 
-    # -- CycleOwner: what a cycle asks of its connection -----------------------------------
-    def start_response(
-        self,
-        cycle: Cycle,
-        status: int,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes,
-        more: bool,
-    ) -> None:
-        line = _STATUS_LINES.get(status) or w.status_line(status)
-        block, declared, close = w.response_headers(headers)
-        # An app that answers before reading the whole body leaves bytes that cannot be
-        # framed reliably from here: the connection ends with this response.
-        keep_alive = (
-            self.keep_alive
-            and not close
-            and cycle.body_state is not _RECEIVING
-            and not self.ctx.draining
-        )
-        if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:
-            framing, declared, extra, keep_alive = _framing(
-                cycle, status, declared, body, more=more, keep_alive=keep_alive
-            )
-        elif len(body) > declared:
-            raise w.InvalidResponse("response body longer than its Content-Length")
-        else:
-            framing, extra = _LENGTH, b""
-        if not keep_alive:
-            extra += w.CONNECTION_CLOSE
-        elif cycle.scope["http_version"] == "1.0":
-            extra += w.CONNECTION_KEEP_ALIVE
-        self.framing = framing
-        self.keep_alive = keep_alive
-        if framing is _LENGTH:
-            self.remaining = declared - len(body)
-            cycle.bytes_sent = len(body)
-        elif framing is _NONE:
-            body = b""
-        elif body:
-            cycle.bytes_sent = len(body)
-            if framing is _CHUNKED:
-                body = w.chunk(body)
-        if len(body) <= _JOIN_LIMIT:
-            # One write, one buffer: head and the first body bytes go out together, and with
-            # the next ones when the app streams more of the body in the same step.
-            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body))
-            if more:
-                self.batch.add(head)
-            else:
-                self.transport.write(head)
-        else:
-            # Copying a large body just to join it to the head costs more than a writev.
-            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n"))
-            self.transport.writelines((head, body))
-
-    def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
-        framing = self.framing
-        if framing is _NONE:
-            body = b""
-        elif body:
-            if framing is _LENGTH:
-                self.remaining -= len(body)
-                if self.remaining < 0:
-                    self.keep_alive = False
-                    raise RuntimeError("response body longer than its Content-Length")
-            cycle.bytes_sent += len(body)
-            if framing is _CHUNKED:
-                body = w.chunk(body)
-        if more:
-            if body:
-                self.batch.add(body)
-            return
-        end = b""
-        if framing is _CHUNKED:
-            end = w.CHUNKED_END
-        elif framing is _LENGTH and self.remaining > 0:
-            logger.error("response ended %d bytes short of its Content-Length", self.remaining)
-            self.keep_alive = False
-        self.batch.finish(body, end)
-
-    def send_continue(self) -> None:
-        self.transport.write(w.CONTINUE_100)
-
+    # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
     def body_consumed(self) -> None:
         if len(self.pipeline) <= 1:
             self.flow.resume_reading()
@@ -453,21 +361,3 @@ class H1Connection(asyncio.Protocol):
         for cycle in self.pipeline:
             cycle.disconnect()
         self.transport.abort()
-
-
-def _framing(
-    cycle: Cycle, status: int, declared: int | None, body: bytes, *, more: bool, keep_alive: bool
-) -> tuple[Framing, int, bytes, bool]:
-    """Framing of a response without a body, or whose length the app did not declare.
-
-    Returns (framing, content length, extra head bytes, keep_alive).
-    """
-    if cycle.head_request or status in _NO_BODY_STATUSES:
-        # A HEAD response announces the length the GET would have, when it is known.
-        extra = w.content_length(len(body)) if declared is None and body and not more else b""
-        return _NONE, 0, extra, keep_alive
-    if not more:
-        return _LENGTH, len(body), w.content_length(len(body)), keep_alive
-    if cycle.scope["http_version"] == "1.1":
-        return _CHUNKED, 0, w.TRANSFER_CHUNKED, keep_alive
-    return _CLOSE, 0, b"", False

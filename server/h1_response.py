@@ -1,0 +1,151 @@
+"""The response half of an HTTP/1.1 connection: how each response is framed, and its writes.
+
+Rules: H1Connection (server.protocol) inherits this; it owns the transport and the keep-alive
+decision, and this half only adds to it. The head is encoded and checked by server.h1_writer;
+here the framing is chosen (Content-Length, chunked, close-delimited, none) and the bytes go
+out: a complete small response in one write, the head with the first body bytes, and the
+body messages of a streamed response in one write per step of the app (server.write_batch).
+Hot path: framings are compared against module aliases, not Enum attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Iterable
+
+from server import h1_writer as w
+from server.context import WorkerContext
+from server.cycle import BodyState, Cycle
+from server.write_batch import WriteBatch
+
+logger = logging.getLogger("serve")
+# Bodies up to this size are joined to the response head; larger ones go out beside it.
+JOIN_LIMIT = 64 * 1024
+
+
+class Framing(enum.Enum):
+    NONE = 1  # HEAD, 1xx, 204, 304: no body whatever the app sends
+    LENGTH = 2  # Content-Length
+    CHUNKED = 3
+    CLOSE = 4  # HTTP/1.0 without a length: the body ends when the connection does
+
+
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+_RECEIVING = BodyState.RECEIVING
+_STATUS_LINES = w.STATUS_LINES
+_NO_BODY_STATUSES = w.NO_BODY_STATUSES
+
+
+class H1ResponseWriter:
+    """CycleOwner's response methods for H1Connection."""
+
+    ctx: WorkerContext
+    transport: asyncio.Transport
+    batch: WriteBatch
+    # Whether the connection outlives the response being written.
+    keep_alive: bool
+    # Framing of the response in progress; bytes still owed under Content-Length.
+    framing: Framing
+    remaining: int
+
+    def start_response(
+        self,
+        cycle: Cycle,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        more: bool,
+    ) -> None:
+        line = _STATUS_LINES.get(status) or w.status_line(status)
+        block, declared, close = w.response_headers(headers)
+        # An app that answers before reading the whole body leaves bytes that cannot be
+        # framed reliably from here: the connection ends with this response.
+        keep_alive = (
+            self.keep_alive
+            and not close
+            and cycle.body_state is not _RECEIVING
+            and not self.ctx.draining
+        )
+        if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:
+            framing, declared, extra, keep_alive = _framing(
+                cycle, status, declared, body, more=more, keep_alive=keep_alive
+            )
+        elif len(body) > declared:
+            raise w.InvalidResponse("response body longer than its Content-Length")
+        else:
+            framing, extra = _LENGTH, b""
+        if not keep_alive:
+            extra += w.CONNECTION_CLOSE
+        elif cycle.scope["http_version"] == "1.0":
+            extra += w.CONNECTION_KEEP_ALIVE
+        self.framing = framing
+        self.keep_alive = keep_alive
+        if framing is _LENGTH:
+            self.remaining = declared - len(body)
+            cycle.bytes_sent = len(body)
+        elif framing is _NONE:
+            body = b""
+        elif body:
+            cycle.bytes_sent = len(body)
+            if framing is _CHUNKED:
+                body = w.chunk(body)
+        if len(body) <= JOIN_LIMIT:
+            # One write, one buffer: head and the first body bytes go out together, and with
+            # the next ones when the app streams more of the body in the same step.
+            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n", body))
+            if more:
+                self.batch.add(head)
+            else:
+                self.transport.write(head)
+        else:
+            # Copying a large body just to join it to the head costs more than a writev.
+            head = b"".join((line, block, extra, self.ctx.date_block, b"\r\n"))
+            self.transport.writelines((head, body))
+
+    def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
+        framing = self.framing
+        if framing is _NONE:
+            body = b""
+        elif body:
+            if framing is _LENGTH:
+                self.remaining -= len(body)
+                if self.remaining < 0:
+                    self.keep_alive = False
+                    raise RuntimeError("response body longer than its Content-Length")
+            cycle.bytes_sent += len(body)
+            if framing is _CHUNKED:
+                body = w.chunk(body)
+        if more:
+            if body:
+                self.batch.add(body)
+            return
+        end = b""
+        if framing is _CHUNKED:
+            end = w.CHUNKED_END
+        elif framing is _LENGTH and self.remaining > 0:
+            logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+            self.keep_alive = False
+        self.batch.finish(body, end)
+
+    def send_continue(self) -> None:
+        self.transport.write(w.CONTINUE_100)
+
+
+def _framing(
+    cycle: Cycle, status: int, declared: int | None, body: bytes, *, more: bool, keep_alive: bool
+) -> tuple[Framing, int, bytes, bool]:
+    """Framing of a response without a body, or whose length the app did not declare.
+
+    Returns (framing, content length, extra head bytes, keep_alive).
+    """
+    if cycle.head_request or status in _NO_BODY_STATUSES:
+        # A HEAD response announces the length the GET would have, when it is known.
+        extra = w.content_length(len(body)) if declared is None and body and not more else b""
+        return _NONE, 0, extra, keep_alive
+    if not more:
+        return _LENGTH, len(body), w.content_length(len(body)), keep_alive
+    if cycle.scope["http_version"] == "1.1":
+        return _CHUNKED, 0, w.TRANSFER_CHUNKED, keep_alive
+    return _CLOSE, 0, b"", False
