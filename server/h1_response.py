@@ -21,8 +21,9 @@ from server.cycle import BodyState, Cycle
 from server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
-# Bodies up to this size are joined to the response head; larger ones go out beside it.
-JOIN_LIMIT = 64 * 1024
+# Bodies up to this size are joined to the response head; larger ones go out beside it in
+# one writev. A join of 64 KiB bodies cost 15 MiB of worker RSS at 256 connections.
+JOIN_LIMIT = 16 * 1024
 
 
 class Framing(enum.Enum):
