@@ -7,10 +7,10 @@ net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a req
 progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
 next head is buffered); the app has no deadline, but a connection whose writes stay paused
-(a peer that does not read) is aborted after send_timeout in any state: a close would wait
-for a flush that never comes. Time is kept by the worker's once-a-second sweep, not per
-request: the sweep notes when it first finds a connection waiting, and closes it once the
-wait is over its timeout.
+(a peer that does not read), or whose close waits on such a peer, is aborted after
+send_timeout: a close would wait for a flush that never comes. Time is kept by the worker's
+once-a-second sweep, not per request: the sweep notes when it first finds a connection
+waiting, and closes it once the wait is over its timeout.
 Hot path: enum members are read through module aliases (an Enum class attribute goes
 through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
@@ -330,13 +330,17 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
 
     def close(self) -> None:
         self.batch.flush()
+        # Until connection_lost, the sweep keeps a send_timeout on the close: the transport
+        # closes once its unsent bytes are taken, and a peer that stopped reading never takes
+        # them, however few (below the high-water mark, writes never paused).
+        self.state = _CLOSED
         if not self.transport.is_closing():
             self.transport.close()
 
     def check_deadline(self, now: float) -> None:
         """Called by the worker's sweep: send, header (slowloris) or keep-alive timeout."""
         state = self.state
-        paused = self.flow.write_paused
+        paused = self.flow.write_paused or state is _CLOSED
         if not paused and state is not _NEW and state is not _IDLE:
             return
         mark = (self.heads, state)
