@@ -11,7 +11,8 @@ paths, and on both the replacement is started before the old worker is asked to 
   its slot; the new occupant boots while the old one serves on, and the old one gets its
   SIGTERM once the occupant is ready. One retirement at a time.
 A worker whose loop is blocked (no heartbeat for worker_timeout) serves nobody any more:
-it gets SIGABRT for a stack dump and its slot a new worker at once.
+it gets SIGABRT for a stack dump and its slot a new worker at once. A draining worker is
+judged the same way while the fleet runs (its replacement already exists).
 A USR2 upgrade replaces the master itself: the new one (our child until we exit) stops us
 once its workers are ready; if it dies first, we keep serving and take the pidfile back.
 """
@@ -230,23 +231,37 @@ def finish_retirements(state: SupervisorState, now: float) -> Result:
     return state, actions
 
 
+def is_judged(record: WorkerRecord) -> bool:
+    """Whether a silent loop in this worker means it is blocked: it serves, or it drains
+    after it was ready (the worker's tick, and so its heartbeat, runs through the drain)."""
+    if signal.SIGABRT in record.signals_sent or signal.SIGKILL in record.signals_sent:
+        return False
+    if record.state is WorkerState.DRAINING:
+        return record.ready_at is not None
+    return record.state in SERVING_STATES
+
+
 def abort_silent(state: SupervisorState, now: float) -> Result:
-    """SIGABRT each serving worker whose loop sent no heartbeat for worker_timeout."""
+    """SIGABRT each serving or draining worker whose loop sent no heartbeat for
+    worker_timeout: a draining worker with a blocked loop would otherwise hold its
+    requests until the end of graceful_timeout, and die without a stack dump."""
     actions: list[Action] = []
     timeout = state.policy.worker_timeout_s
     for record in by_pid(state):
         silent = now - record.last_heartbeat
-        if record.state not in SERVING_STATES or signal.SIGABRT in record.signals_sent:
+        if not is_judged(record) or silent < timeout:
             continue
-        if silent < timeout:
-            continue
+        kill_at = now + ABORT_GRACE_S
         aborted = replace(
             record,
             state=WorkerState.DRAINING,
-            kill_at=now + ABORT_GRACE_S,
+            kill_at=kill_at if record.kill_at is None else min(record.kill_at, kill_at),
             signals_sent=record.signals_sent | {signal.SIGABRT},
         )
-        state = counted_restarts(with_worker(state, aborted), "timeout")
+        state = with_worker(state, aborted)
+        if record.state is not WorkerState.DRAINING:
+            # A draining worker was already replaced (or its slot removed).
+            state = counted_restarts(state, "timeout")
         slot = state.slots.get(record.slot)
         if (
             slot is not None

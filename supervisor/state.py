@@ -50,7 +50,6 @@ from supervisor.events import (
 )
 from supervisor.fleet import (
     RUNNING,
-    SERVING_STATES,
     STOPPING,
     Phase,
     SlotRecord,
@@ -99,7 +98,7 @@ def next_deadline(state: SupervisorState) -> float | None:
         times += [
             record.last_heartbeat + state.policy.worker_timeout_s
             for record in state.workers.values()
-            if record.state in SERVING_STATES and signal.SIGABRT not in record.signals_sent
+            if reload.is_judged(record)
         ]
         times.append(state.health_due or 0.0)
     if state.stop_at is not None:

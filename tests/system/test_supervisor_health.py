@@ -72,6 +72,24 @@ def test_a_blocked_worker_is_aborted_with_its_stack_in_the_log_and_replaced(
     assert answer_pid(serve) == fresh
 
 
+def test_a_blocked_worker_retired_by_a_reload_is_aborted_before_its_graceful_timeout(
+    start_serve: StartServe,
+) -> None:
+    # worker_timeout leaves the reload time to retire the worker before its silence counts.
+    serve = start_serve(APP, "--worker-timeout", "5", "--graceful-timeout", "120")
+    [stuck] = serve.worker_pids()
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=60) as sock:
+        sock.sendall(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+        serve.wait_log(f"app: worker {stuck} blocks its loop")
+        serve.signal(signal.SIGHUP)
+        serve.wait_log("generation 2 ready; retiring the previous workers")
+        log = serve.wait_log(f"worker {stuck} killed by SIGABRT", timeout=30)
+        assert connection_ends(sock)
+    retired = log.index("generation 2 ready; retiring the previous workers")
+    assert log.index(f"worker {stuck} sent no heartbeat for") > retired
+    assert f'supervisor_apps.py", line {hang_line()} in hang' in log
+
+
 def test_workers_of_a_master_killed_with_sigkill_are_gone_within_two_seconds(
     start_serve: StartServe,
 ) -> None:

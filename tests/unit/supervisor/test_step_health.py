@@ -140,13 +140,32 @@ def test_a_worker_without_heartbeat_is_aborted_for_its_stack_and_replaced_at_onc
     assert script.pids() == [101, 102]
 
 
-def test_heartbeats_keep_a_worker_alive_and_a_draining_one_is_not_judged() -> None:
+def test_heartbeats_keep_a_worker_alive_and_one_draining_at_stop_is_not_judged() -> None:
     script = Script(workers=1, policy=LIMITED)
     script.start_serving()
     for _ in range(5):
         assert signals(script.heartbeat(100, after=2.5)) == []
     script.signal(signal.SIGTERM)
     assert signals(script.tick(10.0)) == []
+
+
+def test_a_worker_draining_after_a_reload_that_hangs_is_aborted_for_its_stack() -> None:
+    script = Script(workers=1, policy=LIMITED)
+    script.start_serving()
+    script.signal(signal.SIGHUP)
+    retired = script.ready(101)
+    assert signals(retired) == [(100, signal.SIGTERM)]
+    script.heartbeat(100, after=1.0)
+    script.heartbeat(101, after=2.0)
+    assert signals(script.heartbeat(101, after=0.5)) == []
+    actions = script.heartbeat(101, after=0.5)
+    assert messages(actions)[0].startswith("worker 100 sent no heartbeat for 3.0s")
+    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert spawns(actions) == []
+    # Replaced once, by the reload; the abort of a drain replaces nobody.
+    assert script.state.restarts == {"reload": 1}
+    killed = script.heartbeat(101, after=ABORT_GRACE_S)
+    assert signals(killed) == [(100, signal.SIGKILL)]
 
 
 def test_a_retiring_worker_that_hangs_is_aborted_without_a_second_replacement() -> None:
