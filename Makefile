@@ -43,3 +43,5 @@ clean:
 # Longer-running targets live beside what they exercise.
 include bench/bench.mk
 include tests/fuzz/fuzz.mk
+include tests/chaos/chaos.mk
+include tests/soak/soak.mk

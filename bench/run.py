@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import machine, report
+from bench import machine, report, sections
 from bench.load import SCENARIOS, LoadResult, h2load_command, probe, run_load, wrk_command
 from bench.machine import CpuUse
 from bench.options import ROOT, Options, parse_options
@@ -371,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = report.aggregate(bench.samples, bench.starts)
     text = report.document(rows, _meta(bench, args), options.chart.name)
     print(text)
-    options.out.write_text(text)
+    # The chaos and soak sections come from other runs: a new benchmark keeps them.
+    previous = options.out.read_text() if options.out.exists() else ""
+    options.out.write_text(sections.carry(previous, text))
     raw = {
         "samples": [dataclasses.asdict(s) for s in bench.samples],
         "starts": [dataclasses.asdict(s) for s in bench.starts],

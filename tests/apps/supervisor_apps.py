@@ -1,6 +1,6 @@
 """ASGI apps for the supervisor's system tests: who served me, and workers that go wrong.
 
-`app` answers every path with the worker's pid, except:
+`app` answers every path with the worker's pid (in the body and the x-pid header), except:
 - /slow holds the request for a second (the app's behaviour, so a test can send a signal
   while a request is in flight; it prints "slow request started" first);
 - /hang blocks the whole event loop in time.sleep (a stuck worker: no more heartbeats);
@@ -28,7 +28,11 @@ _leaked: list[bytes] = []
 
 
 async def _respond(send: Any, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"text/plain"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-pid", str(os.getpid()).encode()),
+    ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

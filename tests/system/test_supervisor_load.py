@@ -1,10 +1,7 @@
 """The supervisor under continuous load: reloads, crashes, retirements and upgrades.
 
-The load comes from keep-alive clients that never retry: each thread sends requests one
-after another on one connection and counts every request that gets no complete 200 as a
-failure. When a response says `Connection: close` (a draining worker) the client opens a
-new connection for its next request: that is not a retry, the previous request was
-answered. Loops are bounded (a request cap per client) and stopped by an event.
+The load comes from keep-alive clients that never retry (tests/load_client.py has their
+rules): a request that gets no complete 200 is a failure.
 """
 
 from __future__ import annotations
@@ -12,148 +9,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ServeProcess, StartServe, wait_until, write_config
+from tests.load_client import load, served_by_fresh_connection
 
 pytestmark = pytest.mark.system
 
 APP = "supervisor_apps:app"
-# The most requests one client sends: the bound of every load loop.
-MAX_REQUESTS_PER_CLIENT = 200_000
-
-
-@dataclass
-class Failure:
-    error: str
-    # The pid that answered the previous request on this connection (0: a new connection).
-    last_pid: int
-
-
-@dataclass
-class LoadClient:
-    """One keep-alive client thread; see the module docstring for its rules."""
-
-    port: int
-    stop: threading.Event
-    path: str = "/"
-    limit: int = MAX_REQUESTS_PER_CLIENT
-    ok: int = 0
-    connections: int = 0
-    pids: set[int] = field(default_factory=set)
-    failures: list[Failure] = field(default_factory=list)
-
-    def run(self) -> None:
-        request = f"GET {self.path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
-        sock: socket.socket | None = None
-        last_pid = 0
-        while not self.stop.is_set() and self.ok + len(self.failures) < self.limit:
-            try:
-                if sock is None:
-                    sock = socket.create_connection(("127.0.0.1", self.port), timeout=15)
-                    self.connections += 1
-                    last_pid = 0
-                sock.sendall(request)
-                pid, close = read_response(sock)
-            except (OSError, ValueError) as exc:
-                self.failures.append(Failure(repr(exc), last_pid))
-                if sock is not None:
-                    sock.close()
-                sock = None
-                continue
-            self.ok += 1
-            self.pids.add(pid)
-            last_pid = pid
-            if close:
-                sock.close()
-                sock = None
-        if sock is not None:
-            sock.close()
-
-
-def read_response(sock: socket.socket) -> tuple[int, bool]:
-    """Read one response: (the pid in its body, whether the server closes after it)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ValueError(f"connection closed after {len(data)} bytes of a response")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    if lines[0] != "HTTP/1.1 200 OK":
-        raise ValueError(f"unexpected status line {lines[0]!r}")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ValueError("connection closed inside a response body")
-        body += chunk
-    return int(body[:length]), headers.get("connection") == "close"
-
-
-def served_by_fresh_connection(port: int) -> int:
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        pid, _ = read_response(sock)
-    return pid
-
-
-@dataclass
-class Load:
-    clients: list[LoadClient]
-
-    @property
-    def ok(self) -> int:
-        return sum(client.ok for client in self.clients)
-
-    @property
-    def failures(self) -> list[Failure]:
-        return [failure for client in self.clients for failure in client.failures]
-
-    @property
-    def pids(self) -> set[int]:
-        return {pid for client in self.clients for pid in client.pids}
-
-    def wait_for_more(self, requests: int = 50) -> None:
-        """Wait until `requests` more requests were answered from now on."""
-        target = self.ok + requests
-        wait_until(lambda: self.ok >= target)
-
-
-@contextmanager
-def load(
-    port: int,
-    clients: int = 4,
-    *,
-    path: str = "/",
-    limit: int = MAX_REQUESTS_PER_CLIENT,
-    warmup: int = 20,
-) -> Iterator[Load]:
-    """Run `clients` LoadClients; yield once `warmup` requests per client got answers."""
-    stop = threading.Event()
-    workers = [LoadClient(port, stop, path, limit) for _ in range(clients)]
-    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    for thread in threads:
-        thread.start()
-    result = Load(workers)
-    try:
-        wait_until(lambda: result.ok + len(result.failures) >= warmup * clients)
-        yield result
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
 
 
 def roll(serve: ServeProcess, generation: int) -> None:
