@@ -11,9 +11,10 @@ Rules:
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
-- A bodiless GET asking to upgrade to one of `upgrades` ends HTTP/1.1 on the connection: the
-  parser emits its RequestHead and stops; the bytes after the head belong to the new protocol
-  (RFC 9110 §7.8) and are handed over by take_remaining(). Other upgrades are plain HTTP.
+- A bodiless request asking to upgrade to one of `upgrades` (a GET for WebSocket, RFC 6455;
+  any method for h2c, RFC 7540 §3.2) ends HTTP/1.1 on the connection: the parser emits its
+  RequestHead and stops; the bytes after the head belong to the new protocol (RFC 9110 §7.8)
+  and are handed over by take_remaining(). Other upgrades are plain HTTP.
 """
 
 from __future__ import annotations
@@ -348,7 +349,7 @@ class H1Parser:
             )
         )  # fmt: skip
         self._keep_alive = keep_alive
-        if upgrade is not None and upgrade in self._upgrades and method == "GET" and not has_body:
+        if upgrade in self._upgrades and (method == "GET" or upgrade == b"h2c") and not has_body:
             self._state = _State.UPGRADED
             return
         if has_body or upgraded:

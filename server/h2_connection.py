@@ -15,9 +15,9 @@ dispatch in server.h2_dispatch (ALPN "h2", or the cleartext preface) or from an 
   until the first request, keep_alive_timeout while no stream is open, send_timeout while
   the transport stays paused (the connection is aborted) or a stream's window stays shut
   (that stream is reset).
-- Graceful drain: one GOAWAY naming the last stream accepted, written beside h2 (its own
-  close_connection stops every stream); later streams are refused, open ones finish, then
-  the connection closes. h2 stops at a client's GOAWAY, so that ends every stream at once.
+- Graceful drain and the deadlines are server.h2_ending's: one GOAWAY naming the last stream
+  accepted, sent when no stream is open (or at the drain's second sweep). h2 stops at a
+  client's GOAWAY, so that ends every stream at once.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import NoSuchStreamError, ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
 
 from server import h2_scope
 from server.context import WorkerContext
@@ -42,6 +41,7 @@ from server.cycle import Cycle
 from server.events import RequestHead
 from server.flow import FlowControl
 from server.h1_validate import RequestRejected
+from server.h2_ending import H2Ending, Phase
 from server.h2_guard import ResetGuard
 from server.h2_stream import H2Stream
 from server.tls import tls_extension
@@ -49,6 +49,7 @@ from server.tls import tls_extension
 logger = logging.getLogger("serve")
 
 _DEFAULT_WINDOW = 65535
+_LINGERING, _GOAWAY_SENT, _SERVING = Phase.LINGERING, Phase.GOAWAY_SENT, Phase.SERVING
 
 
 class H2Session(asyncio.Protocol):
@@ -89,10 +90,10 @@ class H2Session(asyncio.Protocol):
         self.sending: dict[int, H2Stream] = {}
         self.write_paused = False
         self.closed = False
-        self.goaway_sent = False
         self.requests = 0
-        self.waiting: tuple[int, bool] | None = None
-        self.waiting_since = 0.0
+        self.ending = H2Ending(self)
+        # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
+        self.over_limit = False
         self._date_block = b""
         self._date_fields: h2_scope.Fields = []
 
@@ -116,6 +117,8 @@ class H2Session(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.ending.phase is _LINGERING:
+            return
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -125,7 +128,7 @@ class H2Session(asyncio.Protocol):
             self.shut()
             return
         for event in events:
-            if self.closed:
+            if self.closed or self.ending.phase is _LINGERING:
                 return
             kind = type(event)
             if kind is ev.DataReceived:
@@ -152,7 +155,7 @@ class H2Session(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.waiting = None
+        self.ending.waiting = None
         # A peer that does not read gets no more of our replies (PING, SETTINGS acks) queued.
         self.flow.pause_reading()
         for stream in self.streams.values():
@@ -160,7 +163,7 @@ class H2Session(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.waiting = None
+        self.ending.waiting = None
         self.flow.resume_reading()
         self.pump_all()
         for stream_id, stream in self.streams.items():
@@ -170,7 +173,10 @@ class H2Session(asyncio.Protocol):
     # -- requests ------------------------------------------------------------------------------
     def request_received(self, event: ev.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self.goaway_sent:
+        if self.over_limit:
+            self.ending.refuse_connection(stream_id)
+            return
+        if self.ending.phase is _GOAWAY_SENT:
             # Sent before the client read our GOAWAY: it may retry it on a new connection.
             self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -258,7 +264,7 @@ class H2Session(asyncio.Protocol):
 
     def write_out(self) -> None:
         data = self.conn.data_to_send()
-        if data and not self.closed:
+        if data and not self.closed and self.ending.phase is not _LINGERING:
             self.transport.write(data)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -330,9 +336,8 @@ class H2Session(asyncio.Protocol):
     def forget(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
         self.sending.pop(stream.stream_id, None)
-        if self.goaway_sent and not self.streams:
-            self.write_out()
-            self.shut()
+        if not self.streams and self.ending.phase is not _SERVING:
+            self.ending.idle()
 
     def app_finished(self, stream: H2Stream) -> None:
         ctx = self.ctx
@@ -350,46 +355,8 @@ class H2Session(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def drain(self) -> None:
-        """GOAWAY with the last stream accepted; close once the open ones are done."""
-        self.goaway_sent = True
-        self.write_out()
-        last = self.conn.highest_inbound_stream_id
-        self.transport.write(GoAwayFrame(0, last_stream_id=last, error_code=0).serialize())
-        if not self.streams:
-            self.shut()
-
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep: drain, send, header and keep-alive timeouts."""
-        if self.closed:
-            return
-        if self.ctx.draining and not self.goaway_sent:
-            self.drain()
-            if self.closed:
-                return
-        settings = self.ctx.settings
-        for stream in list(self.sending.values()):
-            if stream.stalled is None or stream.stalled[0] != stream.sent:
-                stream.stalled = (stream.sent, now)
-            elif now - stream.stalled[1] >= settings.send_timeout_s and not self.write_paused:
-                self.reset(stream, ErrorCodes.CANCEL)
-        paused = self.write_paused
-        if self.streams and not paused:
-            self.waiting = None
-            return
-        mark = (self.requests, paused)
-        if mark != self.waiting:
-            self.waiting, self.waiting_since = mark, now
-            return
-        waited = now - self.waiting_since
-        idle_timeout = settings.keep_alive_timeout_s if self.requests else settings.header_timeout_s
-        if paused:
-            if waited >= settings.send_timeout_s:
-                self.abort()
-        elif waited >= idle_timeout:
-            self.conn.close_connection(ErrorCodes.NO_ERROR)
-            self.write_out()
-            self.shut()
+        self.ending.sweep(now)
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

@@ -3,7 +3,9 @@
 Rules: the listeners' protocol factory with http2 on (worker.py keeps H1Connection itself
 when it is off, so HTTP/1.1 pays nothing for HTTP/2 being possible). Every connection starts
 as an H1Connection, which registers it with the worker (limit_concurrency, header_timeout):
-- with TLS, ALPN decides once the handshake is done: "h2" hands the transport to HTTP/2;
+- with TLS, ALPN decides once the handshake is done: "h2" hands the transport to HTTP/2,
+  which answers a connection over limit_concurrency itself (503 on its first stream, then
+  GOAWAY: an HTTP/2 client cannot read the HTTP/1.1 503 the H1Connection would write);
 - in cleartext, the first bytes decide: the HTTP/2 connection preface (RFC 9113 section 3.4,
   "prior knowledge") hands it to HTTP/2, anything else goes to the H1Connection, which then
   reads the transport directly. `Upgrade: h2c` is the H1Connection's business.
@@ -36,6 +38,13 @@ class ProtocolDispatch(asyncio.Protocol):
             self.h1.connection_made(transport)
             return
         if ssl_object.selected_alpn_protocol() == "h2":
+            ctx = self.h1.ctx
+            limit = ctx.settings.limit_concurrency
+            if limit is not None and len(ctx.connections) >= limit:
+                from server.h2_handover import take_over_over_limit
+
+                take_over_over_limit(ctx, self.transport)
+                return
             self.h1.connection_made(transport)
             self.to_h2(b"")
         else:
@@ -62,9 +71,6 @@ class ProtocolDispatch(asyncio.Protocol):
         ctx.connections.discard(h1)
         if self.transport.is_closing():
             return  # over limit_concurrency: H1Connection answered 503
-        if ctx.draining:
-            self.transport.close()
-            return
         from server.h2_handover import take_over
 
         session = take_over(

@@ -7,6 +7,8 @@ needs exactly one HTTP2-Settings field that h2 can read; its request becomes str
 answered over HTTP/2 after `101 Switching Protocols`. Otherwise the request gets 400 (503
 while the worker drains) and the connection closes: the HTTP/1.1 parser has already stopped
 at the upgrade, so serving it as HTTP/1.1 is no longer possible.
+An ALPN h2 connection accepted over limit_concurrency becomes an H2Session that answers its
+first request 503 (server.h2_ending); it never was an H1Connection.
 """
 
 from __future__ import annotations
@@ -43,6 +45,27 @@ def take_over(
     session = H2Session(ctx, transport, flow, server=server, client=client, trusted=trusted)
     session.attach()
     return session
+
+
+def take_over_over_limit(ctx: WorkerContext, transport: asyncio.Transport) -> None:
+    """An ALPN h2 connection accepted over limit_concurrency: see server.h2_ending."""
+    session = H2Session(
+        ctx,
+        transport,
+        FlowControl(transport),
+        server=_address(transport.get_extra_info("sockname")),
+        client=_address(transport.get_extra_info("peername")),
+        trusted=False,
+    )
+    session.over_limit = True
+    session.attach()
+    session.begin(b"")
+
+
+def _address(info: object) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return str(info[0]), int(info[1])
+    return None
 
 
 def take_over_upgrade(

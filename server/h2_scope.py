@@ -28,9 +28,10 @@ Fields = list[tuple[bytes, bytes]]
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"[\x21\x22\x24-\x7e]+")
 # Fields that mean something only to one HTTP/1.1 hop (RFC 9113 section 8.2.2): h2 refuses
-# them in a response, and an app written for HTTP/1.1 may well send them.
+# them in a response (`te` unless it says "trailers", which means nothing in a response
+# either), and an app written for HTTP/1.1 may well send them.
 _HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
 TRAILERS_EXTENSION: dict[str, object] = {"http.response.trailers": {}}
 

@@ -15,15 +15,45 @@ from h2.settings import SettingCodes
 
 
 class RawH2:
-    def __init__(self, port: int, *, window: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        window: int | None = None,
+        timeout: float = 10.0,
+        upgrade: bytes | None = None,
+    ) -> None:
+        """Prior knowledge; or, with `upgrade` (an HTTP/1.1 request head without its final
+        CRLF), `Upgrade: h2c` from that request, which becomes stream 1."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.events: list[ev.Event] = []
+        self.closed = False
+        self.switched = b""
+        # Bytes read with the 101 that belong to HTTP/2.
+        self.pending = b""
+        if upgrade is not None:
+            self._upgrade(upgrade)
+            return
         self.conn.initiate_connection()
         if window is not None:
             self.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.events: list[ev.Event] = []
-        self.closed = False
         self.flush()
+
+    def _upgrade(self, head: bytes) -> None:
+        settings = self.conn.initiate_upgrade_connection()
+        fields = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+        self.sock.sendall(head + fields + settings + b"\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed after {data!r}"
+            data += chunk
+        self.switched, _, rest = data.partition(b"\r\n\r\n")
+        if not self.switched.startswith(b"HTTP/1.1 101 "):
+            return
+        self.flush()
+        self.pending = rest
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -60,7 +90,7 @@ class RawH2:
         the connection (None)."""
         while not self.closed:
             try:
-                data = self.sock.recv(65536)
+                data, self.pending = self.pending or self.sock.recv(65536), b""
             except ConnectionResetError:
                 data = b""
             if not data:

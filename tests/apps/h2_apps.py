@@ -118,6 +118,53 @@ async def error_after_start(scope: Scope, receive: Any, send: Any) -> None:
     raise RuntimeError("boom after start")
 
 
+async def count(scope: Scope, receive: Any, send: Any) -> None:
+    """Read the whole body, answer its length."""
+    await respond(send, str(len(await read_body(receive))).encode())
+
+
+async def headers_out(scope: Scope, receive: Any, send: Any) -> None:
+    """Mixed-case names and HTTP/1.1 connection-specific fields, as an HTTP/1.1 app sends."""
+    headers = [
+        (b"X-Mixed-Case", b"kept"),
+        (b"Connection", b"keep-alive"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Upgrade", b"websocket"),
+        (b"Proxy-Connection", b"keep-alive"),
+        (b"TE", b"gzip"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"stripped"})
+
+
+async def declared_length(scope: Scope, receive: Any, send: Any) -> None:
+    """Content-Length 6 and the body parts of ?parts=a,b (what the app sends, not 6 bytes)."""
+    parts = query(scope)["parts"].split(",")
+    headers = [(b"content-length", b"6")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for index, part in enumerate(parts):
+        more = index < len(parts) - 1
+        await send({"type": "http.response.body", "body": part.encode(), "more_body": more})
+
+
+async def until_disconnect(scope: Scope, receive: Any, send: Any) -> None:
+    """Read until http.disconnect, then try to answer: send() must return quietly."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    log("disconnect seen")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"too late"})
+    log("send after the reset returned")
+
+
+async def after_response(scope: Scope, receive: Any, send: Any) -> None:
+    """Answer, then receive() once more: the request is over."""
+    body = await read_body(receive)
+    await respond(send, body)
+    log(f"receive after the response: {(await receive())['type']}")
+
+
 async def app(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
@@ -134,6 +181,11 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         "/gated-upload": gated_upload,
         "/slow": slow,
         "/error-after-start": error_after_start,
+        "/count": count,
+        "/headers-out": headers_out,
+        "/declared-length": declared_length,
+        "/until-disconnect": until_disconnect,
+        "/after-response": after_response,
     }
     if path in routes:
         await routes[path](scope, receive, send)

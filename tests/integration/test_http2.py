@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -375,29 +374,3 @@ def test_a_slow_app_holds_the_upload_to_its_window(h2c: ServeProcess) -> None:
     status, body, _ = client.response(stream_id)
     client.close()
     assert (status, body) == (200, str(total).encode())
-
-
-# -- drain ------------------------------------------------------------------------------------
-def test_sigterm_sends_goaway_and_lets_the_open_stream_finish(tmp_path: Path) -> None:
-    proc = start(tmp_path, http2={"enabled": True}, graceful_timeout=20)
-    try:
-        # h2 is imported by the first HTTP/2 connection, not at worker start.
-        assert get(proc.port, "/h2-loaded") == "False"
-        # nghttp (nghttp2-client) goes on reading an open stream after a GOAWAY.
-        nghttp = subprocess.Popen(
-            ["nghttp", "-v", f"{proc.url}/slow?s=1.5"], stdout=subprocess.PIPE, text=True
-        )
-        proc.wait_log("app: slow started")
-        proc.signal(signal.SIGTERM)
-        out, _ = nghttp.communicate(timeout=30)
-        assert nghttp.returncode == 0, out
-        goaway = re.search(r"recv GOAWAY frame.*\n\s*\(last_stream_id=(\d+), error_code=(\w+)", out)
-        assert goaway is not None, out
-        request = re.search(r"send HEADERS frame <[^>]*stream_id=(\d+)>", out)
-        assert request is not None, out
-        assert goaway.groups() == (request.group(1), "NO_ERROR")
-        assert ":status: 200" in out
-        assert out.index("recv GOAWAY") < out.index("slow done")
-        assert proc.wait_exit(30) == 0
-    finally:
-        proc.kill_group()

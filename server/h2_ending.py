@@ -1,0 +1,139 @@
+"""How one HTTP/2 connection ends: the graceful drain's GOAWAY, and the deadlines the worker's
+once-a-second sweep enforces (header_timeout, keep_alive_timeout, send_timeout).
+
+Rules: this module decides when the connection closes and what its last frame is; the
+session (server.h2_connection) carries the streams. The drain goes through `Phase`:
+- SERVING: no drain.
+- DRAINING: the worker drains but streams were open at its first sweep; no GOAWAY yet, and
+  a stream the client opens meanwhile is served.
+- GOAWAY_SENT: a GOAWAY went out while streams were open (the drain's second sweep): they
+  finish, later ones are refused with REFUSED_STREAM, and the connection closes after them.
+- LINGERING: a GOAWAY went out as the last frame, with no stream open. Nothing more is
+  written and what the client sends is dropped unread (a stream it opened meanwhile is above
+  the GOAWAY's last stream id: not processed, safe to retry, RFC 9113 section 6.8); the
+  connection closes when the client closes it or at the next sweep.
+A connection accepted over limit_concurrency answers its first request with 503 and ends
+with a GOAWAY naming that stream, LINGERING: the HTTP/2 form of HTTP/1.1's 503 and close, a
+status every client reports, while the streams it opened beside it are retried elsewhere.
+Why a GOAWAY waits for a moment with no stream open: the h2 library, and httpx on it, stops
+reading at a GOAWAY (its connection state machine closes), so a response still on its way
+after one is lost to such a client, while a stream above the last stream id is retried. A
+sequential client leaves such a moment after every response. A client that always keeps a
+stream open gets the GOAWAY at the next sweep, as RFC 9113 describes; clients that read on
+after a GOAWAY (browsers, curl, nghttp2, Go) finish their open streams then.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from server import h2_scope
+
+if TYPE_CHECKING:
+    from server.h2_connection import H2Session
+
+_BUSY_BODY = b"Service Unavailable"
+_BUSY_HEAD = (
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_BUSY_BODY)),
+)
+
+
+class Phase(enum.Enum):
+    SERVING = 1
+    DRAINING = 2
+    GOAWAY_SENT = 3
+    LINGERING = 4
+
+
+class H2Ending:
+    __slots__ = ("phase", "session", "waiting", "waiting_since")
+
+    def __init__(self, session: H2Session) -> None:
+        self.session = session
+        self.phase = Phase.SERVING
+        # (requests seen, write paused) at the sweep that first found the connection waiting.
+        self.waiting: tuple[int, bool] | None = None
+        self.waiting_since = 0.0
+
+    def goaway(self, last_stream_id: int) -> None:
+        """GOAWAY NO_ERROR naming the last stream processed, as the connection's last frame
+        when no stream is open. Written beside h2: h2's own close_connection would stop the
+        streams still open."""
+        session = self.session
+        session.write_out()
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        session.transport.write(frame.serialize())
+        if session.streams:
+            self.phase = Phase.GOAWAY_SENT
+        else:
+            self.phase = Phase.LINGERING
+
+    def refuse_connection(self, stream_id: int) -> None:
+        """503 on the first stream of a connection over limit_concurrency, then GOAWAY."""
+        session = self.session
+        fields, _ = h2_scope.response_fields(503, _BUSY_HEAD, session.date_fields())
+        session.conn.send_headers(stream_id, fields)
+        session.conn.send_data(stream_id, _BUSY_BODY, end_stream=True)
+        self.goaway(stream_id)
+
+    def idle(self) -> None:
+        """The last open stream is done while the connection ends."""
+        if self.phase is Phase.DRAINING:
+            self.goaway(self.session.conn.highest_inbound_stream_id)
+        elif self.phase is Phase.GOAWAY_SENT:
+            self.session.write_out()
+            self.session.shut()
+
+    def sweep(self, now: float) -> None:
+        """Called by the worker's sweep: drain, send, header and keep-alive timeouts."""
+        session = self.session
+        if session.closed:
+            return
+        phase = self.phase
+        if phase is Phase.LINGERING:
+            session.shut()
+            return
+        # A connection accepted just before the drain has its first request served, as
+        # HTTP/1.1 serves one (with Connection: close); header_timeout still applies to it.
+        if session.ctx.draining and phase is not Phase.GOAWAY_SENT and session.requests:
+            if phase is Phase.SERVING and session.streams:
+                self.phase = Phase.DRAINING
+            else:
+                self.goaway(session.conn.highest_inbound_stream_id)
+                if self.phase is Phase.LINGERING:
+                    return
+        self.timeouts(now)
+
+    def timeouts(self, now: float) -> None:
+        session = self.session
+        settings = session.ctx.settings
+        paused = session.write_paused
+        for stream in list(session.sending.values()):
+            if stream.stalled is None or stream.stalled[0] != stream.sent:
+                stream.stalled = (stream.sent, now)
+            elif now - stream.stalled[1] >= settings.send_timeout_s and not paused:
+                session.reset(stream, ErrorCodes.CANCEL)
+        if session.streams and not paused:
+            self.waiting = None
+            return
+        mark = (session.requests, paused)
+        if mark != self.waiting:
+            self.waiting, self.waiting_since = mark, now
+            return
+        waited = now - self.waiting_since
+        if paused:
+            if waited >= settings.send_timeout_s:
+                session.abort()
+            return
+        idle_timeout = (
+            settings.keep_alive_timeout_s if session.requests else settings.header_timeout_s
+        )
+        if waited >= idle_timeout:
+            session.conn.close_connection(ErrorCodes.NO_ERROR)
+            session.write_out()
+            session.shut()
