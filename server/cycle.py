@@ -171,7 +171,10 @@ class Cycle:
     async def receive(self) -> Message:
         if self.expect_continue:
             self.expect_continue = False
-            if self.response is _NOT_STARTED and not self.disconnected:
+            # http.response.start alone writes nothing yet (the head waits for the body), so
+            # the interim response can still go first.
+            state = self.response
+            if (state is _NOT_STARTED or state is _STARTED) and not self.disconnected:
                 self._owner.send_continue()
         while True:
             if self.disconnected:

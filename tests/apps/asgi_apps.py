@@ -5,27 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from typing import Any
 from urllib.parse import parse_qs
 
+from app_helpers import log, read_body
+
 Scope = dict[str, Any]
-
-
-def log(message: str) -> None:
-    # Tests read the server log to see what the app observed.
-    print(f"app: {message}", file=sys.stderr, flush=True)
-
-
-async def read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def respond(send: Any, status: int, body: bytes, headers: list[Any] | None = None) -> None:

@@ -12,26 +12,13 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs
 
+from app_helpers import log, read_body
+
 Scope = dict[str, Any]
 CHUNK = 64 * 1024
 
 _gate = asyncio.Event()
 _progress = {"chunks": 0}
-
-
-def log(message: str) -> None:
-    print(f"app: {message}", file=sys.stderr, flush=True)
-
-
-async def read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def respond(send: Any, body: bytes, status: int = 200, **start: Any) -> None:

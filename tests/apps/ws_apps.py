@@ -6,17 +6,13 @@ Each endpoint prints what it saw (`app: ...` on stderr) so a test can read it in
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
+from app_helpers import log
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
-
-
-def log(message: str) -> None:
-    print(f"app: {message}", file=sys.stderr, flush=True)
 
 
 async def echo(websocket: WebSocket) -> None:

@@ -135,6 +135,23 @@ def test_expect_100_continue_is_sent_when_the_app_reads(asgi_server: ServeProces
         assert recv_until(sock, b"hello").startswith(b"HTTP/1.1 200 OK")
 
 
+def test_expect_100_continue_is_sent_when_the_app_reads_after_starting(
+    asgi_server: ServeProcess,
+) -> None:
+    """http.response.start writes nothing by itself: the 100 can still precede the head."""
+    with socket.create_connection(("127.0.0.1", asgi_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /echo-stream HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        interim = recv_until(sock, b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        response = recv_until(sock, b"hello")
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert response.endswith(b"\r\n\r\nhello")
+
+
 def test_expect_100_continue_not_sent_when_the_app_does_not_read(
     asgi_server: ServeProcess,
 ) -> None:
