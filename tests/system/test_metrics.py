@@ -145,7 +145,9 @@ def test_responses_by_status_class_and_the_duration_histogram(
     bucket = "serve_request_duration_seconds_bucket"
     assert metrics.value(bucket, le="0.75") <= 5
     assert metrics.value(bucket, le="+Inf") == 7
-    assert metrics.value("serve_request_duration_seconds_sum") >= 2.0
+    # Two seconds of sleep, less the millisecond by which the loop's cached clock may let a
+    # timer fire early against the wall clock the duration is measured with.
+    assert metrics.value("serve_request_duration_seconds_sum") >= 1.9
     assert metrics.value("serve_requests_total") == 7
 
 
