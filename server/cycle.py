@@ -154,6 +154,10 @@ class Cycle:
 
     def disconnect(self) -> None:
         self.disconnected = True
+        # receive() answers http.disconnect from now on: the unread body is garbage, and the
+        # connection that holds this cycle may live on until the cyclic GC runs.
+        self._body.clear()
+        self._buffered = 0
         self._wake()
 
     def _wake(self) -> None:

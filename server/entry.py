@@ -15,6 +15,7 @@ import socket
 import uvloop
 
 from server import channel as ch
+from server.allocator import tune_allocator
 from server.app_loader import load_app
 from server.errors import AppLoadError
 from server.exitcodes import APP_LOAD_ERROR
@@ -33,6 +34,7 @@ def run_worker(
     )
     # SIGABRT from the master (a blocked loop) dumps every thread's stack to stderr.
     faulthandler.enable(all_threads=True)
+    tune_allocator()
     try:
         app = load_app(settings.app, factory=settings.factory, app_dir=settings.app_dir)
     except AppLoadError as exc:

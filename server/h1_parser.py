@@ -47,6 +47,7 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[\r;]")
 _MAX_CHUNK_LINE = 4096
 _MAX_CHUNK_SIZE = 2**64 - 1  # llhttp's own bound
 _END = MessageEnd()
+_NO_EVENTS: list[Event] = []
 # llhttp skips the body of a request it takes for a protocol switch (uvicorn#2722). We
 # serve such requests as plain HTTP, so a fresh parser is told the same framing by one of
 # these heads and then parses the real body and whatever follows it.
@@ -250,6 +251,9 @@ class H1Parser:
                     break
         except RequestRejected as exc:
             events.append(self._fail(exc))
+        # Not kept past the feed: httptools and this parser hold each other, so a closed
+        # connection's parser waits for the cyclic GC, and with it a last body chunk.
+        self._events = _NO_EVENTS
         return events
 
     def feed_eof(self) -> list[Event]:

@@ -7,6 +7,7 @@ where an entry's "h11_differs" names the RFC section that allows both behaviours
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from collections.abc import Iterator
@@ -427,3 +428,13 @@ def test_overlong_chunk_extension_is_refused() -> None:
     fed, failed = first_failure_at(data, LIMITS, piece=512)
     assert failed == ParseFailed(400, "chunk-size line too long")
     assert fed < len(data)
+
+
+def test_a_feed_keeps_no_event_once_it_returned() -> None:
+    """The parser and httptools hold each other, so a parser outlives its connection until
+    the cyclic GC runs: what it keeps of a feed (a whole body chunk) must be nothing."""
+    parser = H1Parser(Limits())
+    events = parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel")
+    assert [type(event) for event in events] == [RequestHead, BodyChunk]
+    del events
+    assert not [obj for obj in gc.get_objects() if type(obj) is BodyChunk]
