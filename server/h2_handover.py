@@ -24,6 +24,7 @@ from server.context import WorkerContext
 from server.events import RequestHead
 from server.flow import FlowControl
 from server.h2_connection import H2Session
+from server.protocol import inet_address
 
 logger = logging.getLogger("serve")
 
@@ -53,19 +54,13 @@ def take_over_over_limit(ctx: WorkerContext, transport: asyncio.Transport) -> No
         ctx,
         transport,
         FlowControl(transport),
-        server=_address(transport.get_extra_info("sockname")),
-        client=_address(transport.get_extra_info("peername")),
+        server=inet_address(transport.get_extra_info("sockname")),
+        client=inet_address(transport.get_extra_info("peername")),
         trusted=False,
     )
     session.over_limit = True
     session.attach()
     session.begin(b"")
-
-
-def _address(info: object) -> tuple[str, int] | None:
-    if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), int(info[1])
-    return None
 
 
 def take_over_upgrade(

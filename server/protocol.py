@@ -59,7 +59,8 @@ _NOT_STARTED = ResponseState.NOT_STARTED
 _field_name = itemgetter(0)
 
 
-def _addr(info: object) -> tuple[str, int] | None:
+def inet_address(info: object) -> tuple[str, int] | None:
+    """(host, port) of a sockname/peername extra-info value; None for a unix socket."""
     if isinstance(info, tuple) and len(info) >= 2:
         return str(info[0]), int(info[1])
     return None
@@ -94,8 +95,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
         ctx.connections.add(self)
-        self.server = _addr(transport.get_extra_info("sockname"))
-        self.client = _addr(transport.get_extra_info("peername"))
+        self.server = inet_address(transport.get_extra_info("sockname"))
+        self.client = inet_address(transport.get_extra_info("peername"))
         if self.server is None:
             # A unix socket: ASGI names the server by its path and has no client address.
             self.server = (str(transport.get_extra_info("sockname")), 0)
