@@ -3,6 +3,7 @@ a file change in reload mode, with and without a syntax error."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -35,10 +36,12 @@ def forked_workers(serve: ServeProcess) -> list[int]:
 def watching(serve: ServeProcess) -> bool:
     """True once the reload watcher has its inotify watches in place (Linux)."""
     for pid in set(serve.worker_pids()) - set(forked_workers(serve)):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            if os.readlink(fd) == "anon_inode:inotify":
-                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
-                return "inotify wd:" in info
+        # The helper is still starting: its fds come and go while we read them.
+        with contextlib.suppress(FileNotFoundError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                if os.readlink(fd) == "anon_inode:inotify":
+                    info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                    return "inotify wd:" in info
     return False
 
 
