@@ -13,9 +13,12 @@ BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BENCH_PY):
 	$(PYTHON) -m venv $(BENCH_VENV)
 
-# A separate venv: the peers never enter .venv, and serve runs on the same Python as they do.
-$(BENCH_VENV)/.bench-stamp: bench/requirements.txt pyproject.toml | $(BENCH_PY)
-	$(BENCH_PY) -m pip --disable-pip-version-check -q install -r bench/requirements.txt -e .
+# A separate venv: the peers never enter .venv, and serve runs on the same Python as they do,
+# with its dependencies from the same lock as `make run`.
+$(BENCH_VENV)/.bench-stamp: bench/requirements.txt requirements/runtime.lock pyproject.toml | $(BENCH_PY)
+	$(BENCH_PY) -m pip --disable-pip-version-check -q install --require-hashes --no-deps -r requirements/runtime.lock
+	$(BENCH_PY) -m pip --disable-pip-version-check -q install -r bench/requirements.txt
+	$(BENCH_PY) -m pip --disable-pip-version-check -q install --no-deps --no-build-isolation -e .
 	touch $@
 
 bench-venv: $(BENCH_VENV)/.bench-stamp

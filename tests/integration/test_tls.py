@@ -147,7 +147,7 @@ def test_without_a_client_certificate_the_handshake_fails(mtls_server: TLSServer
 
 
 def test_a_client_certificate_of_another_ca_is_refused(mtls_server: TLSServer) -> None:
-    stranger = trustme.CA().issue_cert(common_name="mallory")
+    stranger = trustme.CA().issue_cert("mallory@example.com", common_name="mallory")
     with pytest.raises(httpx.TransportError):
         httpx.get(mtls_server.url, verify=client_context(mtls_server.ca, stranger), timeout=10)
 

@@ -34,6 +34,7 @@ from supervisor.fleet import STOP_MARGIN_S
 from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+LOCK = "requirements/runtime.lock"
 K8S_DIR = ROOT / "deploy" / "k8s"
 CONFIG_PATH = "/etc/serve/prod.yaml"
 HEALTH_URL = "http://127.0.0.1:9100/healthz"
@@ -172,7 +173,7 @@ def test_image_is_slim_python_running_as_a_numeric_non_root_user() -> None:
 def test_image_installs_the_project_from_what_it_copied() -> None:
     instructions = dockerfile()
     install = next(
-        n for n, i in enumerate(instructions) if re.search(r"pip install \.(\s|$)", i.args)
+        n for n, i in enumerate(instructions) if re.search(r"pip install .*\s\.(\s|$)", i.args)
     )
     copied = {src.rstrip("/") for srcs, _ in copies(instructions[:install]) for src in srcs}
     pyproject = (ROOT / "pyproject.toml").read_text()
@@ -181,6 +182,15 @@ def test_image_installs_the_project_from_what_it_copied() -> None:
     assert readme and packages
     needed = {"pyproject.toml", readme.group(1), *re.findall(r'"([^"]+)"', packages.group(1))}
     assert needed <= copied
+
+
+def test_image_installs_dependencies_only_from_the_hashed_runtime_lock() -> None:
+    instructions = dockerfile()
+    first = next(n for n, i in enumerate(instructions) if "pip install" in i.args)
+    installs = [i.args for i in instructions[first:] if "pip install" in i.args]
+    assert installs[0] == f"pip install --require-hashes --no-deps -r {LOCK}"
+    assert LOCK in {src for srcs, _ in copies(instructions[:first]) for src in srcs}
+    assert all("--no-deps" in args for args in installs), installs
 
 
 def test_image_runs_serve_with_the_prod_config() -> None:

@@ -152,7 +152,7 @@ def test_a_client_certificate_of_another_ca_fails_the_handshake(
     ca: trustme.CA, files: dict[str, CertFiles]
 ) -> None:
     context = build_context(client_auth_settings(files, ca, "optional"))
-    stranger = trustme.CA().issue_cert(common_name="mallory")
+    stranger = trustme.CA().issue_cert("mallory@example.com", common_name="mallory")
     with pytest.raises(ssl.SSLError):
         handshake(context, client_context(ca, stranger))
 
