@@ -7,9 +7,9 @@ dependency added to pyproject.toml without `make lock` would never be installed 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
