@@ -59,7 +59,7 @@ test-unit: dev-venv
 # uv resolves the locks; it is pinned here so that two maintainers regenerate alike. Run
 # `make lock` after changing a dependency in pyproject.toml, and commit both files.
 # `make lock UPGRADE=1` moves every pin to the newest release (what `make test-latest`
-# tried), `make lock UPGRADE_PACKAGE=httpx` moves one.
+# tried), `make lock UPGRADE_PACKAGE=httpx` moves one (`httpx==0.28.1` to that version).
 UV_VERSION := 0.13.9
 LOCK_VENV  := .lock-venv
 UV         := $(LOCK_VENV)/bin/uv
