@@ -2,7 +2,7 @@
 
 Rules: built once per worker after the app is loaded; connections read it on the hot path,
 so what they need per request is pre-computed here (the Date/Server header block, the
-scope's constant parts). Only worker.py mutates the draining flag and the date block.
+scope's constant parts). Only worker.py mutates the draining and orphaned flags and the date block.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class WorkerContext:
     root_path_bytes: bytes = b""
     date_block: bytes = b""
     draining: bool = False
+    # The master is gone: no reload to protect, so an idle connection closes at once.
+    orphaned: bool = False
     requests: int = 0
     connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

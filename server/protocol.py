@@ -344,6 +344,9 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         paused = self.flow.write_paused or state is _CLOSED
         if not paused and state is not _NEW and state is not _IDLE:
             return
+        if state is _IDLE and self.ctx.orphaned:
+            self.close()
+            return
         mark = (self.heads, state)
         if mark != self.waiting:
             # The connection started waiting since the last sweep: its wait starts now.
