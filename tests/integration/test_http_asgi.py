@@ -44,7 +44,7 @@ def test_scope_is_complete(asgi_server: ServeProcess) -> None:
     response = httpx.get(asgi_server.url + "/scope?a=1&b=%20x", headers={"X-Custom": "Value"})
     scope = response.json()
     assert scope["type"] == "http"
-    assert scope["asgi"]["version"] == "3.0"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert scope["http_version"] == "1.1"
     assert scope["method"] == "GET"
     assert scope["scheme"] == "http"
@@ -230,10 +230,10 @@ def test_app_failure_after_start_closes_the_connection(asgi_server: ServeProcess
     assert "boom after start" in asgi_server.log()
 
 
-def test_disconnect_is_delivered_and_late_send_is_harmless(asgi_server: ServeProcess) -> None:
+def test_disconnect_is_delivered_and_a_late_send_raises(asgi_server: ServeProcess) -> None:
     with socket.create_connection(("127.0.0.1", asgi_server.port), timeout=10) as sock:
         sock.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
-    asgi_server.wait_log("app: send after disconnect returned")
+    asgi_server.wait_log("app: send after disconnect raised ClientDisconnected")
     assert "app: received http.disconnect" in asgi_server.log()
     assert httpx.get(asgi_server.url + "/").status_code == 200
 
