@@ -11,6 +11,9 @@ Rules:
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
+- With `max_heads`, a feed stops before the request head that would exceed it and holds the
+  rest of its bytes (`holding`); feed(b"") goes on from there. The caller bounds what one
+  read of pipelined requests costs it, however many requests the read carries.
 - A bodiless request asking to upgrade to one of `upgrades` (a GET for WebSocket, RFC 6455;
   any method for h2c, RFC 7540 §3.2) ends HTTP/1.1 on the connection: the parser emits its
   RequestHead and stops; the bytes after the head belong to the new protocol (RFC 9110 §7.8)
@@ -185,7 +188,12 @@ class H1Parser:
     Pipelined requests in one feed give several such sequences.
     """
 
-    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        upgrades: frozenset[bytes] = frozenset(),
+        max_heads: int | None = None,
+    ) -> None:
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
         self._max_headers = limits.max_headers
@@ -203,6 +211,11 @@ class H1Parser:
         self._chunks = _ChunkedBody(limits.max_body_size, limits.max_header_size)
         self._upgrades = upgrades
         self._rest = b""
+        # Request heads a feed may emit; the unparsed rest of a feed that reached it.
+        self._max_heads = max_heads or 2**62
+        self._heads = 0
+        self._held = b""
+        self._held_at = 0
 
     @property
     def buffered_request_head(self) -> bool:
@@ -213,6 +226,11 @@ class H1Parser:
     def upgraded(self) -> bool:
         """True once a request switched the connection to another protocol."""
         return self._state is _State.UPGRADED
+
+    @property
+    def holding(self) -> bool:
+        """True while a feed that reached max_heads holds bytes not parsed yet."""
+        return bool(self._held)
 
     def take_remaining(self) -> bytes:
         """The bytes received after the upgrade request's head, for the new protocol."""
@@ -227,11 +245,20 @@ class H1Parser:
         """
         events: list[Event] = []
         self._events = events
-        pos, n = 0, len(data)
+        pos = 0
+        if self._held:
+            # Resumed where the last feed stopped, without copying what is left.
+            held, pos, self._held = self._held, self._held_at, b""
+            data, pos = (held, pos) if not data else (held[pos:] + data, 0)
+        self._heads = 0
+        n = len(data)
         try:
             while pos < n:
                 state = self._state
                 if state is _HEAD:
+                    if self._heads >= self._max_heads and not self._head_buf:
+                        self._held, self._held_at = data, pos
+                        break
                     # Inline, the common case: a whole head, within the limit, where the
                     # data starts (a find without an end bound parses fewer arguments).
                     end = -1 if self._head_buf or data[pos] == 0x0D else data.find(_HEAD_END, pos)
@@ -346,6 +373,7 @@ class H1Parser:
         if length and self._max_body is not None and length > self._max_body:
             raise RequestRejected(413, "request body too large")
         has_body = chunked or length > 0
+        self._heads += 1
         self._events.append(
             RequestHead(
                 method, target, path, raw_path, query, version, headers, keep_alive, expect,
