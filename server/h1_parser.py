@@ -33,6 +33,7 @@ from httptools import (
 )
 
 from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from server.h1_chunked import ChunkedBody, LimitAt
 from server.h1_validate import (
     SEEN_REQUEST_LINES,
     RequestRejected,
@@ -43,12 +44,6 @@ from server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 _HEAD_END = b"\r\n\r\n"
-# chunk-size, then the CR of CRLF or the ";" of an extension; llhttp checks the rest.
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[\r;]")
-# A chunk-size line is hex digits plus (rare) extensions. llhttp does not hold extensions,
-# but we must see the whole line to read the size, so a line longer than this is refused.
-_MAX_CHUNK_LINE = 4096
-_MAX_CHUNK_SIZE = 2**64 - 1  # llhttp's own bound
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
 # llhttp skips the body of a request it takes for a protocol switch (uvicorn#2722). We
@@ -70,108 +65,6 @@ class _State(Enum):
 # Module aliases: reading a member off an Enum class goes through EnumType.__getattr__ on 3.11.
 _HEAD, _LENGTH, _CHUNKED = _State.HEAD, _State.LENGTH, _State.CHUNKED
 _CLOSED, _DEAD = _State.CLOSED, _State.DEAD
-
-
-class _LimitAt(RequestRejected):
-    """A limit refusal that takes effect at data offset `at` of the read being scanned.
-
-    llhttp is handed the bytes before `at` first, so a syntax fault earlier in the stream
-    wins: which fault is reported depends on the bytes, never on how the reads split them.
-    """
-
-    def __init__(self, at: int, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.at = at
-
-
-class _ChunkedBody:
-    """Finds where a chunked body ends, so llhttp is never handed bytes beyond it.
-
-    It only measures: llhttp decodes and validates the same bytes right after, so this reads
-    no more than the chunk sizes, the line ends and the empty line closing the trailers.
-    The body limit takes effect at the LF of the chunk-size line that crosses it, the
-    trailer limit at the first byte past it; the CRLF closing the trailers is not counted.
-    """
-
-    __slots__ = ("_left", "_line", "_max_body", "_max_trailers", "_total", "_trailer_bytes")
-
-    def __init__(self, max_body: int | None, max_trailers: int) -> None:
-        self._max_body = max_body
-        self._max_trailers = max_trailers
-        self._line = bytearray()  # a size or trailer line split across reads
-        self.reset()
-
-    def reset(self) -> None:
-        self._left = 0  # chunk data plus its CRLF still to skip
-        self._line.clear()
-        self._total = 0
-        self._trailer_bytes = -1  # -1 until the last chunk; then the trailer section size
-
-    def scan(self, data: bytes, pos: int) -> tuple[int, bool]:
-        """Return (end, done): data[pos:end] belongs to this body; done if it ends at end.
-
-        A scan stops before a chunk-size line that is not the first thing it reads, so the
-        chunks before it reach llhttp (and the app) even when that line is refused.
-        """
-        n, start = len(data), pos
-        while pos < n:
-            if self._left:
-                step = min(self._left, n - pos)
-                self._left -= step
-                pos += step
-                continue
-            if pos > start and self._trailer_bytes < 0:
-                return pos, False
-            lf = data.find(b"\n", pos)
-            if lf < 0:
-                self._hold(data, pos)
-                return n, False
-            line = data[pos:lf]
-            held = len(self._line)
-            if held:
-                line = bytes(self._line) + line
-                self._line.clear()
-            if self._trailer_bytes < 0:
-                self._chunk_header(line, lf)
-            elif line == b"\r":  # the empty line that ends the trailer section
-                return lf + 1, True
-            else:
-                self._check_trailer(len(line) + 1, pos, held)
-                self._trailer_bytes += len(line) + 1
-            pos = lf + 1
-        return pos, False
-
-    def _hold(self, data: bytes, pos: int) -> None:
-        held = len(self._line) + len(data) - pos
-        if self._trailer_bytes < 0:
-            if held > _MAX_CHUNK_LINE:
-                raise RequestRejected(400, "chunk-size line too long")
-        elif held > 1 or data[pos] != 0x0D:  # a lone CR may begin the closing empty line
-            self._check_trailer(held, pos, len(self._line))
-        self._line += data[pos:]
-
-    def _check_trailer(self, size: int, pos: int, held: int) -> None:
-        """Refuse a trailer line whose first `size` bytes (`held` of them from earlier
-        reads, the rest from data[pos:]) overrun the trailer section limit."""
-        room = self._max_trailers - self._trailer_bytes
-        if size > room:
-            # Only a held lone CR (checked once more bytes came) puts the limit before pos.
-            raise _LimitAt(max(pos, pos - held + room), 431, "trailer section too large")
-
-    def _chunk_header(self, line: bytes, lf: int) -> None:
-        match = _CHUNK_SIZE.match(line)
-        if match is None or len(line) > _MAX_CHUNK_LINE:
-            raise RequestRejected(400, "invalid chunk-size line")
-        size = int(match.group(1), 16)
-        if size > _MAX_CHUNK_SIZE:
-            raise RequestRejected(400, "chunk size overflow")
-        if not size:
-            self._trailer_bytes = 0
-            return
-        self._total += size
-        if self._max_body is not None and self._total > self._max_body:
-            raise _LimitAt(lf, 413, "request body too large")
-        self._left = size + 2
 
 
 def _rejection(exc: HttpParserError) -> RequestRejected:
@@ -208,7 +101,7 @@ class H1Parser:
         self._message_done = False
         self._keep_alive = True
         self._left = 0
-        self._chunks = _ChunkedBody(limits.max_body_size, limits.max_header_size)
+        self._chunks = ChunkedBody(limits.max_body_size, limits.max_header_size)
         self._upgrades = upgrades
         self._rest = b""
         # Request heads a feed may emit; the unparsed rest of a feed that reached it.
@@ -427,7 +320,7 @@ class H1Parser:
     def _feed_chunked(self, data: bytes, pos: int) -> int:
         try:
             end, done = self._chunks.scan(data, pos)
-        except _LimitAt as exc:
+        except LimitAt as exc:
             self._execute(memoryview(data)[pos : exc.at])
             raise
         self._execute(data if pos == 0 and end == len(data) else memoryview(data)[pos:end])
