@@ -319,11 +319,14 @@ class H1Parser:
 
     def _feed_chunked(self, data: bytes, pos: int) -> int:
         try:
-            end, done = self._chunks.scan(data, pos)
+            line, start, end, done = self._chunks.scan(data, pos)
         except LimitAt as exc:
             self._execute(memoryview(data)[pos : exc.at])
             raise
-        self._execute(data if pos == 0 and end == len(data) else memoryview(data)[pos:end])
+        if line:
+            self._execute(line)
+        if end > start:
+            self._execute(data if start == 0 and end == len(data) else memoryview(data)[start:end])
         if done:
             self._end_message()
         return end
