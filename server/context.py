@@ -2,7 +2,7 @@
 
 Rules: built once per worker after the app is loaded; connections read it on the hot path,
 so what they need per request is pre-computed here (the Date/Server header block, the
-scope's constant parts). Only worker.py mutates the draining flag and the date block.
+scope's constant parts). Only worker.py mutates the draining and orphaned flags and the date block.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
 from server.types import ASGIApp
 
-ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
+# Spec 2.4: send() raises an OSError once the client is gone (server.errors.ClientDisconnected).
+ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 # RFC 9110 IMF-fixdate names, spelled out: strftime's %a and %b follow the C locale, which
 # the app may change, and email.utils would cost its import at every start.
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -54,6 +55,8 @@ class WorkerContext:
     root_path_bytes: bytes = b""
     date_block: bytes = b""
     draining: bool = False
+    # The master is gone: no reload to protect, so an idle connection closes at once.
+    orphaned: bool = False
     requests: int = 0
     connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

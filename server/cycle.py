@@ -6,8 +6,9 @@ frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the resp
 NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
 promised trailers (`trailers: True`): the last body message is then followed by
 http.response.trailers messages, which an owner with `send_trailers` (HTTP/2) sends and any
-other owner (HTTP/1.1) drops. A lost connection makes every later `send` a
-no-op and `receive` return http.disconnect; ASGI misuse raises RuntimeError into the app.
+other owner (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
+ClientDisconnected, an OSError (ASGI spec 2.4), also when it was waiting for the client to
+read, and `receive` returns http.disconnect; ASGI misuse raises RuntimeError into the app.
 The owner hears once, from inside the app's task, that the app returned (`app_finished`).
 Hot path: states are compared against module-level aliases, because reading a member off an
 Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
@@ -21,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from server.errors import ClientDisconnected
 from server.h1_writer import InvalidResponse
 from server.types import ASGIApp, Message, Scope
 
@@ -206,6 +208,8 @@ class Cycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.response
+        if self.disconnected and state is not _DONE:
+            raise ClientDisconnected(f"{kind!r} sent after the client left")
         if state is _NOT_STARTED:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
@@ -228,11 +232,6 @@ class Cycle:
         if type(body) is not bytes:
             body = bytes(body)
         more = message.get("more_body", False)
-        if self.disconnected:
-            if not more:
-                self.response = _TRAILERS if self.trailers else _DONE
-                self._wake()
-            return
         # With trailers to send, the body's last message does not end the response on the wire.
         wire_more = more or self._trailer_sender is not None
         if state is _STARTED:
@@ -244,6 +243,8 @@ class Cycle:
             flow = self._owner.flow
             if flow.write_paused:
                 await flow.drain()
+                if self.disconnected:
+                    raise ClientDisconnected("the client left before reading the response")
             return
         if self.trailers:
             self.response = _TRAILERS
@@ -263,14 +264,10 @@ class Cycle:
             raise RuntimeError(f"expected 'http.response.trailers', got {kind!r}")
         more = message.get("more_trailers", False)
         sender = self._trailer_sender
-        if sender is not None and not self.disconnected:
+        if sender is not None:
             sender(self, message.get("headers", ()), more)
         if not more:
-            if self.disconnected:
-                self.response = _DONE
-                self._wake()
-            else:
-                self._complete()
+            self._complete()
 
     def _complete(self) -> None:
         self.response = _DONE
@@ -294,6 +291,10 @@ class Cycle:
             self._owner.app_finished(self)
 
     def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientDisconnected) and self.disconnected:
+            # Ours, raised from send(): the spec asks servers not to log it as an error.
+            logger.debug("ASGI app ended after its client left: %s", exc)
+            return
         if isinstance(exc, InvalidResponse):
             logger.error("invalid response from the ASGI app: %s", exc)
         else:

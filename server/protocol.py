@@ -40,6 +40,10 @@ from server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
 
+# Request heads parsed from one read; the rest of the read waits, unparsed, until the
+# pipeline is answered down to its last request: a client that pipelines and never reads
+# costs one read buffer, not a request cycle for each of the thousands of requests in it.
+PIPELINE_MAX = 32
 # 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
 # On 3.11 an eager start is not available (apps need current_task() to be their Task).
 EAGER_TASKS = sys.version_info >= (3, 12)
@@ -70,7 +74,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.parser = H1Parser(ctx.settings.limits, ctx.upgrades)
+        self.parser = H1Parser(ctx.settings.limits, ctx.upgrades, PIPELINE_MAX)
         self.state = _NEW
         self.pipeline: deque[Cycle] = deque()
         self.pending_error: ParseFailed | None = None
@@ -129,6 +133,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
                     self.flow.pause_reading()
             elif type(event) is ParseFailed:
                 self.parse_failed(event)
+        if self.parser.holding:
+            self.flow.pause_reading()
         cycle = self.starting
         if cycle is not None:
             # Started once the whole read is dispatched, so that an app started eagerly
@@ -284,7 +290,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
 
     # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
     def body_consumed(self) -> None:
-        if len(self.pipeline) <= 1:
+        if len(self.pipeline) <= 1 and not self.parser.holding:
             self.flow.resume_reading()
 
     def response_complete(self, cycle: Cycle) -> None:
@@ -302,13 +308,28 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         if pipeline:
             self.run(pipeline[0], False)
             if len(pipeline) == 1:
-                self.flow.resume_reading()
+                self.read_more()
         elif self.pending_error is not None:
             self.write_error_and_close(self.pending_error.status)
         else:
             self.state = _IDLE
             if self.flow.read_paused:
-                self.flow.resume_reading()
+                self.read_more()
+
+    def read_more(self) -> None:
+        """Parse what the parser holds of an earlier read first, then read the socket again."""
+        if self.parser.holding:
+            # Soon, not now: this runs inside the app's send(), and parsing may start an app.
+            self.loop.call_soon(self.parse_held)
+        else:
+            self.flow.resume_reading()
+
+    def parse_held(self) -> None:
+        if self.state is not _CLOSED and not self.transport.is_closing():
+            # As if the socket were read again: parsing pauses reading for what it finds
+            # (more pipelined requests, a body the app has not taken, more held bytes).
+            self.flow.resume_reading()
+            self.data_received(b"")
 
     def response_failed(self, cycle: Cycle) -> None:
         self.ctx.requests += 1
@@ -343,6 +364,9 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         state = self.state
         paused = self.flow.write_paused or state is _CLOSED
         if not paused and state is not _NEW and state is not _IDLE:
+            return
+        if state is _IDLE and self.ctx.orphaned:
+            self.close()
             return
         mark = (self.heads, state)
         if mark != self.waiting:

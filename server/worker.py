@@ -7,10 +7,10 @@ it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
 log file), handled by loop.add_signal_handler so that nothing runs inside a signal handler.
 Graceful drain follows Go: stop accepting, let every connection finish what the client may
 still be sending (responses say `Connection: close`, idle ones close at their keep-alive
-timeout), wait for the last one (an event, not a poll) up to graceful_timeout, then abort
-the rest. With TLS the listeners get the context built from this generation's certificate
-files, read here at boot; a connection counts from its accept, not from the end of its
-handshake, so a drain never cuts a handshake that was under way.
+timeout, or at once when the master is gone), wait for the last one (an event, not a poll)
+up to graceful_timeout, then abort the rest. With TLS the listeners get the context built
+from this generation's certificate files, read here at boot; a connection counts from its
+accept, not from the end of its handshake, so a drain never cuts a handshake under way.
 """
 
 from __future__ import annotations
@@ -197,6 +197,13 @@ class Worker:
 
     async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
         ctx.draining = True
+        if os.getppid() != self.parent_pid:
+            # Nobody will serve the client's next request here: the idle wait of a drain
+            # protects a reload, and with the master gone there is none.
+            ctx.orphaned = True
+            now = asyncio.get_running_loop().time()
+            for conn in list(ctx.connections):
+                conn.check_deadline(now)
         ctx.check_idle()
         # A SIGQUIT during the drain sets the event again and cuts the drain short.
         self.stop_requested.clear()

@@ -88,6 +88,11 @@ class AbandonUpgrade:
 
 
 @dataclass(frozen=True, slots=True)
+class StopListening:
+    """Close the master's listening sockets (unix socket files stay until exit)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """Tell the service manager (sd_notify) about a state change; `text` is for STATUS."""
 
@@ -107,5 +112,6 @@ Action = (
     | ReopenLogs
     | StartUpgrade
     | AbandonUpgrade
+    | StopListening
     | Notify
 )

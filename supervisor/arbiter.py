@@ -44,6 +44,7 @@ from supervisor.actions import (
     SendSignal,
     Spawn,
     StartUpgrade,
+    StopListening,
 )
 from supervisor.config_loader import ConfigError
 from supervisor.config_schema import Config
@@ -155,6 +156,7 @@ class _Master:
             ReopenLogs: self._reopen_logs,
             StartUpgrade: self._start_upgrade,
             AbandonUpgrade: self._abandon_upgrade,
+            StopListening: lambda _: self._res.sockets.stop_listening(),
             Notify: self._notify,
         }
 

@@ -15,6 +15,7 @@ retiring worker still serves while the occupant that replaces it boots.
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -203,6 +204,16 @@ def exit_text(exitcode: int) -> str:
     except ValueError:
         name = f"signal {-exitcode}"
     return f"killed by {name}"
+
+
+def exit_line(record: WorkerRecord, exitcode: int, expected: bool) -> tuple[int, str]:
+    """The level and text of the master's log line for a worker's exit."""
+    text = exit_text(exitcode)
+    if expected and record.ready_at is None and -exitcode in record.signals_sent:
+        # Our stop signal came before the worker's loop could catch it: stopped as asked.
+        return logging.INFO, f"worker {record.pid} stopped while booting ({text})"
+    level = logging.INFO if expected and exitcode == 0 else logging.WARNING
+    return level, f"worker {record.pid} {text}"
 
 
 def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:

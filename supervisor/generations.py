@@ -140,6 +140,11 @@ class Sockets:
             logger.info("Closing %s", listener.url)
             close_listeners([listener])
 
+    def stop_listening(self) -> None:
+        """Close every socket; close() still removes the unix socket files we created."""
+        for listener in self._listeners.values():
+            listener.sock.close()
+
     def close(self, *, unlink: bool = True) -> None:
         close_listeners(self._listeners.values(), unlink=unlink)
         self._listeners.clear()

@@ -274,6 +274,9 @@ def abort_silent(state: SupervisorState, now: float) -> Result:
             f"{timeout:g}s): its event loop is blocked; SIGABRT dumps its stack"
         )
         actions += [Log(logging.ERROR, message), SendSignal(record.pid, signal.SIGABRT)]
+        # A stopped worker (SIGSTOP) keeps SIGABRT pending and would hold its clients for
+        # the whole grace: SIGCONT lets it dump and die now (a running one ignores it).
+        actions.append(SendSignal(record.pid, signal.SIGCONT))
     return state, actions
 
 

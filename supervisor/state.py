@@ -61,6 +61,7 @@ from supervisor.fleet import (
     backoff_delay,
     by_pid,
     counted_restarts,
+    exit_line,
     exit_text,
     occupant,
     with_slot,
@@ -199,8 +200,7 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
         exited_traffic=state.exited_traffic.plus(record.traffic),
     )
     expected = record.state is WorkerState.DRAINING
-    level = logging.INFO if expected and event.exitcode == 0 else logging.WARNING
-    actions: list[Action] = [Log(level, f"worker {event.pid} {exit_text(event.exitcode)}")]
+    actions: list[Action] = [Log(*exit_line(record, event.exitcode, expected))]
     if state.phase not in RUNNING or expected:
         return state, actions
     if (

@@ -10,6 +10,10 @@ end_delay() on every Tick.
 - One more INT stops waiting: DELAYING drains now, STOPPING becomes QUITTING.
 - QUIT stops at once: workers get SIGQUIT.
 - The service manager hears STOPPING=1 once, when the first of these arrives.
+- When the drain starts the master closes its listeners, as every worker does on its TERM:
+  a new connection is refused at once instead of waiting in a backlog nobody accepts from
+  until the master exits and the kernel resets it. A new master (USR2) or a new generation
+  holds its own copies, so only a stop closes them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from supervisor.actions import Action, Log, Notify
+from supervisor.actions import Action, Log, Notify, StopListening
 from supervisor.fleet import RUNNING, STOPPING, Phase, SupervisorState, is_ready
 
 Result = tuple[SupervisorState, list[Action]]
@@ -27,7 +31,7 @@ IMMEDIATE = "shutting down (immediate)"
 
 
 def begin_stop(state: SupervisorState, phase: Phase, message: str) -> Result:
-    actions: list[Action] = [Log(logging.INFO, message)]
+    actions: list[Action] = [Log(logging.INFO, message), StopListening()]
     if state.phase in RUNNING and state.phase is not Phase.DELAYING:
         actions.append(Notify("stopping"))
     return replace(state, phase=phase, stop_at=None), actions

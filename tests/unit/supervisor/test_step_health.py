@@ -125,7 +125,7 @@ def test_a_worker_without_heartbeat_is_aborted_for_its_stack_and_replaced_at_onc
         "worker 100 sent no heartbeat for 3.0s (worker_timeout 3s): "
         "its event loop is blocked; SIGABRT dumps its stack"
     )
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == [Spawn(0, 1)]
     assert script.state.workers[100].state is WorkerState.DRAINING
     script.ready(102)
@@ -160,7 +160,7 @@ def test_a_worker_draining_after_a_reload_that_hangs_is_aborted_for_its_stack() 
     assert signals(script.heartbeat(101, after=0.5)) == []
     actions = script.heartbeat(101, after=0.5)
     assert messages(actions)[0].startswith("worker 100 sent no heartbeat for 3.0s")
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == []
     # Replaced once, by the reload; the abort of a drain replaces nobody.
     assert script.state.restarts == {"reload": 1}
@@ -174,7 +174,7 @@ def test_a_retiring_worker_that_hangs_is_aborted_without_a_second_replacement() 
     script.start_serving()
     script.heartbeat(100, requests=3)
     actions = script.tick(LIMITED.worker_timeout_s)
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == []
 
 
