@@ -242,6 +242,7 @@ class _Master:
                     *self._channels.values(),
                     *self._res.sockets.others(generation),
                     *(self._res.metrics.sockets() if self._res.metrics else ()),
+                    *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
                 ],
                 identity=generation.identity,
             )

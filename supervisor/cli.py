@@ -34,7 +34,7 @@ from server import exitcodes
 from supervisor import __version__
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
 from supervisor.config_schema import Config, ReloadSpec
-from supervisor.pidfile import PidfileError, process_exists, read_pid
+from supervisor.pidfile import ForeignPidError, PidfileError, process_exists, running_master
 from supervisor.status import StatusError, format_status, read_status, status_path
 
 _USAGE = (
@@ -198,7 +198,9 @@ def _control_target(name: str, argv: list[str]) -> tuple[Config, str, int]:
             "config file (-c FILE) or pass --pidfile FILE",
         )
     try:
-        pid = read_pid(config.pidfile)
+        pid = running_master(config.pidfile)
+    except ForeignPidError as exc:
+        raise _NotRunning(str(exc)) from None
     except PidfileError as exc:
         raise _NotRunning(f"serve is not running: {exc}") from None
     if not process_exists(pid):

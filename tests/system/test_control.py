@@ -132,7 +132,7 @@ def test_a_stale_pidfile_means_not_running(command: str, config: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: serve is not running: pidfile {pidfile} names process {gone}, "
-        "which is gone\n"
+        "which is gone (no master holds the pidfile)\n"
     )
 
 
@@ -157,5 +157,5 @@ def test_a_second_master_refuses_a_live_pidfile(start_serve: StartServe, config:
     first = running(start_serve, config)
     second = start_serve(config=config, wait=False)
     assert second.wait_exit() == 2
-    assert f"names running process {first.pid}" in second.log()
+    assert f"names running serve master {first.pid}" in second.log()
     assert (config.parent / "serve.pid").read_text() == f"{first.pid}\n"
