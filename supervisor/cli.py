@@ -4,13 +4,13 @@
 Rules:
 - This is the only module of the project that calls sys.exit; exit codes follow
   server.exitcodes (2 for a config error, whatever run_master returns otherwise). Control
-  commands exit 0 when done, 1 when no master runs (or it did not stop in time), 2 on a
-  config error, like `nginx -s` and init scripts' `status`.
+  commands (supervisor.control) exit 0 when done, 1 when no master runs or it did not do
+  what was asked (a failed reload, a stop that timed out), 2 on a config error, like
+  `nginx -s` and init scripts' `status`.
 - The first word picks a subcommand; anything else is the run form, so an APP never
   collides with a subcommand that does not exist yet.
 - Control commands read the same layers as the run form (-c FILE, SERVE_*, flags) to find
-  the pidfile, and signal the pid written there; the status table comes from the status
-  file the master writes next to its pidfile.
+  the pidfile; supervisor.control does the rest.
 - Flags record only what the user passed (argparse.SUPPRESS defaults), so the YAML and
   SERVE_* layers underneath survive. Flag values go to the loader as text, so a bad flag and
   a bad YAML value are checked by the same code and reported the same way.
@@ -20,22 +20,16 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
-import select
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NoReturn
 
 from server import exitcodes
-from supervisor import __version__
+from supervisor import __version__, control
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
 from supervisor.config_schema import Config, ReloadSpec
-from supervisor.pidfile import ForeignPidError, PidfileError, process_exists, running_master
-from supervisor.status import StatusError, format_status, read_status, status_path
 
 _USAGE = (
     "serve [APP] [options]\n"
@@ -46,21 +40,14 @@ _DESCRIPTION = "Run an ASGI app under a supervisor of forked worker processes."
 _EPILOG = (
     "subcommands:\n"
     "  check    validate the config, print it as YAML and exit (2 on a config error)\n"
-    "  reload   send HUP to the running master: reload the config, roll the workers\n"
+    "  reload   send HUP to the running master and wait until the new workers are ready\n"
+    "           (exit 0) or the reload failed and the old ones serve on (exit 1)\n"
     "  stop     send TERM to the running master and wait until it has exited\n"
-    "  status   list the master and its workers: pid, generation, state, age, RSS\n"
+    "  status   list the master, its last reload and its workers: pid, generation, state,\n"
+    "           age, RSS\n"
     "The control commands find the master through `pidfile` and exit 1 when none runs.\n\n"
     "Settings are layered: defaults < config file < SERVE_<KEY> environment < flags."
 )
-# Exit code of a control command that found no running master.
-NOT_RUNNING = 1
-# How much longer than shutdown_delay + graceful_timeout `serve stop` waits: the master's own
-# final steps.
-_STOP_MARGIN_S = 10.0
-
-
-class _NotRunning(Exception):
-    """No master to control; str() is the message."""
 
 
 # Flags that take one value, with the metavar shown in --help; help text is the field doc.
@@ -183,107 +170,32 @@ def _run(argv: list[str]) -> int:
     return run_master(config, reload_config=load)
 
 
-def _control_target(name: str, argv: list[str]) -> tuple[Config, str, int]:
-    """The config, pidfile and live master pid a control command acts on."""
-    parser = _parser(f"serve {name}", f"Control a running serve master ({name}).")
-    values = vars(parser.parse_args(argv))
-    config = load_config(values.pop("config", None), os.environ, values, load_files=False)
-    if config.pidfile is None:
-        raise ConfigError(
-            None,
-            None,
-            None,
-            "pidfile",
-            f"not set: serve {name} finds the master through it; set 'pidfile:' in the "
-            "config file (-c FILE) or pass --pidfile FILE",
-        )
-    try:
-        pid = running_master(config.pidfile)
-    except ForeignPidError as exc:
-        raise _NotRunning(str(exc)) from None
-    except PidfileError as exc:
-        raise _NotRunning(f"serve is not running: {exc}") from None
-    if not process_exists(pid):
-        raise _NotRunning(
-            f"serve is not running: pidfile {config.pidfile} names process {pid}, which is gone"
-        )
-    return config, config.pidfile, pid
+def _control(name: str, command: Callable[[Config], int]) -> Callable[[list[str]], int]:
+    """The subcommand `serve NAME`: load the config (without its files) and run `command`."""
 
+    def run(argv: list[str]) -> int:
+        parser = _parser(f"serve {name}", f"Control a running serve master ({name}).")
+        values = vars(parser.parse_args(argv))
+        config = load_config(values.pop("config", None), os.environ, values, load_files=False)
+        if config.pidfile is None:
+            raise ConfigError(
+                None,
+                None,
+                None,
+                "pidfile",
+                f"not set: serve {name} finds the master through it; set 'pidfile:' in the "
+                "config file (-c FILE) or pass --pidfile FILE",
+            )
+        return command(config)
 
-def _signal_master(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        raise _NotRunning(f"serve is not running: process {pid} is gone") from None
-
-
-def _reload(argv: list[str]) -> int:
-    _, _, pid = _control_target("reload", argv)
-    _signal_master(pid, signal.SIGHUP)
-    print(f"sent HUP to serve master {pid}: reloading")
-    return exitcodes.OK
-
-
-def _stop(argv: list[str]) -> int:
-    config, _, pid = _control_target("stop", argv)
-    timeout = config.graceful_timeout + config.shutdown_delay + _STOP_MARGIN_S
-    with _exit_watch(pid) as exited:
-        _signal_master(pid, signal.SIGTERM)
-        if not exited(timeout):
-            print(f"serve: error: master {pid} did not stop within {timeout:g} s", file=sys.stderr)
-            return NOT_RUNNING
-    print(f"serve master {pid} stopped")
-    return exitcodes.OK
-
-
-@contextlib.contextmanager
-def _exit_watch(pid: int) -> Iterator[Callable[[float], bool]]:
-    """Yield wait(timeout) -> True once `pid` exited. A pidfd (Linux 5.3+), opened before
-    the signal is sent, cannot be fooled by pid reuse and sees a zombie as exited."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-
-    def wait(timeout: float) -> bool:
-        if pidfd is not None:
-            return bool(select.select([pidfd], [], [], timeout)[0])
-        deadline = time.monotonic() + timeout
-        while process_exists(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    try:
-        yield wait
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _status(argv: list[str]) -> int:
-    _, pidfile, pid = _control_target("status", argv)
-    try:
-        snapshot = read_status(status_path(pidfile))
-    except StatusError as exc:
-        print(f"serve master {pid} is running; no worker status yet ({exc})")
-        return exitcodes.OK
-    if snapshot.get("master_pid") != pid:
-        print(
-            f"serve: warning: status file is from master {snapshot.get('master_pid')}, "
-            f"not from the running master {pid}",
-            file=sys.stderr,
-        )
-    print(format_status(snapshot), end="")
-    return exitcodes.OK
+    return run
 
 
 _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": _check,
-    "reload": _reload,
-    "stop": _stop,
-    "status": _status,
+    "reload": _control("reload", control.reload_master),
+    "stop": _control("stop", control.stop_master),
+    "status": _control("status", control.show_status),
 }
 
 
@@ -299,7 +211,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ConfigError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         code = exitcodes.CONFIG_ERROR
-    except _NotRunning as exc:
+    except control.NotRunning as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
-        code = NOT_RUNNING
+        code = control.NOT_RUNNING
     sys.exit(code)

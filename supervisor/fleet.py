@@ -130,6 +130,8 @@ class WorkerRecord:
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
     kill_at: float | None = None
     signals_sent: frozenset[int] = frozenset()
+    # What it reported before it exited without getting ready (WorkerBootFailed).
+    boot_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,18 @@ class Rollback:
     generation: int
     policy: Policy
     desired: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadRecord:
+    """The latest reload, which `serve reload` waits for and `serve status` shows."""
+
+    started: float
+    reason: str  # what asked for it: "SIGHUP", "files changed"
+    generation: int | None = None  # known once its config is loaded
+    result: str | None = None  # None while under way, then "ok" or "failed"
+    finished: float | None = None
+    detail: str = ""  # why it failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +189,7 @@ class SupervisorState:
     # Workers replaced, by RESTART_REASONS; reloads by result ("ok", "failed").
     restarts: Mapping[str, int] = field(default_factory=dict)
     reloads: Mapping[str, int] = field(default_factory=dict)
+    last_reload: ReloadRecord | None = None
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
 
@@ -228,8 +243,14 @@ def counted_restarts(state: SupervisorState, reason: str, count: int = 1) -> Sup
     return replace(state, restarts=restarts)
 
 
-def counted_reload(state: SupervisorState, result: str) -> SupervisorState:
-    return replace(state, reloads={**state.reloads, result: state.reloads.get(result, 0) + 1})
+def counted_reload(
+    state: SupervisorState, result: str, now: float, detail: str = ""
+) -> SupervisorState:
+    """Count a reload that ended with `result` and record it as the latest."""
+    last = state.last_reload or ReloadRecord(now, "reload")
+    last = replace(last, result=result, finished=now, detail=detail)
+    reloads = {**state.reloads, result: state.reloads.get(result, 0) + 1}
+    return replace(state, reloads=reloads, last_reload=last)
 
 
 def by_pid(state: SupervisorState) -> list[WorkerRecord]:

@@ -77,7 +77,9 @@ def test_reload_sends_hup_and_the_workers_roll(start_serve: StartServe, config: 
     old = set(two_workers(serve))
     result = control("reload", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"sent HUP to serve master {serve.pid}: reloading\n"
+    assert result.stdout == f"serve master {serve.pid} reloaded: generation 2 is ready\n"
+    # Ready means the new workers serve: the old ones are only draining.
+    assert "generation 2 ready; retiring the previous workers" in serve.log()
     new = wait_until(lambda: (p := set(serve.worker_pids())) and len(p) == 2 and not p & old and p)
     assert len(new) == 2
     assert serve.proc.poll() is None
