@@ -6,8 +6,9 @@ state plus the Actions to execute, which only arbiter.py executes. Each stop sig
 at most once per worker (fleet.ask_to_stop says why).
 
 The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
-the stop signals and shutdown_delay in stopping.py, TTIN/TTOU in scaling.py. The counters /metrics shows (restarts
-by reason, reloads, the traffic of exited workers) are kept here, where the decisions are.
+the stop signals and shutdown_delay in stopping.py, TTIN/TTOU in scaling.py. The counters
+/metrics shows (restarts by reason, reloads, the traffic of exited workers) are kept here,
+where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
