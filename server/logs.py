@@ -25,6 +25,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -122,6 +123,15 @@ def reopen_log_files() -> None:
             handler.reopen()
             if _saved_stderr is not None:
                 _capture_stderr(handler.stream)
+
+
+def tell_terminal(line: str) -> None:
+    """Write `line` where stderr pointed before a log file took descriptor 2: an error that
+    ends the process must reach the terminal (or the journal) that started it."""
+    fd = _STDERR_FD if _saved_stderr is None else _saved_stderr
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.write(fd, line.encode("utf-8", "replace"))
 
 
 def _capture_stderr(stream: TextIO) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from server import channel as ch
 from server.exitcodes import CONFIG_ERROR
-from server.logs import configure_logging, reopen_log_files
+from server.logs import configure_logging, reopen_log_files, tell_terminal
 from supervisor import health
 from supervisor.actions import (
     AbandonUpgrade,
@@ -108,15 +108,26 @@ def run_master(config: Config, reload_config: Callable[[], Config] | None = None
     except (PidfileError, BindError, WatcherError, ValueError, ConfigError) as exc:
         # Found at start: an operator error, like a bad config value.
         logger.error("%s", exc)
+        _tell_terminal(config, str(exc))
         return CONFIG_ERROR
     try:
         state = initial_state(Policy.from_config(config), config.workers)
         with SignalCatcher() as catcher:
             master = _Master(resources, state, catcher, reload_config or (lambda: config))
-            return master.run(MasterStarted(takeover))
+            code = master.run(MasterStarted(takeover))
+            if code != 0:
+                _tell_terminal(config, master.exit_reason)
+            return code
     finally:
         resources.close()
         logger.info("serve stopped")
+
+
+def _tell_terminal(config: Config, message: str) -> None:
+    """Repeat a fatal error on stderr when the log goes elsewhere (log_file, log_config),
+    so the operator or the journal sees why serve stopped."""
+    if config.log_file is not None or config.log_config is not None:
+        tell_terminal(f"serve: error: {message}\n")
 
 
 class _Master:
@@ -137,6 +148,7 @@ class _Master:
         if resources.watcher is not None:
             self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
+        self._crash = ""
         self._started_at = time.time()
         if resources.metrics is not None:
             resources.metrics.attach(self._selector, lambda: self._state)
@@ -164,8 +176,9 @@ class _Master:
             while self._exit_code is None:
                 self._wake()
             return self._exit_code
-        except Exception:
+        except Exception as exc:
             logger.exception("master loop failed (generation %d)", self._state.generation)
+            self._crash = f"master loop failed: {exc!r}; see the log"
             self._kill_all()
             return MASTER_CRASH_EXIT
         finally:
@@ -173,6 +186,11 @@ class _Master:
             for sock in self._channels.values():
                 sock.close()
             self._selector.close()
+
+    @property
+    def exit_reason(self) -> str:
+        """Why the loop ended with a non-zero code, in one line."""
+        return self._crash or self._state.exit_reason or f"exit code {self._exit_code}"
 
     def _wake(self) -> None:
         deadlines = [next_deadline(self._state)]

@@ -174,6 +174,8 @@ class SupervisorState:
     last_generation: int = 1
     phase: Phase = Phase.BOOTING
     exit_code: int = 0
+    # Why exit_code is not 0, in one line for the operator's terminal.
+    exit_reason: str = ""
     # Set while RELOADING: the serving generation to return to if the new one fails.
     rollback: Rollback | None = None
     # Why a reload was asked for while the fleet could not start one (booting, reloading).

@@ -238,7 +238,8 @@ def _schedule_respawn(
     failures = 0 if stable else slot.failures + 1
     if state.phase is Phase.BOOTING and record.ready_at is None:
         if exitcode in HALT_CODES:
-            return _halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode})")
+            why = f": {record.boot_error}" if record.boot_error else ""
+            return _halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode}){why}")
         if failures >= BOOT_ATTEMPTS_MAX:
             reason = f"workers died {failures} times before getting ready ({exit_text(exitcode)})"
             return _halt_boot(state, BOOT_ERROR, reason)
@@ -254,7 +255,7 @@ def _schedule_respawn(
 
 
 def _halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
-    state = replace(state, phase=Phase.STOPPING, exit_code=code)
+    state = replace(state, phase=Phase.STOPPING, exit_code=code, exit_reason=reason)
     return state, [Log(logging.ERROR, f"{reason}; stopping"), Notify("stopping")]
 
 
