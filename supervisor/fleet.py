@@ -31,6 +31,10 @@ BACKOFF_MAX_S = 10.0
 STOP_MARGIN_S = 5.0
 # A worker asked to quit, or one stopped before it was ever ready, has nothing to drain.
 QUIT_GRACE_S = 2.0
+# A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
+STABLE_READY_S = 5.0
+# A slot whose last this many workers died before they were stable is crash-looping.
+CRASH_LOOP_FAILURES = 5
 
 
 class WorkerState(Enum):
@@ -231,6 +235,19 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
         ):
             return record
     return None
+
+
+def is_live(state: SupervisorState, now: float) -> bool:
+    """/healthz: no slot is crash-looping, that is, lost its last CRASH_LOOP_FAILURES
+    workers before they were stable and has no stable worker again yet. (That the loop
+    turns is proven by the answer itself.)"""
+    for number, slot in state.slots.items():
+        if slot.failures < CRASH_LOOP_FAILURES:
+            continue
+        record = occupant(state, number)
+        if record is None or record.ready_at is None or now - record.ready_at < STABLE_READY_S:
+            return False
+    return True
 
 
 def is_ready(state: SupervisorState) -> bool:

@@ -12,7 +12,8 @@ Rules:
 - One request per connection (`Connection: close`): GET or HEAD, a head of at most
   MAX_HEAD_BYTES, no body read. /metrics is prometheus_client's exposition of the registry
   (text format, or OpenMetrics when the Accept header asks for it; the series are in
-  metrics_series.py); /healthz is 200 whenever the loop answers; /readyz is 200 or 503 as
+  metrics_series.py); /healthz (liveness) is 200 while the loop answers, unless
+  fleet.is_live() finds the workers crash-looping (503); /readyz is 200 or 503 as
   fleet.is_ready() says of the state at that moment.
 - USR2: suspend() closes the listener before the new master starts, so that one can bind
   the same address; resume() binds it again when the upgrade fails.
@@ -35,7 +36,7 @@ from http import HTTPStatus
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from supervisor.fleet import SupervisorState, is_ready
+from supervisor.fleet import SupervisorState, is_live, is_ready
 from supervisor.metrics_series import build_registry
 from supervisor.sockets import BindError, Listener, bind_one, close_listeners
 
@@ -51,6 +52,7 @@ ACCEPT_PAUSE_S = 1.0
 _RECV_BYTES = 4096
 _TEXT = "text/plain; charset=utf-8"
 _PATHS = ("/metrics", "/healthz", "/readyz")
+_CRASH_LOOPING = b"crash-looping: workers keep dying before they are stable\n"
 # Callback stored as a selector key's data: called with the ready event mask.
 Callback = Callable[[int], None]
 
@@ -78,9 +80,12 @@ class Answer:
 class Endpoints:
     """What each path answers; pure but for the collectors the registry runs."""
 
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, ready: Callable[[], bool], live: Callable[[], bool]
+    ) -> None:
         self._registry = registry
         self._ready = ready
+        self._live = live
 
     def answer(self, method: str, target: str, accept: str) -> Answer:
         path = target.partition("?")[0]
@@ -89,7 +94,7 @@ class Endpoints:
         if method not in ("GET", "HEAD"):
             return Answer(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         if path == "/healthz":
-            return Answer(200, b"ok\n")
+            return Answer(200, b"ok\n") if self._live() else Answer(503, _CRASH_LOOPING)
         if path == "/readyz":
             return Answer(200, b"ready\n") if self._ready() else Answer(503, b"not ready\n")
         encoder, content_type = choose_encoder(accept)
@@ -154,7 +159,9 @@ class MetricsServer:
         """Serve from `selector`'s loop the series and readiness of `state()` at each request."""
         self._selector = selector
         registry = build_registry(state, time.monotonic())
-        self._endpoints = Endpoints(registry, lambda: is_ready(state()))
+        self._endpoints = Endpoints(
+            registry, lambda: is_ready(state()), lambda: is_live(state(), time.monotonic())
+        )
         self._watch_listener()
 
     def _watch_listener(self) -> None:

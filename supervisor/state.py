@@ -51,6 +51,7 @@ from supervisor.events import (
 )
 from supervisor.fleet import (
     RUNNING,
+    STABLE_READY_S,
     STOPPING,
     Phase,
     SlotRecord,
@@ -68,8 +69,6 @@ from supervisor.fleet import (
     with_worker,
 )
 
-# A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
-STABLE_READY_S = 5.0
 # At first start, this many deaths before READY in one slot mean the app cannot boot.
 BOOT_ATTEMPTS_MAX = 5
 # Exit codes that mean "this app cannot boot": at first start the master halts on them.

@@ -203,7 +203,7 @@ def test_a_failing_collector_is_a_500_not_a_dead_master(master: Master) -> None:
     def broken() -> SupervisorState:
         raise RuntimeError("collector bug")
 
-    endpoints = Endpoints(build_registry(broken, 0.0), lambda: True)
+    endpoints = Endpoints(build_registry(broken, 0.0), lambda: True, lambda: True)
     assert endpoints.answer("GET", "/metrics", "").status == 500
     assert endpoints.answer("GET", "/healthz", "").status == 200
 
