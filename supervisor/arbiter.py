@@ -57,15 +57,13 @@ from supervisor.events import (
     SignalReceived,
     SpawnFailed,
     Tick,
-    UpgradeFailed,
-    UpgradeStarted,
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import RUNNING, Policy, SupervisorState, initial_state
+from supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
 from supervisor.generations import Resources
 from supervisor.logsetup import apply_logging, logging_changed
-from supervisor.pidfile import Pidfile, PidfileError
+from supervisor.pidfile import PidfileError
 from supervisor.privileges import apply_umask
 from supervisor.process import reap_children, send_signal, spawn_worker, wait_for
 from supervisor.reload import status_text
@@ -73,7 +71,7 @@ from supervisor.signals import SignalCatcher
 from supervisor.sockets import BindError
 from supervisor.state import next_deadline, step
 from supervisor.status import status_path, write_status
-from supervisor.upgrade import start_new_master, takeover_from
+from supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
 from supervisor.watcher import WatcherError
 
 logger = logging.getLogger("serve.master")
@@ -82,8 +80,6 @@ logger = logging.getLogger("serve.master")
 MASTER_CRASH_EXIT = 1
 # Larger than any message server.channel encodes.
 DATAGRAM_MAX = 65536
-# The old master's pidfile during a USR2 upgrade (nginx's name for it).
-OLD_PIDFILE_SUFFIX = ".oldbin"
 _WATCHER = "watcher"
 # Keys a reload cannot apply: the master holds what they name for its whole life.
 _RESTART_KEYS = ("pidfile", "reload", "metrics")
@@ -104,7 +100,7 @@ def run_master(config: Config, reload_config: Callable[[], Config] | None = None
         return CONFIG_ERROR
     takeover = takeover_from(os.environ)
     try:
-        resources = Resources(config)
+        resources = Resources(config, inherited_metrics(os.environ, takeover))
     except (PidfileError, BindError, WatcherError, ValueError, ConfigError) as exc:
         # Found at start: an operator error, like a bad config value.
         logger.error("%s", exc)
@@ -214,6 +210,9 @@ class _Master:
                 key.data(mask)
         if self._res.metrics is not None:
             self._res.metrics.expire(time.monotonic())
+            if handed_over(self._state):
+                # The new master serves the metrics listener from now on.
+                self._res.metrics.suspend()
         for pid, exitcode in reap_children():
             self._read_channel(pid)
             self._feed(ChildExited(pid, exitcode))
@@ -314,34 +313,10 @@ class _Master:
             logger.error("cannot reopen the log file: %s", exc.strerror or exc)
 
     def _start_upgrade(self, action: StartUpgrade) -> Event:
-        pidfile = self._res.pidfile
-        try:
-            if pidfile is not None:
-                pidfile.rename(OLD_PIDFILE_SUFFIX)
-        except PidfileError as exc:
-            return UpgradeFailed(str(exc))
-        if self._res.metrics is not None:
-            # The new master binds the same metrics address.
-            self._res.metrics.suspend()
-        try:
-            pid = start_new_master(self._res.sockets.listeners, self._catcher.reset_in_child)
-        except OSError as exc:
-            self._abandon_upgrade(AbandonUpgrade())
-            return UpgradeFailed(f"fork: {exc.strerror or exc}")
-        return UpgradeStarted(pid)
+        return hand_over(self._res, self._catcher.reset_in_child)
 
     def _abandon_upgrade(self, action: AbandonUpgrade) -> None:
-        if self._res.metrics is not None:
-            self._res.metrics.resume()
-        old = self._res.pidfile
-        if old is None or not old.path.endswith(OLD_PIDFILE_SUFFIX):
-            return
-        try:
-            self._res.pidfile = Pidfile.create(old.path.removesuffix(OLD_PIDFILE_SUFFIX))
-        except PidfileError as exc:
-            logger.error("%s", exc)
-            return
-        old.remove()
+        take_back(self._res)
 
     def _notify(self, action: Notify) -> None:
         notifier = self._res.notifier

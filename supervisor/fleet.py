@@ -250,8 +250,24 @@ def is_live(state: SupervisorState, now: float) -> bool:
     return True
 
 
+def handed_over(state: SupervisorState) -> bool:
+    """USR2: our stop began while the new master we started lives, so it serves now."""
+    return state.upgrade_pid is not None and state.phase not in (
+        Phase.BOOTING,
+        Phase.SERVING,
+        Phase.RELOADING,
+    )
+
+
+def answers_ready(state: SupervisorState) -> bool:
+    """/readyz: is_ready(), except that during a USR2 upgrade either master answers for
+    both: the old one accepted USR2 only while it served, and the new one stops it only
+    once its own workers are ready."""
+    return state.takeover_from is not None or handed_over(state) or is_ready(state)
+
+
 def is_ready(state: SupervisorState) -> bool:
-    """/readyz: a worker serves, and no stop has begun (DELAYING counts as begun)."""
+    """A worker serves, and no stop has begun (DELAYING counts as begun)."""
     if state.phase not in (Phase.BOOTING, Phase.SERVING, Phase.RELOADING):
         return False
     return any(record.state in SERVING_STATES for record in state.workers.values())

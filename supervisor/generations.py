@@ -148,12 +148,14 @@ class Sockets:
 class Resources:
     """What the master holds for its whole life; close() gives it all back."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, inherited_metrics: tuple[int, str] | None = None) -> None:
         """Create the pidfile, bind (or adopt) the sockets, start the reload watcher.
 
-        Raises PidfileError, BindError, ValueError, ConfigError or WatcherError, holding
-        nothing then.
+        `inherited_metrics` is the metrics listener's descriptor and bind that a USR2
+        upgrade handed over. Raises PidfileError, BindError, ValueError, ConfigError or
+        WatcherError, holding nothing then.
         """
+        metrics_fd = _adopted_metrics_fd(config, inherited_metrics)
         self.pidfile = Pidfile.create(config.pidfile) if config.pidfile else None
         self.watcher: Watcher | None = None
         self.metrics: MetricsServer | None = None
@@ -174,7 +176,7 @@ class Resources:
                 # every forked worker start time and memory.
                 from supervisor.metrics import MetricsServer
 
-                self.metrics = MetricsServer(config.metrics.bind)
+                self.metrics = MetricsServer(config.metrics.bind, metrics_fd)
         except BaseException:
             self.close()
             raise
@@ -193,3 +195,16 @@ class Resources:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path(self.pidfile.path))
             self.pidfile.remove()
+
+
+def _adopted_metrics_fd(config: Config, inherited: tuple[int, str] | None) -> int | None:
+    """The handed-over metrics descriptor if our config binds the same address; closed
+    otherwise, or the address would stay taken and unanswered."""
+    if inherited is None:
+        return None
+    fd, bind = inherited
+    if config.metrics.bind == bind:
+        return fd
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    return None

@@ -14,9 +14,10 @@ Rules:
   (text format, or OpenMetrics when the Accept header asks for it; the series are in
   metrics_series.py); /healthz (liveness) is 200 while the loop answers, unless
   fleet.is_live() finds the workers crash-looping (503); /readyz is 200 or 503 as
-  fleet.is_ready() says of the state at that moment.
-- USR2: suspend() closes the listener before the new master starts, so that one can bind
-  the same address; resume() binds it again when the upgrade fails.
+  fleet.answers_ready() says of the state at that moment.
+- USR2: the listener goes to the new master with the app's sockets (handover()), so the
+  address never stops answering. Both masters accept on it until the new one takes over;
+  then the old one closes its copy (suspend()) and lets its clients finish.
 - The collectors run inside the loop; a failure in one is a 500 for that scrape, logged,
   never the master's death.
 """
@@ -36,9 +37,9 @@ from http import HTTPStatus
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from supervisor.fleet import SupervisorState, is_live, is_ready
+from supervisor.fleet import SupervisorState, answers_ready, is_live
 from supervisor.metrics_series import build_registry
-from supervisor.sockets import BindError, Listener, bind_one, close_listeners
+from supervisor.sockets import BindError, Listener, adopt_fd, bind_one, close_listeners
 
 logger = logging.getLogger("serve.master")
 
@@ -134,23 +135,23 @@ class _Client:
 class MetricsServer:
     """The listener and its clients; attach() puts them in the master's selector."""
 
-    def __init__(self, bind: str) -> None:
-        """Bind `bind` (HOST:PORT); raises BindError naming the address."""
+    def __init__(self, bind: str, inherited_fd: int | None = None) -> None:
+        """Bind `bind` (HOST:PORT), or adopt `inherited_fd`, the listener an upgrading
+        master handed over for the same `bind`; raises BindError naming the address."""
         self._bind = bind
-        self._listener: Listener | None = None
         self._clients: list[_Client] = []
         self._selector: selectors.BaseSelector | None = None
         self._endpoints: Endpoints | None = None
         self._accept_paused_until: float | None = None
-        self._listen()
-
-    def _listen(self) -> None:
         try:
-            listener = bind_one(self._bind, BACKLOG)
+            if inherited_fd is None:
+                listener = bind_one(bind, BACKLOG)
+            else:
+                listener = adopt_fd(inherited_fd, BACKLOG)
         except BindError as exc:
             raise BindError(f"metrics.bind: {exc}") from None
         listener.sock.setblocking(False)
-        self._listener = listener
+        self._listener: Listener | None = listener
         logger.info("Metrics on %s (/metrics, /healthz, /readyz)", listener.url)
 
     def attach(
@@ -160,7 +161,7 @@ class MetricsServer:
         self._selector = selector
         registry = build_registry(state, time.monotonic())
         self._endpoints = Endpoints(
-            registry, lambda: is_ready(state()), lambda: is_live(state(), time.monotonic())
+            registry, lambda: answers_ready(state()), lambda: is_live(state(), time.monotonic())
         )
         self._watch_listener()
 
@@ -188,8 +189,12 @@ class MetricsServer:
             self._accept_paused_until = None
             self._watch_listener()
 
+    def handover(self) -> tuple[Listener, str] | None:
+        """The listener and the bind that named it, for a USR2 upgrade's new master."""
+        return None if self._listener is None else (self._listener, self._bind)
+
     def suspend(self) -> None:
-        """Stop listening (a USR2 upgrade's new master binds the address); clients finish."""
+        """Stop accepting (the new master serves the listener now); clients finish."""
         listener, self._listener = self._listener, None
         if listener is None:
             return
@@ -197,17 +202,6 @@ class MetricsServer:
             self._selector.unregister(listener.sock)
         self._accept_paused_until = None
         close_listeners([listener])
-
-    def resume(self) -> None:
-        """Listen again after suspend(); a failure is logged, the master serves on without."""
-        if self._listener is not None:
-            return
-        try:
-            self._listen()
-        except BindError as exc:
-            logger.error("metrics stay off: %s", exc)
-            return
-        self._watch_listener()
 
     def close(self) -> None:
         """Close every socket (the selector is closed, or about to be)."""
