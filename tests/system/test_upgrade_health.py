@@ -18,7 +18,7 @@ from tests.conftest import StartServe, wait_until, write_config
 pytestmark = pytest.mark.system
 
 # Workers of the new master take a while to import this, as a large app would.
-SLOW_IMPORT_APP = '''
+SLOW_IMPORT_APP = """
 import time
 
 time.sleep(1.5)
@@ -29,7 +29,7 @@ async def app(scope, receive, send):
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-'''
+"""
 
 
 class Prober(threading.Thread):

@@ -3,8 +3,8 @@ thread polls a selector and calls the callbacks its keys carry."""
 
 from __future__ import annotations
 
-import selectors
 import os
+import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator
