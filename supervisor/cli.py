@@ -30,6 +30,7 @@ from server import exitcodes
 from supervisor import __version__, control
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
 from supervisor.config_schema import Config, ReloadSpec
+from supervisor.preflight import PreflightError, preflight
 
 _USAGE = (
     "serve [APP] [options]\n"
@@ -39,7 +40,9 @@ _USAGE = (
 _DESCRIPTION = "Run an ASGI app under a supervisor of forked worker processes."
 _EPILOG = (
     "subcommands:\n"
-    "  check    validate the config, print it as YAML and exit (2 on a config error)\n"
+    "  check    validate the config, import the app (in a child process), apply log_config,\n"
+    "           test the binds; print the config as YAML (exit 2 on a config error, 4 when\n"
+    "           the app does not import)\n"
     "  reload   send HUP to the running master and wait until the new workers are ready\n"
     "           (exit 0) or the reload failed and the old ones serve on (exit 1)\n"
     "  stop     send TERM to the running master and wait until it has exited\n"
@@ -156,6 +159,7 @@ def _check(argv: list[str]) -> int:
     parser = _parser("serve check", "Validate the config and print the effective settings.")
     load, path = _loader(parser, argv)
     config = load()
+    preflight(config)
     source = path if path is not None else "no config file"
     print(f"# effective config ({source}, SERVE_* environment and flags applied)")
     print(config_as_yaml(config), end="")
@@ -208,6 +212,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         command, rest = _SUBCOMMANDS[args[0]], args[1:]
     try:
         code = command(rest)
+    except PreflightError as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
     except ConfigError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         code = exitcodes.CONFIG_ERROR
