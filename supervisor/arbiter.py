@@ -280,6 +280,11 @@ class _Master:
         except (ConfigError, ValueError, BindError) as exc:
             return GenerationFailed(action.generation, str(exc))
         self._res.generations[action.generation] = generation
+        if not isinstance(config.app, str):
+            logger.warning(
+                "the app is an object, not an import string: the new workers run "
+                "the code the master started with"
+            )
         policy = Policy.from_config(config)
         return GenerationLoaded(action.generation, config.workers, policy)
 
