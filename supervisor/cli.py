@@ -24,13 +24,19 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from server import exitcodes
 from supervisor import __version__, control
-from supervisor.config_loader import ConfigError, config_as_yaml, load_config
+from supervisor.config_loader import (
+    ConfigError,
+    config_as_yaml,
+    load_config,
+    unknown_env_warnings,
+)
 from supervisor.config_schema import Config, ReloadSpec
 from supervisor.preflight import PreflightError, preflight
+from supervisor.upgrade import INTERNAL_ENV
 
 _USAGE = (
     "serve [APP] [options]\n"
@@ -81,13 +87,41 @@ _VALUE_FLAGS = (
 
 
 def _doc(key: str) -> str:
-    docs = {f.name: str(f.metadata["doc"]) for f in dataclasses.fields(Config)}
-    return docs[key].replace("%", "%%")
+    return _field_doc(Config, key)
 
 
 def _reload_doc(key: str) -> str:
-    docs = {f.name: str(f.metadata["doc"]) for f in dataclasses.fields(ReloadSpec)}
-    return docs[key].replace("%", "%%")
+    return _field_doc(ReloadSpec, key)
+
+
+def _field_doc(spec: type[Any], key: str) -> str:
+    """The field's doc and its default, escaped for argparse's % formatting."""
+    field = {f.name: f for f in dataclasses.fields(spec)}[key]
+    default = field.default
+    if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    text = str(field.metadata["doc"])
+    # A switch's False and an empty value say nothing the doc does not.
+    silent = default is None or default is False or default is dataclasses.MISSING
+    if not silent and default not in ("", ()):
+        shown = ", ".join(default) if isinstance(default, tuple) else default
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+def _with_host_port(values: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's --host/--port, turned into the bind they mean."""
+    host, port = values.pop("host", None), values.pop("port", None)
+    if host is None and port is None:
+        return values
+    if "bind" in values:
+        raise ConfigError(
+            None, None, None, "--host/--port", "give either --bind or --host/--port, not both"
+        )
+    host = host or "127.0.0.1"
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    values["bind"] = [f"{address}:{port or 8000}"]
+    return values
 
 
 def _version() -> str:
@@ -104,11 +138,19 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
+        # `--header X` must not become --header-timeout, nor `--server` --server-header.
+        allow_abbrev=False,
     )
     parser.add_argument("app", nargs="?", metavar="APP", help=_doc("app"))
     parser.add_argument("-c", "--config", metavar="FILE", help="YAML config file")
     parser.add_argument(
         "--bind", action="append", metavar="ADDRESS", help=_doc("bind") + "; repeatable"
+    )
+    parser.add_argument(
+        "--host", metavar="HOST", help="sets bind to HOST:PORT, with --port (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", metavar="PORT", help="sets bind to HOST:PORT, with --host (default: 8000)"
     )
     for key, metavar in _VALUE_FLAGS:
         flag = "--" + key.replace("_", "-")
@@ -125,7 +167,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help=_reload_doc("dirs") + "; repeatable, replaces reload.dirs",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-V", "--version", action="version", version=_version())
     return parser
 
 
@@ -136,8 +178,10 @@ def _loader(
 
     The master calls it again on SIGHUP: the file is read afresh, the flags stay on top.
     """
-    values = vars(parser.parse_args(argv))
+    values = _with_host_port(vars(parser.parse_args(argv)))
     path = values.pop("config", None)
+    for warning in unknown_env_warnings(os.environ, INTERNAL_ENV):
+        print(f"serve: warning: {warning}", file=sys.stderr)
 
     def load() -> Config:
         config = load_config(path, os.environ, values)

@@ -36,6 +36,8 @@ logger = logging.getLogger("serve.master")
 
 UPGRADE_FROM_VAR = "SERVE_UPGRADE_FROM"
 UPGRADE_METRICS_VAR = "SERVE_UPGRADE_METRICS"
+# What serve itself puts in the environment: not settings, never warned about.
+INTERNAL_ENV = (UPGRADE_FROM_VAR, UPGRADE_METRICS_VAR)
 # The old master's pidfile during a USR2 upgrade (nginx's name for it).
 OLD_PIDFILE_SUFFIX = ".oldbin"
 # Exit code of the forked child when the exec itself failed.
