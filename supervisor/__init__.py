@@ -35,11 +35,17 @@ def run(
     top of the same layers as the command line: defaults < `config` file < SERVE_*
     environment < keywords. `host`/`port` (default 127.0.0.1:8000) set `bind` when either
     is given and `bind` is not; left out, the config file's or environment's bind stays.
-    Raises ConfigError for an unknown keyword (with a did-you-mean), a bad value, or reload
-    with an app object.
+    uvicorn's keyword names (timeout_keep_alive, ssl_keyfile, ...) are translated or
+    answered with serve's way (supervisor.uvicorn_names). Raises ConfigError for an unknown
+    keyword (with a did-you-mean), a bad value, or reload with an app object.
     """
-    from supervisor.config_loader import load_config
+    from supervisor.config_loader import load_config, unknown_env_warnings
+    from supervisor.upgrade import INTERNAL_ENV
+    from supervisor.uvicorn_names import translate
 
+    for warning in unknown_env_warnings(os.environ, INTERNAL_ENV):
+        print(f"serve: warning: {warning}", file=sys.stderr)
+    settings = translate(settings)
     values: dict[str, object] = {**settings, "app": app}
     if "bind" not in settings and (host is not None or port is not None):
         host = host or "127.0.0.1"
