@@ -66,6 +66,11 @@ def parse_bind(value: str) -> BindSpec:
         if not (number.isascii() and number.isdigit()):
             raise ValueError(f"expected a file descriptor number in {value!r}")
         return BindSpec(kind="fd", fd=int(number))
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme in ("http", "https", "tcp"):
+        # A URL pasted from a browser or uvicorn's banner; rpartition(":") would take
+        # "http://127.0.0.1" for a host and complain about IPv6 brackets.
+        raise ValueError(f"a bind takes no scheme: write {rest.rstrip('/')!r}, not {value!r}")
     if value.startswith("unix:"):
         path = value[len("unix:") :]
         if not path:

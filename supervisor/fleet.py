@@ -215,6 +215,11 @@ def backoff_delay(failures: int) -> float:
     return min(BACKOFF_FIRST_S * 2.0 ** min(failures - 1, 32), BACKOFF_MAX_S)
 
 
+def workers_text(count: int) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
 def exit_text(exitcode: int) -> str:
     """'exited with code N' or 'killed by SIGNAME' for an os.waitstatus_to_exitcode value."""
     if exitcode >= 0:

@@ -60,6 +60,13 @@ class Generation:
         return self.config.user, self.config.group
 
 
+def _shown(url: str, config: Config) -> str:
+    """The listener's URL as clients use it: https when TLS is on."""
+    if config.ssl.certfile is not None and url.startswith("http://"):
+        return "https://" + url.removeprefix("http://")
+    return url
+
+
 class Sockets:
     """Every listening socket the master holds, by the bind string that named it."""
 
@@ -89,7 +96,7 @@ class Sockets:
             )
             listeners = dict(zip(config.bind, bound, strict=True))
         for listener in listeners.values():
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
         return cls(listeners, inherited is not None, config.bind)
 
     @property
@@ -116,7 +123,7 @@ class Sockets:
             new, config.backlog, socket_mode=config.socket_mode, reuse_port=config.reuse_port
         )
         for value, listener in zip(new, bound, strict=True):
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
             self._listeners[value] = listener
         return Generation(config, settings, tuple(dict.fromkeys(config.bind)))
 
@@ -171,6 +178,13 @@ class Resources:
             self.generations[1] = self.sockets.prepare(config)
             if config.reload.enabled:
                 self.watcher = Watcher.start(config.reload)
+                spec = config.reload
+                logger.info(
+                    "Reload: watching %s for %s (excluding %s)",
+                    ", ".join(os.path.abspath(d) for d in spec.dirs),
+                    " ".join(spec.include),
+                    " ".join(spec.exclude),
+                )
             if config.metrics.bind is not None:
                 # Imported only when configured: prometheus_client costs every master and
                 # every forked worker start time and memory.

@@ -60,6 +60,7 @@ from supervisor.fleet import (
     occupant,
     with_slot,
     with_worker,
+    workers_text,
 )
 
 Result = tuple[SupervisorState, list[Action]]
@@ -103,7 +104,7 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
         phase=Phase.RELOADING,
         rollback=rollback,
     )
-    message = f"generation {event.generation}: starting {event.workers} workers"
+    message = f"generation {event.generation}: starting {workers_text(event.workers)}"
     return state, [Log(logging.INFO, message)]
 
 
@@ -141,7 +142,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
 
 def _first_ready(state: SupervisorState) -> Result:
     actions: list[Action] = [
-        Log(logging.INFO, f"serve ready ({state.desired} workers)"),
+        Log(logging.INFO, f"serve ready ({workers_text(state.desired)})"),
         Notify("ready", status_text(state)),
     ]
     old = state.takeover_from

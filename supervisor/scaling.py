@@ -18,6 +18,7 @@ from supervisor.fleet import (
     ask_to_stop,
     occupant,
     with_slot,
+    workers_text,
 )
 
 Result = tuple[SupervisorState, list[Action]]
@@ -28,7 +29,7 @@ def handle_ttin(state: SupervisorState, now: float) -> Result:
         return state, [Log(logging.WARNING, f"SIGTTIN ignored while {state.phase.value}")]
     desired = state.desired + 1
     state = with_slot(state, state.desired, SlotRecord())
-    return state, [Log(logging.INFO, f"SIGTTIN: scaling up to {desired} workers")]
+    return state, [Log(logging.INFO, f"SIGTTIN: scaling up to {workers_text(desired)}")]
 
 
 def handle_ttou(state: SupervisorState, now: float) -> Result:
@@ -40,7 +41,9 @@ def handle_ttou(state: SupervisorState, now: float) -> Result:
     slots = {number: record for number, record in state.slots.items() if number != slot}
     retired = occupant(state, slot)
     state = replace(state, slots=slots)
-    actions: list[Action] = [Log(logging.INFO, f"SIGTTOU: scaling down to {len(slots)} workers")]
+    actions: list[Action] = [
+        Log(logging.INFO, f"SIGTTOU: scaling down to {workers_text(len(slots))}")
+    ]
     if retired is not None:
         state, more = ask_to_stop(state, retired, signal.SIGTERM, now)
         actions += more

@@ -87,7 +87,10 @@ def test_term_again_waits_on_int_cuts_the_delay_short_and_a_second_int_quits() -
     script.signal(signal.SIGTERM)
     assert script.signal(signal.SIGTERM, after=1.0) == []
     cut = script.signal(signal.SIGINT, after=1.0)
-    assert messages(cut) == ["shutting down (graceful) without the rest of shutdown_delay"]
+    assert messages(cut) == [
+        "shutting down (graceful) without the rest of shutdown_delay",
+        "press Ctrl-C again to stop at once",
+    ]
     assert notes(cut) == []
     assert signals(cut) == [(100, signal.SIGTERM)]
     quit_ = script.signal(signal.SIGINT)
@@ -244,3 +247,11 @@ def test_during_a_usr2_upgrade_both_masters_answer_ready() -> None:
     new.ready(100)
     assert new.state.takeover_from is None
     assert answers_ready(new.state)
+
+
+def test_the_first_ctrl_c_says_what_a_second_one_does() -> None:
+    script = Script(workers=1, policy=DELAY)
+    script.start_serving()
+    first = script.signal(signal.SIGINT)
+    assert messages(first)[-1] == "press Ctrl-C again to drain now"
+    assert script.phase() is Phase.DELAYING

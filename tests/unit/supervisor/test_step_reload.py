@@ -76,7 +76,7 @@ def test_a_sighup_while_booting_waits_for_the_first_generation() -> None:
         "SIGHUP: reload queued until generation 1 is ready"
     ]
     first = script.ready(100)
-    assert "serve ready (1 workers)" in messages(first)
+    assert "serve ready (1 worker)" in messages(first)
     assert LoadGeneration(2) in first
 
 
