@@ -16,6 +16,9 @@ Rules:
   worker, and again after each reopen: faulthandler's stack dumps, print(file=sys.stderr)
   and C libraries' messages land in the same file as the log lines. Going back to stderr
   (a reload without log_file) restores the original descriptor 2.
+- With JSON lines, the root logger gets the same handler at the same level, so the app's
+  own records are JSON objects too (one per record, never a raw multi-line text among
+  them); with text lines the app's logging is its own business.
 - A `log_config` mapping (logging.config.dictConfig) replaces all of the above: our handler
   goes, "serve" propagates to whatever the mapping configures, descriptor 2 is left alone.
   disable_existing_loggers defaults to False, or dictConfig would silence "serve.master".
@@ -154,15 +157,17 @@ def _release_stderr() -> None:
     _saved_stderr = None
 
 
-def _remove_own_handlers(logger: logging.Logger) -> None:
+def _remove_own_handlers(logger: logging.Logger, *, close: bool = True) -> None:
     for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:
         logger.removeHandler(old)
-        old.close()
+        if close:
+            old.close()
 
 
 def _apply_dict_config(config: Mapping[str, Any]) -> None:
     logger = logging.getLogger(LOGGER_NAME)
     _remove_own_handlers(logger)
+    _remove_own_handlers(logging.getLogger())
     _release_stderr()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
@@ -206,6 +211,11 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(name.upper())
     logger.propagate = False
+    root = logging.getLogger()
+    _remove_own_handlers(root, close=False)
+    if fmt == "json":
+        root.addHandler(handler)
+        root.setLevel(name.upper())
     logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.INFO)
 
 
