@@ -411,3 +411,15 @@ def test_service_hpa_and_pdb_point_at_the_deployment() -> None:
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= (
         labels.items()
     )
+
+
+def test_every_file_the_deploy_files_point_to_exists() -> None:
+    deploy = ROOT / "deploy"
+    named = {
+        match
+        for path in deploy.rglob("*")
+        if path.is_file()
+        for match in re.findall(r"\bdeploy/[\w./-]+\w", path.read_text())
+    }
+    assert "deploy/README.md" in named
+    assert [name for name in sorted(named) if not (ROOT / name).exists()] == []
