@@ -281,10 +281,7 @@ class _Master:
             return GenerationFailed(action.generation, str(exc))
         self._res.generations[action.generation] = generation
         if not isinstance(config.app, str):
-            logger.warning(
-                "the app is an object, not an import string: the new workers run "
-                "the code the master started with"
-            )
+            logger.warning("the app is an object: the new workers run the code of the first")
         policy = Policy.from_config(config)
         return GenerationLoaded(action.generation, config.workers, policy)
 
