@@ -68,7 +68,6 @@ def parse_bind(value: str) -> BindSpec:
         return BindSpec(kind="fd", fd=int(number))
     scheme, sep, rest = value.partition("://")
     if sep and scheme in ("http", "https", "tcp"):
-        # A URL pasted from a banner: "http://127.0.0.1" is no host (nor an IPv6 address).
         raise ValueError(f"a bind takes no scheme: write {rest.rstrip('/')!r}, not {value!r}")
     if value.startswith("unix:"):
         path = value[len("unix:") :]
