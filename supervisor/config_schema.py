@@ -66,6 +66,9 @@ def parse_bind(value: str) -> BindSpec:
         if not (number.isascii() and number.isdigit()):
             raise ValueError(f"expected a file descriptor number in {value!r}")
         return BindSpec(kind="fd", fd=int(number))
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme in ("http", "https", "tcp"):
+        raise ValueError(f"a bind takes no scheme: write {rest.rstrip('/')!r}, not {value!r}")
     if value.startswith("unix:"):
         path = value[len("unix:") :]
         if not path:

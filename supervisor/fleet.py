@@ -32,6 +32,10 @@ BACKOFF_MAX_S = 10.0
 STOP_MARGIN_S = 5.0
 # A worker asked to quit, or one stopped before it was ever ready, has nothing to drain.
 QUIT_GRACE_S = 2.0
+# A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
+STABLE_READY_S = 5.0
+# A slot whose last this many workers died before they were stable is crash-looping.
+CRASH_LOOP_FAILURES = 5
 
 
 class WorkerState(Enum):
@@ -131,6 +135,8 @@ class WorkerRecord:
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
     kill_at: float | None = None
     signals_sent: frozenset[int] = frozenset()
+    # What it reported before it exited without getting ready (WorkerBootFailed).
+    boot_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,18 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadRecord:
+    """The latest reload, which `serve reload` waits for and `serve status` shows."""
+
+    started: float
+    reason: str  # what asked for it: "SIGHUP", "files changed"
+    generation: int | None = None  # known once its config is loaded
+    result: str | None = None  # None while under way, then "ok" or "failed"
+    finished: float | None = None
+    detail: str = ""  # why it failed
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorState:
     policy: Policy
     slots: Mapping[int, SlotRecord]
@@ -161,6 +179,8 @@ class SupervisorState:
     last_generation: int = 1
     phase: Phase = Phase.BOOTING
     exit_code: int = 0
+    # Why exit_code is not 0, in one line for the operator's terminal.
+    exit_reason: str = ""
     # Set while RELOADING: the serving generation to return to if the new one fails.
     rollback: Rollback | None = None
     # Why a reload was asked for while the fleet could not start one (booting, reloading).
@@ -176,6 +196,7 @@ class SupervisorState:
     # Workers replaced, by RESTART_REASONS; reloads by result ("ok", "failed").
     restarts: Mapping[str, int] = field(default_factory=dict)
     reloads: Mapping[str, int] = field(default_factory=dict)
+    last_reload: ReloadRecord | None = None
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
 
@@ -193,6 +214,11 @@ def backoff_delay(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_FIRST_S * 2.0 ** min(failures - 1, 32), BACKOFF_MAX_S)
+
+
+def workers_text(count: int) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{count} worker" if count == 1 else f"{count} workers"
 
 
 def exit_text(exitcode: int) -> str:
@@ -227,8 +253,37 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
     return None
 
 
+def is_live(state: SupervisorState, now: float) -> bool:
+    """/healthz: no slot is crash-looping, that is, lost its last CRASH_LOOP_FAILURES
+    workers before they were stable and has no stable worker again yet. (That the loop
+    turns is proven by the answer itself.)"""
+    for number, slot in state.slots.items():
+        if slot.failures < CRASH_LOOP_FAILURES:
+            continue
+        record = occupant(state, number)
+        if record is None or record.ready_at is None or now - record.ready_at < STABLE_READY_S:
+            return False
+    return True
+
+
+def handed_over(state: SupervisorState) -> bool:
+    """USR2: our stop began while the new master we started lives, so it serves now."""
+    return state.upgrade_pid is not None and state.phase not in (
+        Phase.BOOTING,
+        Phase.SERVING,
+        Phase.RELOADING,
+    )
+
+
+def answers_ready(state: SupervisorState) -> bool:
+    """/readyz: is_ready(), except that during a USR2 upgrade either master answers for
+    both: the old one accepted USR2 only while it served, and the new one stops it only
+    once its own workers are ready."""
+    return state.takeover_from is not None or handed_over(state) or is_ready(state)
+
+
 def is_ready(state: SupervisorState) -> bool:
-    """/readyz: a worker serves, and no stop has begun (DELAYING counts as begun)."""
+    """A worker serves, and no stop has begun (DELAYING counts as begun)."""
     if state.phase not in (Phase.BOOTING, Phase.SERVING, Phase.RELOADING):
         return False
     return any(record.state in SERVING_STATES for record in state.workers.values())
@@ -239,8 +294,14 @@ def counted_restarts(state: SupervisorState, reason: str, count: int = 1) -> Sup
     return replace(state, restarts=restarts)
 
 
-def counted_reload(state: SupervisorState, result: str) -> SupervisorState:
-    return replace(state, reloads={**state.reloads, result: state.reloads.get(result, 0) + 1})
+def counted_reload(
+    state: SupervisorState, result: str, now: float, detail: str = ""
+) -> SupervisorState:
+    """Count a reload that ended with `result` and record it as the latest."""
+    last = state.last_reload or ReloadRecord(now, "reload")
+    last = replace(last, result=result, finished=now, detail=detail)
+    reloads = {**state.reloads, result: state.reloads.get(result, 0) + 1}
+    return replace(state, reloads=reloads, last_reload=last)
 
 
 def by_pid(state: SupervisorState) -> list[WorkerRecord]:

@@ -60,6 +60,13 @@ class Generation:
         return self.config.user, self.config.group
 
 
+def _shown(url: str, config: Config) -> str:
+    """The listener's URL as clients use it: https when TLS is on."""
+    if config.ssl.certfile is not None and url.startswith("http://"):
+        return "https://" + url.removeprefix("http://")
+    return url
+
+
 class Sockets:
     """Every listening socket the master holds, by the bind string that named it."""
 
@@ -89,7 +96,7 @@ class Sockets:
             )
             listeners = dict(zip(config.bind, bound, strict=True))
         for listener in listeners.values():
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
         return cls(listeners, inherited is not None, config.bind)
 
     @property
@@ -116,7 +123,7 @@ class Sockets:
             new, config.backlog, socket_mode=config.socket_mode, reuse_port=config.reuse_port
         )
         for value, listener in zip(new, bound, strict=True):
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
             self._listeners[value] = listener
         return Generation(config, settings, tuple(dict.fromkeys(config.bind)))
 
@@ -153,12 +160,14 @@ class Sockets:
 class Resources:
     """What the master holds for its whole life; close() gives it all back."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, inherited_metrics: tuple[int, str] | None = None) -> None:
         """Create the pidfile, bind (or adopt) the sockets, start the reload watcher.
 
-        Raises PidfileError, BindError, ValueError, ConfigError or WatcherError, holding
-        nothing then.
+        `inherited_metrics` is the metrics listener's descriptor and bind that a USR2
+        upgrade handed over. Raises PidfileError, BindError, ValueError, ConfigError or
+        WatcherError, holding nothing then.
         """
+        metrics_fd = _adopted_metrics_fd(config, inherited_metrics)
         self.pidfile = Pidfile.create(config.pidfile) if config.pidfile else None
         self.watcher: Watcher | None = None
         self.metrics: MetricsServer | None = None
@@ -174,12 +183,19 @@ class Resources:
             self.generations[1] = self.sockets.prepare(config)
             if config.reload.enabled:
                 self.watcher = Watcher.start(config.reload)
+                spec = config.reload
+                logger.info(
+                    "Reload: watching %s for %s (excluding %s)",
+                    ", ".join(os.path.abspath(d) for d in spec.dirs),
+                    " ".join(spec.include),
+                    " ".join(spec.exclude),
+                )
             if config.metrics.bind is not None:
                 # Imported only when configured: prometheus_client costs every master and
                 # every forked worker start time and memory.
                 from supervisor.metrics import MetricsServer
 
-                self.metrics = MetricsServer(config.metrics.bind)
+                self.metrics = MetricsServer(config.metrics.bind, metrics_fd)
         except BaseException:
             self.close()
             raise
@@ -198,3 +214,16 @@ class Resources:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path(self.pidfile.path))
             self.pidfile.remove()
+
+
+def _adopted_metrics_fd(config: Config, inherited: tuple[int, str] | None) -> int | None:
+    """The handed-over metrics descriptor if our config binds the same address; closed
+    otherwise, or the address would stay taken and unanswered."""
+    if inherited is None:
+        return None
+    fd, bind = inherited
+    if config.metrics.bind == bind:
+        return fd
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    return None

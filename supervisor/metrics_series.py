@@ -29,8 +29,8 @@ from supervisor.fleet import (
     SupervisorState,
     Traffic,
     WorkerState,
+    answers_ready,
     by_pid,
-    is_ready,
 )
 
 RELOAD_RESULTS = ("ok", "failed")
@@ -66,7 +66,7 @@ class FleetCollector:
 
 def _fleet(state: SupervisorState) -> Iterator[Metric]:
     yield GaugeMetricFamily(
-        "serve_ready", "1 while /readyz answers 200, else 0", value=int(is_ready(state))
+        "serve_ready", "1 while /readyz answers 200, else 0", value=int(answers_ready(state))
     )
     yield GaugeMetricFamily(
         "serve_generation", "Generation new workers start from", value=state.generation

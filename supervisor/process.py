@@ -50,14 +50,15 @@ def spawn_worker(
     listeners: Sequence[socket.socket],
     channel: socket.socket,
     reset_child: Callable[[], None],
-    close_in_child: Iterable[socket.socket],
+    close_in_child: Iterable[socket.socket | int],
     *,
     identity: tuple[str | None, str | None] = (None, None),
 ) -> int:
     """Fork a worker that runs server.entry.run_worker; return its pid in the master.
 
     `reset_child` runs first in the child (signal handlers back to their defaults); the
-    sockets in `close_in_child` are the master's own (its ends of the workers' channels);
+    sockets and descriptors in `close_in_child` are the master's own (its ends of the
+    workers' channels, the pidfile's lock);
     `identity` is the (user, group) the worker switches to. Raises OSError when fork(2)
     fails.
     """
@@ -67,10 +68,10 @@ def spawn_worker(
     def prepare_child() -> None:
         reset_child()
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-        for sock in master_only:
+        for item in master_only:
             # detach() first: the socket object must not close a reused fd number later.
             with contextlib.suppress(OSError):
-                os.close(sock.detach())
+                os.close(item if isinstance(item, int) else item.detach())
         if _LIBC is not None:
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -46,6 +46,7 @@ from supervisor.fleet import (
     SERVING_STATES,
     Phase,
     Policy,
+    ReloadRecord,
     Rollback,
     SlotRecord,
     SupervisorState,
@@ -59,6 +60,7 @@ from supervisor.fleet import (
     occupant,
     with_slot,
     with_worker,
+    workers_text,
 )
 
 Result = tuple[SupervisorState, list[Action]]
@@ -74,12 +76,12 @@ def status_text(state: SupervisorState) -> str:
     return f"{phase}: {ready} of {state.desired} workers ready (generation {generation})"
 
 
-def request_reload(state: SupervisorState, reason: str) -> Result:
+def request_reload(state: SupervisorState, reason: str, now: float) -> Result:
     """Start a reload now if the fleet is serving, queue it while one is under way."""
     if state.phase is Phase.SERVING:
         generation = state.last_generation + 1
         message = f"{reason}: loading the config for generation {generation}"
-        state = replace(state, queued_reload=None)
+        state = replace(state, queued_reload=None, last_reload=ReloadRecord(now, reason))
         return state, [Log(logging.INFO, message), Notify("reloading"), LoadGeneration(generation)]
     if state.phase in (Phase.BOOTING, Phase.RELOADING):
         message = f"{reason}: reload queued until generation {state.generation} is ready"
@@ -91,8 +93,10 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
     if state.phase is not Phase.SERVING or event.generation <= state.last_generation:
         return state, [DropGeneration(event.generation)]
     rollback = Rollback(state.generation, state.policy, state.desired)
+    last = state.last_reload
     state = replace(
         state,
+        last_reload=last and replace(last, generation=event.generation),
         generation=event.generation,
         last_generation=event.generation,
         policy=event.policy,
@@ -100,13 +104,13 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
         phase=Phase.RELOADING,
         rollback=rollback,
     )
-    message = f"generation {event.generation}: starting {event.workers} workers"
+    message = f"generation {event.generation}: starting {workers_text(event.workers)}"
     return state, [Log(logging.INFO, message)]
 
 
-def generation_failed(state: SupervisorState, event: GenerationFailed) -> Result:
+def generation_failed(state: SupervisorState, event: GenerationFailed, now: float) -> Result:
     message = f"reload failed: {event.reason}; generation {state.generation} keeps serving"
-    state = counted_reload(state, "failed")
+    state = counted_reload(state, "failed", now, event.reason)
     return state, [Log(logging.ERROR, message), Notify("ready", status_text(state))]
 
 
@@ -120,7 +124,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
             return state, []
     if state.phase is Phase.BOOTING:
         return _first_ready(replace(state, phase=Phase.SERVING))
-    state = counted_reload(replace(state, phase=Phase.SERVING, rollback=None), "ok")
+    state = counted_reload(replace(state, phase=Phase.SERVING, rollback=None), "ok", now)
     message = f"generation {state.generation} ready; retiring the previous workers"
     actions: list[Action] = [
         Log(logging.INFO, message),
@@ -138,7 +142,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
 
 def _first_ready(state: SupervisorState) -> Result:
     actions: list[Action] = [
-        Log(logging.INFO, f"serve ready ({state.desired} workers)"),
+        Log(logging.INFO, f"serve ready ({workers_text(state.desired)})"),
         Notify("ready", status_text(state)),
     ]
     old = state.takeover_from
@@ -153,14 +157,16 @@ def _first_ready(state: SupervisorState) -> Result:
     return state, actions
 
 
-def abort_reload(state: SupervisorState, now: float) -> Result:
-    """A worker of the new generation died before READY: stop that generation, keep ours."""
+def abort_reload(state: SupervisorState, now: float, why: str) -> Result:
+    """A worker of the new generation died before READY (`why`): stop that generation,
+    keep ours."""
     rollback = state.rollback
     if rollback is None:
         return state, []
     failed = state.generation
+    detail = f"generation {failed} failed to boot: {why}"
     state = replace(
-        counted_reload(state, "failed"),
+        counted_reload(state, "failed", now, detail),
         generation=rollback.generation,
         policy=rollback.policy,
         phase=Phase.SERVING,

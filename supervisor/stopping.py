@@ -51,10 +51,18 @@ def handle_term(state: SupervisorState, now: float) -> Result:
 def handle_int(state: SupervisorState, now: float) -> Result:
     # The operator pressed Ctrl-C once more while waiting: stop waiting.
     if state.phase is Phase.DELAYING:
-        return begin_stop(state, Phase.STOPPING, f"{GRACEFUL} without the rest of shutdown_delay")
-    if state.phase is Phase.STOPPING:
+        message = f"{GRACEFUL} without the rest of shutdown_delay"
+        state, actions = begin_stop(state, Phase.STOPPING, message)
+    elif state.phase is Phase.STOPPING:
         return begin_stop(state, Phase.QUITTING, IMMEDIATE)
-    return handle_term(state, now)
+    else:
+        state, actions = handle_term(state, now)
+    # Tell the one at the terminal what the next Ctrl-C does.
+    if state.phase is Phase.DELAYING:
+        actions.append(Log(logging.INFO, "press Ctrl-C again to drain now"))
+    elif state.phase is Phase.STOPPING:
+        actions.append(Log(logging.INFO, "press Ctrl-C again to stop at once"))
+    return state, actions
 
 
 def handle_quit(state: SupervisorState, now: float) -> Result:

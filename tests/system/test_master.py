@@ -166,7 +166,7 @@ def test_ttin_and_ttou_change_the_number_of_workers(start_serve: StartServe) -> 
     [second] = set(worker_count(serve, 2)) - {first}
     serve.wait_log(f"worker {second} ready")
     serve.signal(signal.SIGTTOU)
-    serve.wait_log("SIGTTOU: scaling down to 1 workers")
+    serve.wait_log("SIGTTOU: scaling down to 1 worker\n")
     assert worker_count(serve, 1) == [first]
     serve.signal(signal.SIGTTOU)
     serve.wait_log("SIGTTOU: keeping the last worker")

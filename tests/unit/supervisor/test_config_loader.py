@@ -91,6 +91,11 @@ from tests.unit.supervisor.config_text import Load, error_of
             "got '::1:8000'",
         ),
         (
+            'bind: "http://127.0.0.1:8000/"\n',
+            "conf.yaml:1:7: bind: a bind takes no scheme: write '127.0.0.1:8000', not "
+            "'http://127.0.0.1:8000/'",
+        ),
+        (
             "bind:\n  - 127.0.0.1:8000\n  - 127.0.0.1:8000\n",
             "conf.yaml:3:5: bind[1]: duplicate address '127.0.0.1:8000'",
         ),

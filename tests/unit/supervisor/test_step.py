@@ -287,6 +287,7 @@ def test_second_sigint_during_graceful_stop_quits_immediately() -> None:
     script.start_serving()
     first = script.signal(signal.SIGINT)
     assert signals(first) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
+    assert messages(first)[-1] == "press Ctrl-C again to stop at once"
     second = script.signal(signal.SIGINT)
     assert "shutting down (immediate)" in messages(second)
     assert signals(second) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]

@@ -6,7 +6,14 @@ import signal
 
 from supervisor.actions import Halt, ProbeHealth, Spawn
 from supervisor.events import GenerationLoaded, HealthSampled, MasterStarted
-from supervisor.fleet import Phase, Policy, WorkerState
+from supervisor.fleet import (
+    CRASH_LOOP_FAILURES,
+    STABLE_READY_S,
+    Phase,
+    Policy,
+    WorkerState,
+    is_live,
+)
 from supervisor.reload import ABORT_GRACE_S, MIB
 from supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
 from tests.unit.supervisor.test_step import (
@@ -204,3 +211,18 @@ def test_the_limit_of_a_reloaded_generation_applies_after_commit() -> None:
     assert script.state.policy == LIMITED
     assert script.phase() is Phase.SERVING
     assert POLICY.max_worker_memory is None
+
+
+def test_liveness_fails_while_a_slot_crash_loops_and_recovers_once_a_worker_is_stable() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    for crash in range(CRASH_LOOP_FAILURES):
+        assert is_live(script.state, script.now), crash
+        [pid] = script.pids()
+        script.exited(pid, 1, after=0.5)
+        script.tick(after=60.0)
+        [pid] = script.pids()
+        script.ready(pid)
+    assert not is_live(script.state, script.now)
+    assert not is_live(script.state, script.now + STABLE_READY_S - 0.1)
+    assert is_live(script.state, script.now + STABLE_READY_S)
