@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.cycle import Cycle
+from server.deadline import RequestDeadlines
 from server.logs import AccessLogger
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
@@ -60,6 +62,10 @@ class WorkerContext:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     # The Upgrade tokens HTTP/1.1 hands over: WebSocket, and h2c on cleartext listeners.
     upgrades: frozenset[bytes] = frozenset()
+    # Set by server.shedding while the loop lags: new requests are answered 503.
+    shedding: bool = False
+    # request_timeout's timer; None when it is off.
+    deadlines: RequestDeadlines | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -68,6 +74,25 @@ class WorkerContext:
         self.root_path = self.settings.root_path
         self.root_path_bytes = self.settings.root_path.encode("utf-8")
         self.date_block = date_block(self.settings.server_header)
+        if settings.request_timeout_s is not None:
+            loop = asyncio.get_running_loop()
+            self.deadlines = RequestDeadlines(loop, settings.request_timeout_s)
+
+    def app_started(self, cycle: Cycle, task: asyncio.Task[None]) -> None:
+        """An HTTP request's app is running as `task` (HTTP/1.1 and HTTP/2 alike)."""
+        cycle.task = task
+        self.tasks.add(task)
+        if self.deadlines is not None:
+            self.deadlines.watch(cycle)
+
+    def app_finished(self, cycle: Cycle) -> None:
+        """The app of `cycle` returned or raised, from inside its task."""
+        if cycle.task is not None:
+            self.tasks.discard(cycle.task)
+            if self.deadlines is not None:
+                self.deadlines.forget(cycle)
+        if self.draining:
+            self.check_idle()
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

@@ -209,9 +209,7 @@ class H2Session(asyncio.Protocol):
             stream.flow.pause()
         self.streams[stream_id] = stream
         self.requests += 1
-        task = self.loop.create_task(cycle.run(ctx.app))
-        cycle.task = task
-        ctx.tasks.add(task)
+        ctx.app_started(cycle, self.loop.create_task(cycle.run(ctx.app)))
 
     def body_received(self, event: ev.DataReceived) -> None:
         stream_id = event.stream_id
@@ -338,13 +336,6 @@ class H2Session(asyncio.Protocol):
         self.sending.pop(stream.stream_id, None)
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
-
-    def app_finished(self, stream: H2Stream) -> None:
-        ctx = self.ctx
-        if stream.cycle.task is not None:
-            ctx.tasks.discard(stream.cycle.task)
-        if ctx.draining:
-            ctx.check_idle()
 
     # -- closing, deadlines, drain -------------------------------------------------------------
     def shut(self) -> None:

@@ -271,16 +271,11 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
                 return
         else:
             task = self.loop.create_task(cycle.run(ctx.app))
-        cycle.task = task
-        ctx.tasks.add(task)
+        ctx.app_started(cycle, task)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
-        ctx = self.ctx
-        if cycle.task is not None:
-            ctx.tasks.discard(cycle.task)
-        if ctx.draining:
-            ctx.check_idle()
+        self.ctx.app_finished(cycle)
 
     # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
     def body_consumed(self) -> None:
@@ -315,8 +310,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
         if self.ctx.access_logger is not None:
             self.log_access(cycle)
-        if cycle.status == 500:
-            self.transport.write(w.error_response(500, self.ctx.date_block))
+        if cycle.answer:
+            self.transport.write(w.error_response(cycle.answer, self.ctx.date_block))
         self.close()
 
     def log_access(self, cycle: Cycle) -> None:

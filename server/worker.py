@@ -193,6 +193,8 @@ class Worker:
             tuple(STATS.responses),
             tuple(STATS.durations),
             STATS.duration_sum,
+            tuple(STATS.overload),
+            ctx.shedding,
         )
 
     async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
