@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.capacity import ConnectionCap
 from server.cycle import Cycle
 from server.deadline import RequestDeadlines
 from server.logs import AccessLogger
@@ -32,6 +33,10 @@ class Connection(Protocol):
 
     def check_deadline(self, now: float) -> None: ...
     def abort(self) -> None: ...
+    # server.capacity: a mark that orders idle connections oldest first (None: not idle),
+    # and the close that makes room for a new connection.
+    def reuse_mark(self) -> int | None: ...
+    def close_idle(self) -> None: ...
 
 
 def date_block(server_header: str | None, now: float | None = None) -> bytes:
@@ -64,6 +69,8 @@ class WorkerContext:
     upgrades: frozenset[bytes] = frozenset()
     # Set by server.shedding while the loop lags: new requests are answered 503.
     shedding: bool = False
+    # max_connections and the fd limit; None when neither bounds the connections.
+    cap: ConnectionCap | None = None
     # request_timeout's timer; None when it is off.
     deadlines: RequestDeadlines | None = None
 
@@ -74,6 +81,7 @@ class WorkerContext:
         self.root_path = self.settings.root_path
         self.root_path_bytes = self.settings.root_path.encode("utf-8")
         self.date_block = date_block(self.settings.server_header)
+        self.cap = ConnectionCap.build(settings.max_connections)
         if settings.request_timeout_s is not None:
             loop = asyncio.get_running_loop()
             self.deadlines = RequestDeadlines(loop, settings.request_timeout_s)

@@ -47,6 +47,10 @@ NO_BODY_STATUSES = frozenset((*range(100, 200), 204, 304))
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 CHUNKED_END = b"0\r\n\r\n"
 CONNECTION_CLOSE = b"connection: close\r\n"
+# Every 503 the server sends itself is overload (limit_concurrency, max_connections,
+# shedding): RFC 9110 section 10.2.3 lets it say when to come back.
+RETRY_AFTER_S = 1
+RETRY_AFTER = b"retry-after: %d\r\n" % RETRY_AFTER_S
 CONNECTION_KEEP_ALIVE = b"connection: keep-alive\r\n"
 TRANSFER_CHUNKED = b"transfer-encoding: chunked\r\n"
 
@@ -139,6 +143,7 @@ def error_response(status: int, date_block: bytes, *, body: bytes | None = None)
             date_block,
             b"content-type: text/plain; charset=utf-8\r\n",
             content_length(len(body)),
+            RETRY_AFTER if status == 503 else b"",
             CONNECTION_CLOSE,
             b"\r\n",
             body,

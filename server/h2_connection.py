@@ -92,6 +92,8 @@ class H2Session(asyncio.Protocol):
         self.closed = False
         self.requests = 0
         self.ending = H2Ending(self)
+        # server.capacity's order of idle connections: ctx.requests when the last stream ended.
+        self.idle_mark = ctx.requests
         # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
         self.over_limit = False
         self._date_block = b""
@@ -334,6 +336,8 @@ class H2Session(asyncio.Protocol):
     def forget(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
         self.sending.pop(stream.stream_id, None)
+        if not self.streams:
+            self.idle_mark = self.ctx.requests
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
 
@@ -348,6 +352,17 @@ class H2Session(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         self.ending.sweep(now)
+
+    def reuse_mark(self) -> int | None:
+        """server.capacity: no stream open and still serving."""
+        if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
+            return None
+        return self.idle_mark
+
+    def close_idle(self) -> None:
+        self.conn.close_connection(ErrorCodes.NO_ERROR)
+        self.write_out()
+        self.shut()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

@@ -94,6 +94,9 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
+        cap = ctx.cap
+        self.idle_mark = ctx.requests
+        room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
         ctx.connections.add(self)
         self.server = inet_address(transport.get_extra_info("sockname"))
         self.client = inet_address(transport.get_extra_info("peername"))
@@ -108,7 +111,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.client[0] if self.client else None
         )
         limit = ctx.settings.limit_concurrency
-        if limit is not None and len(ctx.connections) > limit:
+        if not room or (limit is not None and len(ctx.connections) > limit):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 
@@ -302,6 +305,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.write_error_and_close(self.pending_error.status)
         else:
             self.state = _IDLE
+            self.idle_mark = ctx.requests
             if self.flow.read_paused:
                 self.flow.resume_reading()
 
@@ -355,6 +359,18 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             timeout = settings.keep_alive_timeout_s
         if now - self.waiting_since >= timeout:
             self.close()
+
+    def reuse_mark(self) -> int | None:
+        """server.capacity: idle keep-alive, or accepted and not a byte of a request yet."""
+        state = self.state
+        if state is _IDLE or (
+            state is _NEW and not self.heads and not self.parser.buffered_request_head
+        ):
+            return self.idle_mark
+        return None
+
+    def close_idle(self) -> None:
+        self.close()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

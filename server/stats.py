@@ -39,11 +39,10 @@ ZERO_DURATIONS = (0,) * (len(DURATION_BUCKETS_S) + 1)
 OVERLOAD_EVENTS = (
     "request_timeouts",  # apps cancelled at request_timeout
     "shed_requests",  # requests answered 503 while shedding
-    "accept_failures",  # accept() failed for want of a file descriptor (EMFILE, ENFILE)
-    "idle_closed",  # idle keep-alive connections closed to make room for new ones
-    "connections_refused",  # new connections closed at once: no room at max_connections
+    "idle_connections_closed",  # idle connections closed to make room for new ones
+    "connections_refused",  # new connections answered 503 at once: no room under the cap
 )
-TIMED_OUT, SHED, ACCEPT_FAILED, IDLE_CLOSED, REFUSED = range(len(OVERLOAD_EVENTS))
+TIMED_OUT, SHED, IDLE_CLOSED, REFUSED = range(len(OVERLOAD_EVENTS))
 ZERO_OVERLOAD = (0,) * len(OVERLOAD_EVENTS)
 
 

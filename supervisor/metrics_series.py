@@ -41,9 +41,8 @@ OVERLOAD_DOCS = dict(
         (
             "Requests whose app was cancelled at request_timeout",
             "Requests answered 503 while their worker was shedding load",
-            "Accepts that failed for want of a file descriptor (EMFILE, ENFILE)",
-            "Idle keep-alive connections closed to make room for new ones",
-            "New connections closed at once: no room under max_connections or the fd limit",
+            "Idle connections closed to make room for new ones (max_connections, fd limit)",
+            "New connections answered 503 at once: none idle to close under the cap",
         ),
         strict=True,
     )

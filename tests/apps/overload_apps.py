@@ -1,7 +1,8 @@
 """Apps for the overload tests (request_timeout, shedding, fd exhaustion).
 
-- /sleep?s=N: answers after sleeping N seconds; logs "app: cancelled /sleep" from its
-  cancellation handler and "app: finally /sleep" from its finally.
+- /sleep?s=N: logs "app: sleeping /sleep", answers after sleeping N seconds; logs
+  "app: cancelled /sleep" from its cancellation handler and "app: finally /sleep" from its
+  finally.
 - /stream?s=N: sends its head and a first chunk at once, then sleeps N seconds before the end.
 - /background?s=N: answers at once, then keeps running N seconds inside the app call.
 - /burn?ms=N: holds the event loop N milliseconds (CPU work that does not await), then answers.
@@ -29,6 +30,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     path = scope["path"]
     if path == "/sleep":
+        log(f"sleeping {path}")
         try:
             await asyncio.sleep(_arg(scope, "s"))
         except asyncio.CancelledError:
