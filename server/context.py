@@ -18,6 +18,8 @@ from server.deadline import RequestDeadlines
 from server.logs import AccessLogger
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
+from server.shedding import LoadShedder
+from server.stats import SHED, STATS
 from server.types import ASGIApp
 
 ASGI_INFO = {"version": "3.0", "spec_version": "2.3"}
@@ -67,8 +69,10 @@ class WorkerContext:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     # The Upgrade tokens HTTP/1.1 hands over: WebSocket, and h2c on cleartext listeners.
     upgrades: frozenset[bytes] = frozenset()
-    # Set by server.shedding while the loop lags: new requests are answered 503.
+    # Set by server.shedding while requests wait too long: new ones are answered 503.
     shedding: bool = False
+    # The shedder, told of every accepted connection; None when shedding is off.
+    load: LoadShedder | None = None
     # max_connections and the fd limit; None when neither bounds the connections.
     cap: ConnectionCap | None = None
     # request_timeout's timer; None when it is off.
@@ -92,6 +96,11 @@ class WorkerContext:
         self.tasks.add(task)
         if self.deadlines is not None:
             self.deadlines.watch(cycle)
+
+    def shed(self, cycle: Cycle) -> None:
+        """While shedding (server.shedding): 503 and Retry-After instead of the app."""
+        STATS.overload[SHED] += 1
+        cycle.refuse(503)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app of `cycle` returned or raised, from inside its task."""

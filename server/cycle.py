@@ -305,6 +305,10 @@ class Cycle:
         if self.response is not _DONE and not self.disconnected:
             self._fail_response()
 
+    def refuse(self, status: int) -> None:
+        """The server answers `status` in place of an app it does not start (shedding)."""
+        self._fail_response(status)
+
     def time_out(self) -> None:
         """request_timeout passed (server.deadline cancels the app next): 504 if nothing was
         written yet, else the owner cuts the response. The app, in its cancellation handler,

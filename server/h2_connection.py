@@ -211,6 +211,9 @@ class H2Session(asyncio.Protocol):
             stream.flow.pause()
         self.streams[stream_id] = stream
         self.requests += 1
+        if ctx.shedding:
+            ctx.shed(cycle)
+            return
         ctx.app_started(cycle, self.loop.create_task(cycle.run(ctx.app)))
 
     def body_received(self, event: ev.DataReceived) -> None:

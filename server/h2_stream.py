@@ -23,7 +23,7 @@ from h2.errors import ErrorCodes
 
 from server import h2_scope
 from server.cycle import BodyState, Cycle, ResponseState
-from server.h1_writer import InvalidResponse, reason
+from server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
 from server.stats import STATS
 
 if TYPE_CHECKING:
@@ -194,6 +194,8 @@ class H2Stream:
             body = reason(cycle.answer)
             fields, _ = h2_scope.response_fields(cycle.answer, (), session.date_fields())
             fields.append((b"content-length", b"%d" % len(body)))
+            if cycle.answer == 503:
+                fields.append((b"retry-after", b"%d" % RETRY_AFTER_S))
             session.conn.send_headers(self.stream_id, fields)
             self.out.append(memoryview(body))
             self.ended = True

@@ -98,6 +98,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.idle_mark = ctx.requests
         room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
         ctx.connections.add(self)
+        if ctx.load is not None:
+            ctx.load.accepted(transport)
         self.server = inet_address(transport.get_extra_info("sockname"))
         self.client = inet_address(transport.get_extra_info("peername"))
         if self.server is None:
@@ -268,6 +270,9 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.framing = NO_BODY
         self.keep_alive = cycle.keep_alive
         ctx = self.ctx
+        if ctx.shedding:
+            ctx.shed(cycle)
+            return
         if sys.version_info >= (3, 12) and eager:
             task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
             if task.done():
