@@ -55,8 +55,8 @@ class TLSSettings:
 
 @dataclass(frozen=True, slots=True)
 class SheddingSettings:
-    """Overload shedding (server.shedding): on while the loop's lag stays over target_s for
-    interval_s; new requests then get 503 with Retry-After until it falls back."""
+    """Overload shedding (server.shedding): on once requests have waited over target_s for
+    interval_s; new requests then get 503 with Retry-After until the wait falls back."""
 
     target_s: float = 0.05
     interval_s: float = 0.5

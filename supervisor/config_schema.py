@@ -245,7 +245,7 @@ class Config:
         metadata=_doc("seconds an app may take to complete a response (then 504); null: none"),
     )
     shedding: SheddingSpec = field(
-        default=SheddingSpec(), metadata=_doc("503 new requests while the event loop lags")
+        default=SheddingSpec(), metadata=_doc("503 new requests while requests wait too long")
     )
     max_body_size: int | None = field(
         default=100 * 1024 * 1024,

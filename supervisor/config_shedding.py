@@ -1,4 +1,4 @@
-"""The `shedding:` mapping: overload shedding driven by the worker's event-loop lag.
+"""The `shedding:` mapping: overload shedding driven by how long requests wait.
 
 Rules: a frozen dataclass of the config schema (supervisor.config_schema lists it in
 NESTED); no IO. `shedding: true` is short for `shedding: {enabled: true}`.
@@ -17,15 +17,15 @@ def _doc(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class SheddingSpec:
-    """Answer new requests 503 with Retry-After while a worker's loop lags (CoDel-style)."""
+    """Answer new requests 503 with Retry-After while requests wait too long (CoDel-style)."""
 
-    enabled: bool = field(default=False, metadata=_doc("shed load when the event loop lags"))
+    enabled: bool = field(default=False, metadata=_doc("shed load when requests wait too long"))
     target: float = field(
-        default=0.05, metadata=_doc("seconds of event-loop lag a worker tolerates")
+        default=0.05, metadata=_doc("seconds a request may wait before the worker takes it up")
     )
     interval: float = field(
         default=0.5,
-        metadata=_doc("seconds the lag must stay over target before shedding starts"),
+        metadata=_doc("seconds the wait must stay over target before shedding starts"),
     )
 
     def settings(self) -> SheddingSettings | None:
