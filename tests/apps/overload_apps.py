@@ -6,6 +6,7 @@
 - /stream?s=N: sends its head and a first chunk at once, then sleeps N seconds before the end.
 - /background?s=N: answers at once, then keeps running N seconds inside the app call.
 - /burn?ms=N: holds the event loop N milliseconds (CPU work that does not await), then answers.
+- /fail-mid-500: starts a 500 response of its own, sends part of its body, then raises.
 - anything else: 200 "ok".
 """
 
@@ -59,6 +60,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             pass
         await send(HEAD)
         await send({"type": "http.response.body", "body": b"burnt"})
+    elif path == "/fail-mid-500":
+        await send({**HEAD, "status": 500})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("failed mid-response")
     else:
         await send(HEAD)
         await send({"type": "http.response.body", "body": b"ok"})

@@ -119,3 +119,16 @@ def test_off_by_default(start_serve: StartServe) -> None:
         while chunk := sock.recv(65536):
             data += chunk
     assert status_of(data) == 200 and data.endswith(b"slept")
+
+
+def test_an_app_failing_inside_its_own_500_is_cut_not_answered_twice(
+    start_serve: StartServe,
+) -> None:
+    # The server's own 500 is only for a failure before the head went out; this app's 500
+    # head and part of its body are out, so the connection must close there, without a
+    # second response written into the middle of the first one's chunked body.
+    serve = start_serve("overload_apps:app")
+    response = get(serve, "/fail-mid-500")
+    assert status_of(response) == 500
+    assert b"partial" in response
+    assert response.count(b"HTTP/1.1 ") == 1
