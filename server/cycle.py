@@ -127,7 +127,7 @@ class Cycle:
         self._waiter: asyncio.Future[None] | None = None
         self.response = _NOT_STARTED
         self.disconnected = False
-        # The app's status from http.response.start; 500 if the server answers for it.
+        # The app's status from http.response.start; `answer` if the server answers for it.
         self.status = 0
         # The status the server answers in the app's place (500, or 504 at request_timeout)
         # when it fails before its head went out; 0 while there is none.
