@@ -24,6 +24,7 @@ from tests.conftest import (
     wait_until,
     write_config,
 )
+from tests.h2_client import RawH2
 from tests.integration.test_slow_clients import closed_by_server, many_fds
 from tests.system.test_metrics import Metrics
 
@@ -95,13 +96,16 @@ def test_new_client_answered_with_fds_exhausted_by_idle_clients(
         serve.kill_group()
 
 
-def start_capped(start_serve: StartServe, tmp_path: Path, cap: int) -> tuple[ServeProcess, Metrics]:
+def start_capped(
+    start_serve: StartServe, tmp_path: Path, cap: int, **keys: object
+) -> tuple[ServeProcess, Metrics]:
     config = write_config(
         tmp_path / "serve.yaml",
         app="overload_apps:app",
         bind="127.0.0.1:0",
         metrics={"bind": "127.0.0.1:0"},
         max_connections=cap,
+        **keys,
     )
     serve = start_serve(config=config)
     return serve, Metrics(serve)
@@ -144,3 +148,22 @@ def test_max_connections_refuses_with_503_when_none_is_idle(
     log = serve.wait_log("new ones refused")
     assert "connection limit 2 (max_connections) reached" in log
     metrics.wait_for("serve_connections_refused_total", 1)
+
+
+def test_an_idle_http2_connection_gives_way_with_goaway(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    serve, metrics = start_capped(start_serve, tmp_path, 2, http2=True)
+    client = RawH2(serve.port)
+    try:
+        assert client.response(client.request("/"))[:2] == (200, b"ok")
+        with contextlib.ExitStack() as stack:
+            held_connection(stack, serve.port, request=True)
+            newest = held_connection(stack, serve.port, request=True)
+            goaway = client.goaway()
+            assert goaway is not None and goaway.error_code == 0
+            newest.sendall(REQUEST)
+            assert status_of(newest.recv(65536)) == 200
+    finally:
+        client.close()
+    metrics.wait_for("serve_idle_connections_closed_total", 1)
