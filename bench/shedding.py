@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="serve-shedding-"))
     rows = []
     rate = 0.0
     for shedding in (False, True):
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = asyncio.run(open_loop(port, rate, args.seconds))
         finally:
             stop(proc)
+            (tmp / f"shedding-{int(shedding)}.yaml").unlink()
         label = "on (target 0.05 s, interval 0.5 s)" if shedding else "off"
         rows.append(row(label, rate, outcome))
     text = "\n".join(
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
+    tmp.rmdir()
     args.out.write_text(text)
     print(text)
     return 0
