@@ -93,6 +93,7 @@ class Cycle:
         "_owner",
         "_trailer_sender",
         "_waiter",
+        "answer",
         "body_state",
         "bytes_sent",
         "disconnected",
@@ -128,8 +129,11 @@ class Cycle:
         self._waiter: asyncio.Future[None] | None = None
         self.response = _NOT_STARTED
         self.disconnected = False
-        # The app's status from http.response.start; 500 if the server answers for it.
+        # The app's status from http.response.start; `answer` if the server answers for it.
         self.status = 0
+        # The status the server answers in the app's place (500, or 504 at request_timeout)
+        # when it fails before its head went out; 0 while there is none.
+        self.answer = 0
         self._headers: Iterable[tuple[bytes, bytes]] = ()
         # For the access log only; the owner sets start_time when it keeps one.
         self.bytes_sent = 0
@@ -302,10 +306,22 @@ class Cycle:
         if self.response is not _DONE and not self.disconnected:
             self._fail_response()
 
-    def _fail_response(self) -> None:
-        """500 when nothing was written yet, else the connection is closed mid-response."""
+    def refuse(self, status: int) -> None:
+        """The server answers `status` in place of an app it does not start (shedding)."""
+        self._fail_response(status)
+
+    def time_out(self) -> None:
+        """request_timeout passed (server.deadline cancels the app next): 504 if nothing was
+        written yet, else the owner cuts the response. The app, in its cancellation handler,
+        then hears http.disconnect and its sends are dropped, as after a lost client."""
+        if self.response is not _DONE and not self.disconnected:
+            self._fail_response(504)
+        self.disconnect()
+
+    def _fail_response(self, status: int = 500) -> None:
+        """`status` when nothing was written yet, else the connection is closed mid-response."""
         if self.response is _NOT_STARTED or self.response is _STARTED:
-            self.status = 500
+            self.status = self.answer = status
         self.response = _DONE
         self._wake()
         self._owner.response_failed(self)

@@ -6,11 +6,11 @@ server.h1_writer (responses); ASGI rules live in server.cycle. Connection states
 net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
 progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
-next head is buffered); the app has no deadline, but a connection whose writes stay paused
-(a peer that does not read), or whose close waits on such a peer, is aborted after
-send_timeout: a close would wait for a flush that never comes. Time is kept by the worker's
-once-a-second sweep, not per request: the sweep notes when it first finds a connection
-waiting, and closes it once the wait is over its timeout.
+next head is buffered); the app's deadline is request_timeout's (server.deadline), and a
+connection whose writes stay paused (a peer that does not read), or whose close waits on
+such a peer, is aborted after send_timeout: a close would wait for a flush that never
+comes. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
+when it first finds a connection waiting, and closes it once the wait is over its timeout.
 Hot path: enum members are read through module aliases (an Enum class attribute goes
 through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
@@ -98,7 +98,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
+        cap = ctx.cap
+        self.idle_mark = ctx.requests
+        room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
         ctx.connections.add(self)
+        if ctx.load is not None:
+            ctx.load.accepted(transport)
         self.server = inet_address(transport.get_extra_info("sockname"))
         self.client = inet_address(transport.get_extra_info("peername"))
         if self.server is None:
@@ -112,7 +117,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.client[0] if self.client else None
         )
         limit = ctx.settings.limit_concurrency
-        if limit is not None and len(ctx.connections) > limit:
+        if not room or (limit is not None and len(ctx.connections) > limit):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 
@@ -271,22 +276,20 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.framing = NO_BODY
         self.keep_alive = cycle.keep_alive
         ctx = self.ctx
+        if ctx.shedding:
+            ctx.shed(cycle)
+            return
         if sys.version_info >= (3, 12) and eager:
             task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
             if task.done():
                 return
         else:
             task = self.loop.create_task(cycle.run(ctx.app))
-        cycle.task = task
-        ctx.tasks.add(task)
+        ctx.app_started(cycle, task)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
-        ctx = self.ctx
-        if cycle.task is not None:
-            ctx.tasks.discard(cycle.task)
-        if ctx.draining:
-            ctx.check_idle()
+        self.ctx.app_finished(cycle)
 
     # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
     def body_consumed(self) -> None:
@@ -313,6 +316,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.write_error_and_close(self.pending_error.status)
         else:
             self.state = _IDLE
+            self.idle_mark = ctx.requests
             if self.flow.read_paused:
                 self.read_more()
 
@@ -336,8 +340,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
         if self.ctx.access_logger is not None:
             self.log_access(cycle)
-        if cycle.status == 500:
-            self.transport.write(w.error_response(500, self.ctx.date_block))
+        if cycle.answer:
+            self.transport.write(w.error_response(cycle.answer, self.ctx.date_block))
         self.close()
 
     def log_access(self, cycle: Cycle) -> None:
@@ -384,6 +388,18 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             timeout = settings.keep_alive_timeout_s
         if now - self.waiting_since >= timeout:
             self.close()
+
+    def reuse_mark(self) -> int | None:
+        """server.capacity: idle keep-alive, or accepted and not a byte of a request yet."""
+        state = self.state
+        if state is _IDLE or (
+            state is _NEW and not self.heads and not self.parser.buffered_request_head
+        ):
+            return self.idle_mark
+        return None
+
+    def close_idle(self) -> None:
+        self.close()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

@@ -34,6 +34,7 @@ from server.logs import AccessLogger, reopen_log_files
 from server.protocol import H1Connection
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
+from server.shedding import LoadShedder
 from server.stats import STATS
 from server.tls import TLSConfigError, build_context
 from server.types import ASGIApp, Receive, Scope, Send
@@ -110,6 +111,8 @@ class Worker:
             return BOOT_ERROR
         ctx = self.build_context(lifespan.state)
         STATS.reset()
+        if self.settings.shedding is not None:
+            ctx.load = LoadShedder(ctx, self.settings.shedding, loop)
         factory = (lambda: ProtocolDispatch(ctx)) if http2 else (lambda: H1Connection(ctx))
         servers = [
             await loop.create_server(
@@ -137,6 +140,8 @@ class Worker:
         else:
             self.abort_all(ctx)
         self.ticker.cancel()
+        if ctx.load is not None:
+            ctx.load.stop()
         self.report(self.heartbeat(ctx))
         return OK
 
@@ -193,6 +198,8 @@ class Worker:
             tuple(STATS.responses),
             tuple(STATS.durations),
             STATS.duration_sum,
+            tuple(STATS.overload),
+            ctx.load is not None and ctx.load.in_episode,
         )
 
     async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:

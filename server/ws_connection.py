@@ -369,6 +369,11 @@ class WebSocketConnection(asyncio.Protocol):
         self.wake()
         self.transport.abort()
 
+    def reuse_mark(self) -> None:
+        """A WebSocket never gives way to a new connection (server.capacity)."""
+
+    close_idle = abort
+
     # -- helpers ---------------------------------------------------------------------------
     def queue_full(self) -> bool:
         return len(self.queue) >= QUEUE_MAX_MESSAGES or self.queued_bytes >= QUEUE_MAX_BYTES

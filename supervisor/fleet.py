@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from server.channel import WorkerHeartbeat
-from server.stats import ZERO_DURATIONS, ZERO_RESPONSES
+from server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
 from supervisor.actions import Action, SendSignal
 from supervisor.config_schema import Config
 
@@ -97,11 +97,16 @@ class Traffic:
     responses: tuple[int, ...] = ZERO_RESPONSES
     durations: tuple[int, ...] = ZERO_DURATIONS
     duration_sum: float = 0.0
+    overload: tuple[int, ...] = ZERO_OVERLOAD
 
     @classmethod
     def of(cls, heartbeat: WorkerHeartbeat) -> Traffic:
         return cls(
-            heartbeat.requests, heartbeat.responses, heartbeat.durations, heartbeat.duration_sum
+            heartbeat.requests,
+            heartbeat.responses,
+            heartbeat.durations,
+            heartbeat.duration_sum,
+            heartbeat.overload,
         )
 
     def plus(self, other: Traffic) -> Traffic:
@@ -110,6 +115,7 @@ class Traffic:
             tuple(a + b for a, b in zip(self.responses, other.responses, strict=True)),
             tuple(a + b for a, b in zip(self.durations, other.durations, strict=True)),
             self.duration_sum + other.duration_sum,
+            tuple(a + b for a, b in zip(self.overload, other.overload, strict=True)),
         )
 
 
@@ -130,6 +136,8 @@ class WorkerRecord:
     # Open connections and what it served, at its last heartbeat.
     connections: int = 0
     traffic: Traffic = Traffic()
+    # Shedding load (server.shedding) at its last heartbeat.
+    shedding: bool = False
     # When it reported READY; None while it never did (decides backoff and drain deadline).
     ready_at: float | None = None
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).

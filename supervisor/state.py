@@ -174,6 +174,7 @@ def _handle_message(state: SupervisorState, event: WorkerMessageReceived, now: f
             requests=message.requests,
             connections=message.connections,
             traffic=Traffic.of(message),
+            shedding=message.shedding,
         )
         return with_worker(state, record), []
     if isinstance(message, WorkerBootFailed):

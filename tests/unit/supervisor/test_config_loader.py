@@ -9,8 +9,9 @@ import pytest
 
 import supervisor
 from server.types import Receive, Scope, Send
+from supervisor.config_bind import BindSpec, parse_bind
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
-from supervisor.config_schema import BindSpec, Config, parse_bind
+from supervisor.config_schema import Config
 from supervisor.config_values import parse_size
 from tests.unit.supervisor.config_text import Load, error_of
 
