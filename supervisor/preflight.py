@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 from server import exitcodes
+from supervisor.config_bind import parse_bind
 from supervisor.config_loader import ConfigError
-from supervisor.config_schema import Config, parse_bind
+from supervisor.config_schema import Config
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _VERDICT = "serve-check: "
