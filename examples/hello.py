@@ -5,7 +5,7 @@ Run it with `make run` (configs/example.yaml) or `serve examples.hello:app`.
 
 from __future__ import annotations
 
-from server.types import Receive, Scope, Send
+from serve.server.types import Receive, Scope, Send
 
 BODY = b"Hello, world!"
 HEADERS = [

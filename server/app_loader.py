@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 
-from server.errors import AppLoadError
-from server.types import ASGIApp, Receive, Scope, Send
+from serve.server.errors import AppLoadError
+from serve.server.types import ASGIApp, Receive, Scope, Send
 
 ASGI2Instance = Callable[[Receive, Send], Awaitable[None]]
 ASGI2App = Callable[[Scope], ASGI2Instance]

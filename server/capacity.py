@@ -20,7 +20,7 @@ import resource
 from collections.abc import Iterable
 from typing import Protocol
 
-from server.stats import IDLE_CLOSED, REFUSED, STATS
+from serve.server.stats import IDLE_CLOSED, REFUSED, STATS
 
 logger = logging.getLogger("serve")
 

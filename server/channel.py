@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
+from serve.server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
 
 
 @dataclass(frozen=True, slots=True)

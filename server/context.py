@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server.capacity import ConnectionCap
-from server.cycle import Cycle
-from server.deadline import RequestDeadlines
-from server.logs import AccessLogger
-from server.proxy import ProxyTrust
-from server.settings import WorkerSettings
-from server.shedding import LoadShedder
-from server.stats import SHED, STATS
-from server.types import ASGIApp
+from serve.server.capacity import ConnectionCap
+from serve.server.cycle import Cycle
+from serve.server.deadline import RequestDeadlines
+from serve.server.logs import AccessLogger
+from serve.server.proxy import ProxyTrust
+from serve.server.settings import WorkerSettings
+from serve.server.shedding import LoadShedder
+from serve.server.stats import SHED, STATS
+from serve.server.types import ASGIApp
 
 # Spec 2.4: send() raises an OSError once the client is gone (server.errors.ClientDisconnected).
 ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}

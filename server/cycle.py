@@ -22,9 +22,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from server.errors import ClientDisconnected
-from server.h1_writer import InvalidResponse
-from server.types import ASGIApp, Message, Scope
+from serve.server.errors import ClientDisconnected
+from serve.server.h1_writer import InvalidResponse
+from serve.server.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("serve")
 

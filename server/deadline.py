@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from server.cycle import Cycle, ResponseState
-from server.stats import STATS, TIMED_OUT
+from serve.server.cycle import Cycle, ResponseState
+from serve.server.stats import STATS, TIMED_OUT
 
 logger = logging.getLogger("serve")
 

@@ -14,14 +14,14 @@ import socket
 
 import uvloop
 
-from server import channel as ch
-from server.allocator import tune_allocator
-from server.app_loader import load_app
-from server.errors import AppLoadError
-from server.exitcodes import APP_LOAD_ERROR
-from server.logs import configure_logging
-from server.settings import WorkerSettings
-from server.worker import Worker
+from serve.server import channel as ch
+from serve.server.allocator import tune_allocator
+from serve.server.app_loader import load_app
+from serve.server.errors import AppLoadError
+from serve.server.exitcodes import APP_LOAD_ERROR
+from serve.server.logs import configure_logging
+from serve.server.settings import WorkerSettings
+from serve.server.worker import Worker
 
 logger = logging.getLogger("serve")
 

@@ -32,15 +32,15 @@ from httptools import (
     HttpRequestParser,
 )
 
-from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
-from server.h1_chunked import ChunkedBody, LimitAt
-from server.h1_validate import (
+from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from serve.server.h1_chunked import ChunkedBody, LimitAt
+from serve.server.h1_validate import (
     SEEN_REQUEST_LINES,
     RequestRejected,
     check_fields,
     request_line,
 )
-from server.settings import Limits
+from serve.server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 _HEAD_END = b"\r\n\r\n"

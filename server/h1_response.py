@@ -15,10 +15,10 @@ import enum
 import logging
 from collections.abc import Iterable
 
-from server import h1_writer as w
-from server.context import WorkerContext
-from server.cycle import BodyState, Cycle
-from server.write_batch import WriteBatch
+from serve.server import h1_writer as w
+from serve.server.context import WorkerContext
+from serve.server.cycle import BodyState, Cycle
+from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
 # Bodies up to this size are joined to the response head; larger ones go out beside it in

@@ -35,16 +35,16 @@ from h2.errors import ErrorCodes
 from h2.exceptions import NoSuchStreamError, ProtocolError
 from h2.settings import SettingCodes, Settings
 
-from server import h2_scope
-from server.context import WorkerContext
-from server.cycle import Cycle
-from server.events import RequestHead
-from server.flow import FlowControl
-from server.h1_validate import RequestRejected
-from server.h2_ending import H2Ending, Phase
-from server.h2_guard import ResetGuard
-from server.h2_stream import H2Stream
-from server.tls import tls_extension
+from serve.server import h2_scope
+from serve.server.context import WorkerContext
+from serve.server.cycle import Cycle
+from serve.server.events import RequestHead
+from serve.server.flow import FlowControl
+from serve.server.h1_validate import RequestRejected
+from serve.server.h2_ending import H2Ending, Phase
+from serve.server.h2_guard import ResetGuard
+from serve.server.h2_stream import H2Stream
+from serve.server.tls import tls_extension
 
 logger = logging.getLogger("serve")
 

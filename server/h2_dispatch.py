@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from server.context import WorkerContext
-from server.protocol import H1Connection
+from serve.server.context import WorkerContext
+from serve.server.protocol import H1Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -41,7 +41,7 @@ class ProtocolDispatch(asyncio.Protocol):
             ctx = self.h1.ctx
             limit = ctx.settings.limit_concurrency
             if limit is not None and len(ctx.connections) >= limit:
-                from server.h2_handover import take_over_over_limit
+                from serve.server.h2_handover import take_over_over_limit
 
                 take_over_over_limit(ctx, self.transport)
                 return
@@ -71,7 +71,7 @@ class ProtocolDispatch(asyncio.Protocol):
         ctx.connections.discard(h1)
         if self.transport.is_closing():
             return  # over limit_concurrency: H1Connection answered 503
-        from server.h2_handover import take_over
+        from serve.server.h2_handover import take_over
 
         session = take_over(
             ctx, self.transport, h1.flow, server=h1.server, client=h1.client, trusted=h1.trusted

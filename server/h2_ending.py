@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from server import h2_scope
+from serve.server import h2_scope
 
 if TYPE_CHECKING:
-    from server.h2_connection import H2Session
+    from serve.server.h2_connection import H2Session
 
 _BUSY_BODY = b"Service Unavailable"
 _BUSY_HEAD = (

@@ -19,12 +19,12 @@ import logging
 
 from h2.exceptions import ProtocolError
 
-from server import h1_writer as w
-from server.context import WorkerContext
-from server.events import RequestHead
-from server.flow import FlowControl
-from server.h2_connection import H2Session
-from server.protocol import inet_address
+from serve.server import h1_writer as w
+from serve.server.context import WorkerContext
+from serve.server.events import RequestHead
+from serve.server.flow import FlowControl
+from serve.server.h2_connection import H2Session
+from serve.server.protocol import inet_address
 
 logger = logging.getLogger("serve")
 

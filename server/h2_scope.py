@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from server import h1_writer as w
-from server.context import ASGI_INFO, WorkerContext
-from server.events import RequestHead
-from server.h1_validate import RequestRejected, decode_path, split_target, valid_authority
-from server.proxy import FORWARDING_FIELDS
-from server.types import Scope
+from serve.server import h1_writer as w
+from serve.server.context import ASGI_INFO, WorkerContext
+from serve.server.events import RequestHead
+from serve.server.h1_validate import RequestRejected, decode_path, split_target, valid_authority
+from serve.server.proxy import FORWARDING_FIELDS
+from serve.server.types import Scope
 
 Fields = list[tuple[bytes, bytes]]
 

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
-from server import h2_scope
-from server.cycle import BodyState, Cycle, ResponseState
-from server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
-from server.stats import STATS
+from serve.server import h2_scope
+from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
+from serve.server.stats import STATS
 
 if TYPE_CHECKING:
-    from server.h2_connection import H2Session
+    from serve.server.h2_connection import H2Session
 
 logger = logging.getLogger("serve")
 

@@ -21,8 +21,8 @@ import enum
 import logging
 from typing import Any, Literal
 
-from server.errors import LifespanFailed
-from server.types import ASGIApp, Message
+from serve.server.errors import LifespanFailed
+from serve.server.types import ASGIApp, Message
 
 _STARTUP_ANSWERS = ("lifespan.startup.complete", "lifespan.startup.failed")
 _SHUTDOWN_ANSWERS = ("lifespan.shutdown.complete", "lifespan.shutdown.failed")

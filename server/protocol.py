@@ -1,7 +1,7 @@
 """asyncio glue for one HTTP/1.1 connection: bytes in -> parser -> cycles -> bytes out.
 
 Rules: the request half and the connection's life are here, the response half in
-server.h1_response (inherited). Framing decisions come from server.h1_parser (requests) and
+server.h1_response (inherited). Framing decisions come from serve.server.h1_parser (requests) and
 server.h1_writer (responses); ASGI rules live in server.cycle. Connection states follow Go's
 net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
 progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
@@ -26,17 +26,17 @@ from collections import deque
 from operator import itemgetter
 from typing import cast
 
-from server import h1_writer as w
-from server.context import ASGI_INFO, WorkerContext
-from server.cycle import BodyState, Cycle, ResponseState
-from server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
-from server.flow import FlowControl
-from server.h1_parser import H1Parser
-from server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
-from server.proxy import FORWARDING_FIELDS
-from server.stats import STATS
-from server.tls import tls_extension
-from server.write_batch import WriteBatch
+from serve.server import h1_writer as w
+from serve.server.context import ASGI_INFO, WorkerContext
+from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
+from serve.server.flow import FlowControl
+from serve.server.h1_parser import H1Parser
+from serve.server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
+from serve.server.proxy import FORWARDING_FIELDS
+from serve.server.stats import STATS
+from serve.server.tls import tls_extension
+from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
 
@@ -218,7 +218,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.ctx.connections.discard(self)
         if head.upgrade == b"h2c":
             # Imported on the first upgrade, as for WebSockets below.
-            from server.h2_handover import take_over_upgrade
+            from serve.server.h2_handover import take_over_upgrade
 
             take_over_upgrade(
                 self.ctx,
@@ -232,7 +232,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             )
             return
         # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
-        from server.ws import take_over
+        from serve.server.ws import take_over
 
         take_over(
             self.ctx,

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from server.h2_settings import H2Settings
-from server.types import ASGIApp
-from server.ws_settings import WSSettings
+from serve.server.h2_settings import H2Settings
+from serve.server.types import ASGIApp
+from serve.server.ws_settings import WSSettings
 
 LifespanMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]

@@ -28,8 +28,8 @@ import socket
 import struct
 from typing import Protocol
 
-from server.settings import SheddingSettings
-from server.stats import SHED, STATS
+from serve.server.settings import SheddingSettings
+from serve.server.stats import SHED, STATS
 
 logger = logging.getLogger("serve")
 

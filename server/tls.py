@@ -21,7 +21,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from server.settings import TLSSettings
+from serve.server.settings import TLSSettings
 
 # ALPN (RFC 7301): h2 is offered only when http2 is enabled, first, as clients prefer it.
 ALPN_PROTOCOLS = ("http/1.1",)

@@ -24,20 +24,20 @@ import signal
 import socket
 import time
 
-from server import channel as ch
-from server.context import WorkerContext, date_block
-from server.errors import LifespanFailed
-from server.exitcodes import BOOT_ERROR, OK
-from server.h2_dispatch import ProtocolDispatch
-from server.lifespan import Lifespan
-from server.logs import AccessLogger, reopen_log_files
-from server.protocol import H1Connection
-from server.proxy import ProxyTrust
-from server.settings import WorkerSettings
-from server.shedding import LoadShedder
-from server.stats import STATS
-from server.tls import TLSConfigError, build_context
-from server.types import ASGIApp, Receive, Scope, Send
+from serve.server import channel as ch
+from serve.server.context import WorkerContext, date_block
+from serve.server.errors import LifespanFailed
+from serve.server.exitcodes import BOOT_ERROR, OK
+from serve.server.h2_dispatch import ProtocolDispatch
+from serve.server.lifespan import Lifespan
+from serve.server.logs import AccessLogger, reopen_log_files
+from serve.server.protocol import H1Connection
+from serve.server.proxy import ProxyTrust
+from serve.server.settings import WorkerSettings
+from serve.server.shedding import LoadShedder
+from serve.server.stats import STATS
+from serve.server.tls import TLSConfigError, build_context
+from serve.server.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("serve")
 

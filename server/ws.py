@@ -14,17 +14,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from server import h1_writer as w
-from server import ws_handshake as hs
-from server.events import RequestHead
-from server.flow import FlowControl
-from server.tls import tls_extension
-from server.types import Scope
-from server.ws_connection import WebSocketConnection
-from server.ws_settings import WSSettings
+from serve.server import h1_writer as w
+from serve.server import ws_handshake as hs
+from serve.server.events import RequestHead
+from serve.server.flow import FlowControl
+from serve.server.tls import tls_extension
+from serve.server.types import Scope
+from serve.server.ws_connection import WebSocketConnection
+from serve.server.ws_settings import WSSettings
 
 if TYPE_CHECKING:
-    from server.context import WorkerContext
+    from serve.server.context import WorkerContext
 
 logger = logging.getLogger("serve")
 

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, cast
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from server import h1_writer as w
-from server import ws_handshake as hs
-from server.errors import ClientDisconnected
-from server.flow import FlowControl
-from server.types import ASGIApp, Message, Scope
+from serve.server import h1_writer as w
+from serve.server import ws_handshake as hs
+from serve.server.errors import ClientDisconnected
+from serve.server.flow import FlowControl
+from serve.server.types import ASGIApp, Message, Scope
 
 if TYPE_CHECKING:
-    from server.context import WorkerContext
-    from server.ws_settings import WSSettings
+    from serve.server.context import WorkerContext
+    from serve.server.ws_settings import WSSettings
 
 logger = logging.getLogger("serve")
 

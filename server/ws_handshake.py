@@ -18,8 +18,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
-from server import h1_writer as w
-from server.events import RequestHead
+from serve.server import h1_writer as w
+from serve.server.events import RequestHead
 
 WS_VERSION = b"13"
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"

@@ -1,6 +1,6 @@
-"""serve: a production ASGI server and process supervisor.
+"""serve.supervisor: the master, and the programmatic start behind `serve.run`.
 
-Programmatic start, the counterpart of uvicorn.run(): `supervisor.run("myapp.main:app",
+Programmatic start, the counterpart of uvicorn.run(): `serve.run("myapp.main:app",
 workers=4)`. Rules: importing this package stays cheap (no YAML, no event loop, no fork);
 run() imports the loader and the arbiter only when called, and raises ConfigError instead
 of exiting, because the caller owns the process.
@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.types import ASGIApp
+    from serve.server.types import ASGIApp
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "run"]
@@ -39,9 +39,9 @@ def run(
     answered with serve's way (supervisor.uvicorn_names). Raises ConfigError for an unknown
     keyword (with a did-you-mean), a bad value, or reload with an app object.
     """
-    from supervisor.config_loader import load_config, unknown_env_warnings
-    from supervisor.upgrade import INTERNAL_ENV
-    from supervisor.uvicorn_names import translate
+    from serve.supervisor.config_loader import load_config, unknown_env_warnings
+    from serve.supervisor.upgrade import INTERNAL_ENV
+    from serve.supervisor.uvicorn_names import translate
 
     for warning in unknown_env_warnings(os.environ, INTERNAL_ENV):
         print(f"serve: warning: {warning}", file=sys.stderr)
@@ -53,19 +53,19 @@ def run(
         values["bind"] = (f"{address}:{8000 if port is None else port}",)
     effective = load_config(config, os.environ, values, cli_kind="keywords")
     if not isinstance(app, str) and effective.reload.enabled:
-        from supervisor.config_loader import ConfigError
+        from serve.supervisor.config_loader import ConfigError
 
         raise ConfigError(
             None,
             None,
             None,
             "reload",
-            f"needs the app as an import string, like supervisor.run({_import_string(app)!r}, "
+            f"needs the app as an import string, like serve.run({_import_string(app)!r}, "
             "reload=True): an app object reaches the workers through fork, so a reload could "
             "not import the edited code",
         )
 
-    from supervisor.arbiter import run_master
+    from serve.supervisor.arbiter import run_master
 
     return run_master(effective)
 

@@ -1,6 +1,6 @@
-"""`python -m supervisor` is the `serve` command."""
+"""`python -m serve.supervisor` is the `serve` command, as `python -m serve` is."""
 
-from supervisor.cli import main
+from serve.supervisor.cli import main
 
 if __name__ == "__main__":
     main()

@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from server import channel as ch
-from server.exitcodes import CONFIG_ERROR
-from server.logs import configure_logging, reopen_log_files, tell_terminal
-from supervisor import health
-from supervisor.actions import (
+from serve.server import channel as ch
+from serve.server.exitcodes import CONFIG_ERROR
+from serve.server.logs import configure_logging, reopen_log_files, tell_terminal
+from serve.supervisor import health
+from serve.supervisor.actions import (
     AbandonUpgrade,
     Action,
     CommitGeneration,
@@ -46,9 +46,9 @@ from supervisor.actions import (
     StartUpgrade,
     StopListening,
 )
-from supervisor.config_loader import ConfigError
-from supervisor.config_schema import Config
-from supervisor.events import (
+from serve.supervisor.config_loader import ConfigError
+from serve.supervisor.config_schema import Config
+from serve.supervisor.events import (
     ChildExited,
     Event,
     FilesChanged,
@@ -61,19 +61,19 @@ from supervisor.events import (
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
-from supervisor.generations import Resources
-from supervisor.logsetup import apply_logging, logging_changed
-from supervisor.pidfile import PidfileError
-from supervisor.privileges import apply_umask
-from supervisor.process import reap_children, send_signal, spawn_worker, wait_for
-from supervisor.reload import status_text
-from supervisor.signals import SignalCatcher
-from supervisor.sockets import BindError
-from supervisor.state import next_deadline, step
-from supervisor.status import status_path, write_status
-from supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
-from supervisor.watcher import WatcherError
+from serve.supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
+from serve.supervisor.generations import Resources
+from serve.supervisor.logsetup import apply_logging, logging_changed
+from serve.supervisor.pidfile import PidfileError
+from serve.supervisor.privileges import apply_umask
+from serve.supervisor.process import reap_children, send_signal, spawn_worker, wait_for
+from serve.supervisor.reload import status_text
+from serve.supervisor.signals import SignalCatcher
+from serve.supervisor.sockets import BindError
+from serve.supervisor.state import next_deadline, step
+from serve.supervisor.status import status_path, write_status
+from serve.supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
+from serve.supervisor.watcher import WatcherError
 
 logger = logging.getLogger("serve.master")
 

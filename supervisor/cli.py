@@ -26,17 +26,17 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from server import exitcodes
-from supervisor import __version__, control
-from supervisor.config_loader import (
+from serve.server import exitcodes
+from serve.supervisor import __version__, control
+from serve.supervisor.config_loader import (
     ConfigError,
     config_as_yaml,
     load_config,
     unknown_env_warnings,
 )
-from supervisor.config_schema import Config, ReloadSpec
-from supervisor.preflight import PreflightError, preflight
-from supervisor.upgrade import INTERNAL_ENV
+from serve.supervisor.config_schema import Config, ReloadSpec
+from serve.supervisor.preflight import PreflightError, preflight
+from serve.supervisor.upgrade import INTERNAL_ENV
 
 _USAGE = (
     "serve [APP] [options]\n"
@@ -213,7 +213,7 @@ def _check(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     load, _ = _loader(_parser("serve", _DESCRIPTION), argv)
     config = load()
-    from supervisor.arbiter import run_master
+    from serve.supervisor.arbiter import run_master
 
     return run_master(config, reload_config=load)
 
@@ -248,7 +248,7 @@ _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point of `serve` and `python -m supervisor`; always exits."""
+    """Entry point of `serve` and `python -m serve.supervisor`; always exits."""
     args = sys.argv[1:] if argv is None else argv
     command: Callable[[list[str]], int] = _run
     rest = args

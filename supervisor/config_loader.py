@@ -2,7 +2,7 @@
 
 Rules:
 - This is the only module that reads YAML. Layers, lowest first: Config defaults < YAML file <
-  SERVE_<KEY> environment < command-line flags (or the keywords of supervisor.run()).
+  SERVE_<KEY> environment < command-line flags (or the keywords of serve.run()).
 - Every bad value becomes one ConfigError naming where it came from: file:line:col of the
   YAML node (PyYAML start_mark, 1-based here), the variable name for the environment, the
   flag for the command line. Nothing here exits the process, logs or imports the app.
@@ -34,10 +34,10 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from server.tls import TLSConfigError, build_context
-from supervisor.config_checks import BadValueError
-from supervisor.config_schema import LEAF_KEYS, NESTED, Config, SSLSpec
-from supervisor.config_values import OCTAL_KEYS, RawValue, convert
+from serve.server.tls import TLSConfigError, build_context
+from serve.supervisor.config_checks import BadValueError
+from serve.supervisor.config_schema import LEAF_KEYS, NESTED, Config, SSLSpec
+from serve.supervisor.config_values import OCTAL_KEYS, RawValue, convert
 
 if TYPE_CHECKING:
     import yaml
@@ -295,7 +295,7 @@ def load_config(
 
     `cli` holds only the keys the user set, named like the Config fields. With the default
     cli_kind="flags" they are argparse values and errors name the flag (`--workers`, `APP`);
-    with "keywords" they come from supervisor.run() and may hold an app object.
+    with "keywords" they come from serve.serve.run() and may hold an app object.
     load_files=False skips loading the files the config names (ssl, log_config): control
     commands need only the pidfile, and an operator who may signal the master need not be
     able to read its private key.

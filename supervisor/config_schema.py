@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from server.h2_settings import H2Settings
-from server.settings import (
+from serve.server.h2_settings import H2Settings
+from serve.server.settings import (
     DEFAULT_ACCESS_LOG_FORMAT,
     CertReqs,
     Limits,
@@ -23,9 +23,9 @@ from server.settings import (
     TLSVersion,
     WorkerSettings,
 )
-from server.types import ASGIApp
-from server.ws_settings import WSMode, WSSettings
-from supervisor.config_shedding import SheddingSpec
+from serve.server.types import ASGIApp
+from serve.server.ws_settings import WSMode, WSSettings
+from serve.supervisor.config_shedding import SheddingSpec
 
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -126,7 +126,7 @@ class MetricsSpec:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    # The app: an import string here; supervisor.run() may put an app object in its place.
+    # The app: an import string here; serve.run() may put an app object in its place.
     app: str | ASGIApp | None = field(
         default=None, metadata=_doc("ASGI app as 'module:attr' (dotted attr allowed)")
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.settings import SheddingSettings
+from serve.server.settings import SheddingSettings
 
 
 def _doc(text: str) -> dict[str, str]:

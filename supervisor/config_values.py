@@ -5,7 +5,7 @@ wrong with it. A converter per Config field is built from the field's annotation
 per-key rules (bounds, sizes, formats) live in the tables below, checks of a typed value
 (addresses, formats, paths) in config_checks.py. Keys are the
 schema's LEAF_KEYS: nested ones are dotted ("reload.dirs"). Values from YAML or
-supervisor.run() must already have the right type (`workers: "4"` is an error); text from
+serve.run() must already have the right type (`workers: "4"` is an error); text from
 the environment or a flag is parsed: booleans true/false/1/0/yes/no/on/off, null keys take
 null/none/"", bind and forwarded_allow_ips take comma-separated lists. Modes (umask,
 socket_mode) written as text are always octal, with or without 0o, as in `umask 022`.
@@ -23,8 +23,8 @@ import typing
 from collections.abc import Callable
 from typing import Literal
 
-from supervisor.config_checks import CHECKS, BadValueError
-from supervisor.config_schema import LEAF_KEYS, NESTED, Config
+from serve.supervisor.config_checks import CHECKS, BadValueError
+from serve.supervisor.config_schema import LEAF_KEYS, NESTED, Config
 
 SIZE_KEYS = frozenset(
     {
@@ -82,7 +82,7 @@ class RawValue:
 
     value: object
     # Text from the environment or a flag is parsed ("4" -> 4). Python objects, such as an
-    # app, are only accepted from supervisor.run() keywords.
+    # app, are only accepted from serve.serve.run() keywords.
     text: bool = False
     python: bool = False
 

@@ -21,10 +21,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from server import exitcodes
-from supervisor.config_schema import Config
-from supervisor.pidfile import ForeignPidError, PidfileError, process_exists, running_master
-from supervisor.status import (
+from serve.server import exitcodes
+from serve.supervisor.config_schema import Config
+from serve.supervisor.pidfile import ForeignPidError, PidfileError, process_exists, running_master
+from serve.supervisor.status import (
     StatusError,
     format_status,
     read_status,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.channel import WorkerMessage
-from supervisor.fleet import Policy
+from serve.server.channel import WorkerMessage
+from serve.supervisor.fleet import Policy
 
 
 @dataclass(frozen=True, slots=True)

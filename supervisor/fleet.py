@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from server.channel import WorkerHeartbeat
-from server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
-from supervisor.actions import Action, SendSignal
-from supervisor.config_schema import Config
+from serve.server.channel import WorkerHeartbeat
+from serve.server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
+from serve.supervisor.actions import Action, SendSignal
+from serve.supervisor.config_schema import Config
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 10.0

@@ -22,14 +22,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from server.settings import WorkerSettings
-from supervisor.config_loader import read_log_config
-from supervisor.config_schema import Config
-from supervisor.notify import Notifier
-from supervisor.pidfile import Pidfile
-from supervisor.sockets import Listener, bind_listeners, close_listeners, inherited_from_systemd
-from supervisor.status import status_path
-from supervisor.watcher import Watcher
+from serve.server.settings import WorkerSettings
+from serve.supervisor.config_loader import read_log_config
+from serve.supervisor.config_schema import Config
+from serve.supervisor.notify import Notifier
+from serve.supervisor.pidfile import Pidfile
+from serve.supervisor.sockets import (
+    Listener,
+    bind_listeners,
+    close_listeners,
+    inherited_from_systemd,
+)
+from serve.supervisor.status import status_path
+from serve.supervisor.watcher import Watcher
 
 logger = logging.getLogger("serve.master")
 
@@ -37,7 +42,7 @@ logger = logging.getLogger("serve.master")
 HEARTBEATS_PER_TIMEOUT = 4
 
 if TYPE_CHECKING:
-    from supervisor.metrics import MetricsServer
+    from serve.supervisor.metrics import MetricsServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +198,7 @@ class Resources:
             if config.metrics.bind is not None:
                 # Imported only when configured: prometheus_client costs every master and
                 # every forked worker start time and memory.
-                from supervisor.metrics import MetricsServer
+                from serve.supervisor.metrics import MetricsServer
 
                 self.metrics = MetricsServer(config.metrics.bind, metrics_fd)
         except BaseException:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from supervisor.events import HealthSampled
-from supervisor.fleet import ReloadRecord, SupervisorState, by_pid
+from serve.supervisor.events import HealthSampled
+from serve.supervisor.fleet import ReloadRecord, SupervisorState, by_pid
 
 
 def probe(pids: Iterable[int]) -> HealthSampled:

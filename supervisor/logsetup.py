@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from server.logs import configure_logging
-from supervisor.config_loader import ConfigError, read_log_config
-from supervisor.config_schema import Config
+from serve.server.logs import configure_logging
+from serve.supervisor.config_loader import ConfigError, read_log_config
+from serve.supervisor.config_schema import Config
 
 LogFormat = Literal["text", "json"]
 

@@ -37,9 +37,9 @@ from http import HTTPStatus
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from supervisor.fleet import SupervisorState, answers_ready, is_live
-from supervisor.metrics_series import build_registry
-from supervisor.sockets import BindError, Listener, adopt_fd, bind_one, close_listeners
+from serve.supervisor.fleet import SupervisorState, answers_ready, is_live
+from serve.supervisor.metrics_series import build_registry
+from serve.supervisor.sockets import BindError, Listener, adopt_fd, bind_one, close_listeners
 
 logger = logging.getLogger("serve.master")
 

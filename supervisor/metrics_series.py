@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from server.stats import DURATION_BUCKETS_S, OVERLOAD_EVENTS
-from supervisor.fleet import (
+from serve.server.stats import DURATION_BUCKETS_S, OVERLOAD_EVENTS
+from serve.supervisor.fleet import (
     RESTART_REASONS,
     SupervisorState,
     Traffic,

@@ -6,7 +6,7 @@ Rules:
   port 0 on it (the address must be this machine's), a unix socket by its directory.
   A port in use is no error: check runs beside the live server before a reload.
 - The app is imported, and log_config applied, in a child process (`python -m
-  supervisor.preflight SPEC`), never in `serve check` itself: importing runs the app's
+  serve.supervisor.preflight SPEC`), never in `serve check` itself: importing runs the app's
   code, which may hang (the child is killed after boot_timeout), print, or configure
   logging. The child writes its verdict as the last line of its stdout and exits with the
   code a worker would: 0, CONFIG_ERROR for log_config, APP_LOAD_ERROR for the app.
@@ -23,12 +23,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server import exitcodes
-from supervisor.config_bind import parse_bind
-from supervisor.config_loader import ConfigError
-from supervisor.config_schema import Config
+from serve.server import exitcodes
+from serve.supervisor.config_bind import parse_bind
+from serve.supervisor.config_loader import ConfigError
+from serve.supervisor.config_schema import Config
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).absolute().parents[2])
 _VERDICT = "serve-check: "
 
 
@@ -91,7 +91,7 @@ def _try_in_child(config: Config) -> None:
     path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "supervisor.preflight", json.dumps(spec)],
+            [sys.executable, "-m", "serve.supervisor.preflight", json.dumps(spec)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -116,9 +116,9 @@ def _try_in_child(config: Config) -> None:
 
 def _child(spec: dict[str, object]) -> int:
     """In the child: apply log_config, then import the app; print the verdict."""
-    from server.app_loader import load_app
-    from server.errors import AppLoadError
-    from supervisor.logsetup import LogFormat, try_log_config
+    from serve.server.app_loader import load_app
+    from serve.server.errors import AppLoadError
+    from serve.supervisor.logsetup import LogFormat, try_log_config
 
     log_config = spec["log_config"]
     if isinstance(log_config, str):

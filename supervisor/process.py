@@ -6,7 +6,7 @@ code. That is only safe because the master stays single-threaded (a fork copies 
 calling thread, and a lock held by another thread would stay locked in the child forever);
 nothing in the master may start a thread (the reload watcher is a helper process for this
 reason). Should that ever change, the fallback is
-subprocess.Popen([sys.executable, "-m", "server", ...], pass_fds=...).
+subprocess.Popen([sys.executable, "-m", "serve.server", ...], pass_fds=...).
 
 The child never returns into the master's code: whatever happens it leaves through
 os._exit(), so no master `finally` (socket unlink, pidfile removal, handler restore) runs
@@ -28,11 +28,11 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
-from server import channel as ch
-from server.entry import run_worker
-from server.exitcodes import BOOT_ERROR
-from server.settings import WorkerSettings
-from supervisor.privileges import PrivilegeError, drop_privileges
+from serve.server import channel as ch
+from serve.server.entry import run_worker
+from serve.server.exitcodes import BOOT_ERROR
+from serve.server.settings import WorkerSettings
+from serve.supervisor.privileges import PrivilegeError, drop_privileges
 
 logger = logging.getLogger("serve.master")
 

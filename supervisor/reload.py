@@ -23,7 +23,7 @@ import logging
 import signal
 from dataclasses import replace
 
-from supervisor.actions import (
+from serve.supervisor.actions import (
     AbandonUpgrade,
     Action,
     CommitGeneration,
@@ -34,14 +34,14 @@ from supervisor.actions import (
     SendSignal,
     StartUpgrade,
 )
-from supervisor.events import (
+from serve.supervisor.events import (
     ChildExited,
     GenerationFailed,
     GenerationLoaded,
     UpgradeFailed,
     UpgradeStarted,
 )
-from supervisor.fleet import (
+from serve.supervisor.fleet import (
     RUNNING,
     SERVING_STATES,
     Phase,

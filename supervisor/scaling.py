@@ -10,8 +10,8 @@ import logging
 import signal
 from dataclasses import replace
 
-from supervisor.actions import Action, Log
-from supervisor.fleet import (
+from serve.supervisor.actions import Action, Log
+from serve.supervisor.fleet import (
     Phase,
     SlotRecord,
     SupervisorState,

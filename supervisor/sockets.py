@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from supervisor.config_bind import BindSpec, parse_bind
+from serve.supervisor.config_bind import BindSpec, parse_bind
 
 logger = logging.getLogger("serve.master")
 

@@ -20,10 +20,10 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 
-from server.channel import WorkerBootFailed, WorkerHeartbeat
-from server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
-from supervisor import reload, scaling, stopping
-from supervisor.actions import (
+from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
+from serve.server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
+from serve.supervisor import reload, scaling, stopping
+from serve.supervisor.actions import (
     Action,
     Halt,
     Log,
@@ -33,7 +33,7 @@ from supervisor.actions import (
     SendSignal,
     Spawn,
 )
-from supervisor.events import (
+from serve.supervisor.events import (
     ChildExited,
     Event,
     FilesChanged,
@@ -49,7 +49,7 @@ from supervisor.events import (
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import (
+from serve.supervisor.fleet import (
     RUNNING,
     STABLE_READY_S,
     STOPPING,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from supervisor.actions import Action, Log, Notify, StopListening
-from supervisor.fleet import RUNNING, STOPPING, Phase, SupervisorState, is_ready
+from serve.supervisor.actions import Action, Log, Notify, StopListening
+from serve.supervisor.fleet import RUNNING, STOPPING, Phase, SupervisorState, is_ready
 
 Result = tuple[SupervisorState, list[Action]]
 

@@ -2,7 +2,7 @@
 
 Rules:
 - The old master forks; the child executes the command line the master was started with
-  (sys.orig_argv, so `serve ...` and `python -m supervisor ...` both work, with new code
+  (sys.orig_argv, so `serve ...` and `python -m serve.supervisor ...` both work, with new code
   and a new interpreter) with the listening sockets on fds 3, 4, ... announced by the
   systemd LISTEN_FDS protocol (sockets.exec_with_listeners), and the metrics listener on
   the next descriptor, named by SERVE_UPGRADE_METRICS ("FD BIND"). No socket is closed or
@@ -27,10 +27,10 @@ import sys
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import NoReturn
 
-from supervisor.events import UpgradeFailed, UpgradeStarted
-from supervisor.generations import Resources
-from supervisor.pidfile import Pidfile, PidfileError
-from supervisor.sockets import LISTEN_FDS_START, Listener, exec_with_listeners
+from serve.supervisor.events import UpgradeFailed, UpgradeStarted
+from serve.supervisor.generations import Resources
+from serve.supervisor.pidfile import Pidfile, PidfileError
+from serve.supervisor.sockets import LISTEN_FDS_START, Listener, exec_with_listeners
 
 logger = logging.getLogger("serve.master")
 

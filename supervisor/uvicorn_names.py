@@ -1,6 +1,6 @@
-"""uvicorn's keyword names in supervisor.run(): mapped to serve's keys, or named exactly.
+"""uvicorn's keyword names in serve.run(): mapped to serve's keys, or named exactly.
 
-Rules: no IO. A uvicorn user's first `supervisor.run(...)` carries uvicorn's names; a
+Rules: no IO. A uvicorn user's first `serve.run(...)` carries uvicorn's names; a
 did-you-mean computed on spelling alone points at the wrong key (`ssl_keyfile` ->
 'log_file'). Each name here either becomes serve's setting, value converted, or raises
 ConfigError naming what serve has instead. Names serve shares with uvicorn (workers,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from supervisor.config_loader import ConfigError
+from serve.supervisor.config_loader import ConfigError
 
 Convert = Callable[[object], tuple[str, object]]
 

@@ -1,7 +1,7 @@
 """Development reload: a helper process watches files and reports changes over a pipe.
 
 Rules:
-- The watching runs in a separate process (`python -m supervisor.watcher SPEC`), never in
+- The watching runs in a separate process (`python -m serve.supervisor.watcher SPEC`), never in
   a thread of the master: the master forks workers and must stay single-threaded.
 - The helper writes one JSON line per debounced batch of changes: a sorted list of the
   changed paths, relative to the working directory. The master polls Watcher.fd with its
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from supervisor.config_schema import ReloadSpec
+from serve.supervisor.config_schema import ReloadSpec
 
 # Changes closer together than this are reported as one batch.
 DEBOUNCE_MS = 400
@@ -34,7 +34,7 @@ DEBOUNCE_MS = 400
 PARENT_CHECK_MS = 500
 _STOP_TIMEOUT_S = 5.0
 _PR_SET_PDEATHSIG = 1
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).absolute().parents[2])
 
 
 class WatcherError(Exception):
@@ -62,7 +62,13 @@ class Watcher:
         if missing:
             raise WatcherError(f"reload: cannot watch {missing[0]!r}: no such directory")
         config = {"dirs": spec.dirs, "include": spec.include, "exclude": spec.exclude}
-        argv = [sys.executable, "-m", "supervisor.watcher", json.dumps(config), str(os.getpid())]
+        argv = [
+            sys.executable,
+            "-m",
+            "serve.supervisor.watcher",
+            json.dumps(config),
+            str(os.getpid()),
+        ]
         # The helper imports this very package, wherever the master found it.
         path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
         proc = subprocess.Popen(

@@ -132,13 +132,13 @@ def launch(
     env: dict[str, str] | None = None,
     script: Path | None = None,
 ) -> ServeProcess:
-    """Start `python -m supervisor ARGS` (or `python SCRIPT ARGS`) with the repo importable
+    """Start `python -m serve ARGS` (or `python SCRIPT ARGS`) with the repo importable
     and no SERVE_* variables leaking in from the caller's environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
-    entry = [str(script)] if script is not None else ["-m", "supervisor"]
+    entry = [str(script)] if script is not None else ["-m", "serve"]
     return ServeProcess([sys.executable, *entry, *args], cwd, log_path, full_env)
 
 

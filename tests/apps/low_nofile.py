@@ -9,4 +9,4 @@ import runpy
 
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(os.environ["NOFILE_LIMIT"]), hard))
-runpy.run_module("supervisor", run_name="__main__")
+runpy.run_module("serve", run_name="__main__")

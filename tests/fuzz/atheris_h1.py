@@ -20,7 +20,7 @@ from pathlib import Path
 import atheris  # type: ignore[import-untyped]  # installed in the fuzz venv only
 
 with atheris.instrument_imports(include=["server"]):
-    from server.settings import Limits
+    from serve.server.settings import Limits
     from tests.fuzz.h1_checks import normalized, run
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "requests"

@@ -27,9 +27,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 
 FAILURE_STATUSES = frozenset((400, 413, 414, 431, 501, 505))
 # A chunk-size line (digits and extensions) is held whole until its LF; the layer bounds
@@ -76,7 +76,7 @@ def held_bytes(parser: H1Parser) -> int:
                 total += len(value)
             elif isinstance(value, memoryview):
                 total += value.nbytes
-            elif type(value).__module__.startswith("server."):
+            elif type(value).__module__.startswith("serve.server."):
                 stack.append(value)
     return total
 

@@ -13,8 +13,8 @@ from urllib.parse import unquote_to_bytes
 
 from hypothesis import strategies as st
 
-from server.events import BodyChunk, Event, MessageEnd, RequestHead
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, MessageEnd, RequestHead
+from serve.server.settings import Limits
 
 _UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
 _PCHAR = st.one_of(

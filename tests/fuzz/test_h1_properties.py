@@ -11,8 +11,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.events import BodyChunk, Event, ParseFailed
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, ParseFailed
+from serve.server.settings import Limits
 from tests.fuzz.h1_checks import normalized, run
 from tests.fuzz.h1_model import (
     LIMITS,

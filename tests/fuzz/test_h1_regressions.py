@@ -6,9 +6,9 @@ llhttp limitation it documents; the input is fed whole and then in the pieces th
 
 from __future__ import annotations
 
-from server.events import Event, ParseFailed
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import Event, ParseFailed
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 from tests.fuzz.h1_checks import normalized, run
 
 CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -26,7 +26,7 @@ def serve(
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args],
+        [sys.executable, "-m", "serve.supervisor", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from supervisor.fleet import STOP_MARGIN_S
+from serve.supervisor.fleet import STOP_MARGIN_S
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.system

@@ -20,7 +20,7 @@ def serve(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args],
+        [sys.executable, "-m", "serve.supervisor", *args],
         cwd=APPS_DIR,
         env=env,
         capture_output=True,

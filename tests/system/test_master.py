@@ -1,4 +1,4 @@
-"""The master as operators meet it: real `python -m supervisor`, real signals, real workers.
+"""The master as operators meet it: real `python -m serve.supervisor`, real signals, real workers.
 
 Each test reads pids from /proc and waits on log lines; nothing sleeps a fixed time.
 """

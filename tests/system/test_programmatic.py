@@ -1,4 +1,4 @@
-"""supervisor.run(): the programmatic start behaves like the CLI, app objects included."""
+"""serve.run(): the programmatic start behaves like the CLI, app objects included."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.system
 SCRIPT = """
 import sys
 
-import supervisor
+import serve
 
 
 async def app(scope, receive, send):
@@ -25,7 +25,7 @@ async def app(scope, receive, send):
 
 
 if __name__ == "__main__":
-    sys.exit(supervisor.run(app, host="127.0.0.1", port=0, workers=2, access_log=False))
+    sys.exit(serve.run(app, host="127.0.0.1", port=0, workers=2, access_log=False))
 """
 
 
@@ -46,9 +46,9 @@ def test_run_with_an_app_object_and_two_workers(tmp_path: Path) -> None:
 def test_run_rejects_a_misspelt_setting(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     script.write_text(
-        "import supervisor\n"
+        "import serve\n"
         "try:\n"
-        "    supervisor.run('x:app', wokers=2)\n"
+        "    serve.run('x:app', wokers=2)\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc)\n"
     )
@@ -74,7 +74,7 @@ def test_run_refuses_reload_with_an_app_object(tmp_path: Path) -> None:
         assert proc.wait_exit(30) == 0
         assert proc.log() == (
             "ConfigError reload: needs the app as an import string, like "
-            "supervisor.run('main:app', reload=True): an app object reaches the workers "
+            "serve.run('main:app', reload=True): an app object reaches the workers "
             "through fork, so a reload could not import the edited code\n"
         )
     finally:

@@ -25,7 +25,7 @@ APP = "supervisor_apps:app"
 
 def serve_status(config: Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "supervisor", "status", "-c", str(config)],
+        [sys.executable, "-m", "serve.supervisor", "status", "-c", str(config)],
         cwd=APPS_DIR,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -153,7 +153,7 @@ def _state(pid: int) -> str:
 def test_as_pid_1_term_drains_reaps_every_orphan_and_exits_0(tmp_path: Path) -> None:
     command = [
         "unshare", "--pid", "--fork", "--mount-proc",
-        sys.executable, "-m", "supervisor", APP, "--bind", "127.0.0.1:0", "--workers", "2",
+        sys.executable, "-m", "serve.supervisor", APP, "--bind", "127.0.0.1:0", "--workers", "2",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     env["PYTHONPATH"] = str(ROOT)

@@ -29,7 +29,7 @@ def forked_workers(serve: ServeProcess) -> list[int]:
     return [
         pid
         for pid in serve.worker_pids()
-        if b"supervisor.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"serve.supervisor.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
 

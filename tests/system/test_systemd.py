@@ -54,7 +54,7 @@ def socket_activated(tmp_path: Path, *serve_args: str) -> tuple[ServeProcess, in
         "PYTHONUNBUFFERED=1",
         sys.executable,
         "-m",
-        "supervisor",
+        "serve",
         "master_apps:app",
         *serve_args,
     ]

@@ -152,15 +152,15 @@ def test_a_missing_certificate_at_start_is_a_config_error(
     )
 
 
-# supervisor.run() keeps its settings on SIGHUP, so only the new workers read the files.
+# serve.run() keeps its settings on SIGHUP, so only the new workers read the files.
 SCRIPT = """
 import sys
 
-import supervisor
+import serve
 
 if __name__ == "__main__":
     ssl = {{"certfile": {cert!r}, "keyfile": {key!r}}}
-    sys.exit(supervisor.run("tls_apps:app", port=0, app_dir={apps!r}, workers=2, ssl=ssl))
+    sys.exit(serve.run("tls_apps:app", port=0, app_dir={apps!r}, workers=2, ssl=ssl))
 """
 
 

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from supervisor.config_values import parse_size
-from supervisor.fleet import STOP_MARGIN_S
+from serve.supervisor.config_values import parse_size
+from serve.supervisor.fleet import STOP_MARGIN_S
 from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
@@ -180,7 +180,13 @@ def test_image_installs_the_project_from_what_it_copied() -> None:
     readme = re.search(r'^readme\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
     packages = re.search(r"^packages\s*=\s*\[([^\]]*)\]", pyproject, re.MULTILINE)
     assert readme and packages
-    needed = {"pyproject.toml", readme.group(1), *re.findall(r'"([^"]+)"', packages.group(1))}
+    # A package's folder may be a link (serve/server -> server): the image needs its target.
+    folders = {
+        str((ROOT / name.replace(".", "/")).resolve().relative_to(ROOT)).split("/")[0]
+        for name in re.findall(r'"([^"]+)"', packages.group(1))
+    }
+    assert folders == {"serve", "server", "supervisor"}
+    needed = {"pyproject.toml", readme.group(1), *folders}
     assert needed <= copied
 
 
@@ -332,7 +338,7 @@ def test_configmap_prod_yaml_passes_serve_check(tmp_path: Path) -> None:
     path = tmp_path / "prod.yaml"
     path.write_text(manifests()["ConfigMap"]["data"]["prod.yaml"])
     result = subprocess.run(
-        [sys.executable, "-m", "supervisor", "check", "-c", str(path)],
+        [sys.executable, "-m", "serve.supervisor", "check", "-c", str(path)],
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if not k.startswith("SERVE_")},
         capture_output=True,

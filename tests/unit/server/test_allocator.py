@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from server.allocator import tune_allocator
+from serve.server.allocator import tune_allocator
 
 
 def test_top_pad_is_set_on_glibc() -> None:

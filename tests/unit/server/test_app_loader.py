@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from server.app_loader import load_app
-from server.errors import AppLoadError
-from server.types import ASGIApp, Message
+from serve.server.app_loader import load_app
+from serve.server.errors import AppLoadError
+from serve.server.types import ASGIApp, Message
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from server.capacity import LOG_INTERVAL_S, ConnectionCap, fd_budget
-from server.stats import IDLE_CLOSED, REFUSED, STATS
+from serve.server.capacity import LOG_INTERVAL_S, ConnectionCap, fd_budget
+from serve.server.stats import IDLE_CLOSED, REFUSED, STATS
 
 
 class Conn:

@@ -15,10 +15,10 @@ import socket
 
 import pytest
 
-from server.context import WorkerContext
-from server.protocol import H1Connection
-from server.settings import WorkerSettings
-from server.types import Receive, Scope, Send
+from serve.server.context import WorkerContext
+from serve.server.protocol import H1Connection
+from serve.server.settings import WorkerSettings
+from serve.server.types import Receive, Scope, Send
 from tests.unit.server.test_ws_harness import eventually, run
 
 BODY = 40 * 1024  # more than both small socket buffers hold, less than the high-water mark

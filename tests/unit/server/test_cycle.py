@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.cycle import Cycle, ResponseState
-from server.errors import ClientDisconnected
+from serve.server.cycle import Cycle, ResponseState
+from serve.server.errors import ClientDisconnected
 
 
 class NeverPaused:

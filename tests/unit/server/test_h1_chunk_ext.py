@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 from tests.fuzz.h1_model import chunk_extensions
 from tests.fuzz.profiles import FUZZ
 

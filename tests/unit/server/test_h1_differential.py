@@ -23,9 +23,9 @@ import h11
 import pytest
 from hypothesis import given
 
-from server.events import BodyChunk, Event, MessageEnd, RequestHead
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, MessageEnd, RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 from tests.fuzz.h1_model import Request, requests
 from tests.fuzz.profiles import FUZZ
 

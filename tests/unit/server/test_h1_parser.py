@@ -17,9 +17,9 @@ from typing import Any
 import h11
 import pytest
 
-from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "requests"
 LIMITS = Limits()

@@ -3,9 +3,9 @@ head that would exceed it, holds the rest unparsed, and feed(b"") goes on from t
 
 from __future__ import annotations
 
-from server.events import BodyChunk, Event, MessageEnd, RequestHead
-from server.h1_parser import H1Parser
-from server.settings import Limits
+from serve.server.events import BodyChunk, Event, MessageEnd, RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits
 
 GET = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n"
 POST = b"POST /%d HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server import h1_writer as w
+from serve.server import h1_writer as w
 
 
 def test_status_lines_are_cached_and_valid() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.h2_guard import ResetGuard
+from serve.server.h2_guard import ResetGuard
 
 
 def test_a_burst_up_to_the_limit_passes_then_the_next_reset_fails() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.h1_validate import RequestRejected
-from server.h1_writer import InvalidResponse
-from server.h2_scope import date_fields, request_head, response_fields, trailer_fields
+from serve.server.h1_validate import RequestRejected
+from serve.server.h1_writer import InvalidResponse
+from serve.server.h2_scope import date_fields, request_head, response_fields, trailer_fields
 
 
 def fields(path: bytes = b"/a%20b?x=1", method: bytes = b"GET", **extra: bytes) -> list:

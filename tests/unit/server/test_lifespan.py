@@ -12,9 +12,9 @@ from typing import Any, Literal
 import pytest
 from starlette.applications import Starlette
 
-from server.errors import LifespanFailed
-from server.lifespan import Lifespan
-from server.types import Message, Receive, Scope, Send
+from serve.server.errors import LifespanFailed
+from serve.server.lifespan import Lifespan
+from serve.server.types import Message, Receive, Scope, Send
 
 Mode = Literal["auto", "on", "off"]
 

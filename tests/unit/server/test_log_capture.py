@@ -27,7 +27,7 @@ def run_script(source: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 CAPTURE_SCRIPT = """
     import faulthandler, logging, os, sys
-    from server.logs import configure_logging, reopen_log_files
+    from serve.server.logs import configure_logging, reopen_log_files
 
     path = sys.argv[1]
     configure_logging("info", "text", log_file=path)
@@ -60,7 +60,7 @@ def test_log_file_captures_descriptor_2_and_follows_the_reopen(tmp_path: Path) -
 
 FORK_SCRIPT = """
     import faulthandler, os, signal, sys
-    from server.logs import configure_logging
+    from serve.server.logs import configure_logging
 
     configure_logging("info", "json", log_file=sys.argv[1])
     faulthandler.enable()
@@ -81,7 +81,7 @@ def test_a_forked_childs_fatal_signal_dump_lands_in_the_log_file(tmp_path: Path)
 
 DICT_CONFIG_SCRIPT = """
     import logging, os, sys
-    from server.logs import configure_logging
+    from serve.server.logs import configure_logging
 
     master = logging.getLogger("serve.master")
     configure_logging("info", "text", log_file=sys.argv[1])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from server.logs import (
+from serve.server.logs import (
     ACCESS_LOGGER_NAME,
     LOGGER_NAME,
     AccessLogger,
@@ -24,7 +24,7 @@ from server.logs import (
     escape_control,
     reopen_log_files,
 )
-from server.settings import DEFAULT_ACCESS_LOG_FORMAT
+from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 from tests.conftest import ROOT
 
 TEXT_LINE = re.compile(
@@ -84,7 +84,7 @@ def run_script(source: str) -> subprocess.CompletedProcess[str]:
 
 FORKING_SCRIPT = """
     import logging, os
-    from server.logs import configure_logging
+    from serve.server.logs import configure_logging
 
     configure_logging("info", "{fmt}")
     configure_logging("info", "{fmt}")
@@ -292,7 +292,7 @@ def test_unopenable_log_file_raises(clean_loggers: None, tmp_path: Path) -> None
 
 ROTATING_SCRIPT = """
     import logging, os, sys
-    from server.logs import configure_logging, reopen_log_files
+    from serve.server.logs import configure_logging, reopen_log_files
 
     path = sys.argv[1]
     log = logging.getLogger("serve")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.proxy import ProxyTrust
+from serve.server.proxy import ProxyTrust
 
 Headers = list[tuple[bytes, bytes]]
 PEER = ("10.0.0.5", 41000)

@@ -11,8 +11,8 @@ from typing import cast
 
 import uvloop
 
-from server.settings import SheddingSettings
-from server.shedding import LoadShedder
+from serve.server.settings import SheddingSettings
+from serve.server.shedding import LoadShedder
 
 SETTINGS = SheddingSettings(target_s=0.02, interval_s=0.1)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from server import channel as ch
-from server.stats import (
+from serve.server import channel as ch
+from serve.server.stats import (
     DURATION_BUCKETS_S,
     SHED,
     ZERO_DURATIONS,

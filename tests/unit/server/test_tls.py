@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from server.settings import TLSSettings
-from server.tls import ServerContext, TLSConfigError, build_context, tls_extension
+from serve.server.settings import TLSSettings
+from serve.server.tls import ServerContext, TLSConfigError, build_context, tls_extension
 from tests.tls_certs import CertFiles, client_context, server_leaf, write_leaf
 
 # IANA numbers of the suites OpenSSL may pick (RFC 8446 B.4, RFC 5289): the oracle for

@@ -15,11 +15,11 @@ import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from server.context import WorkerContext
-from server.protocol import H1Connection
-from server.settings import WorkerSettings
-from server.types import Receive, Scope, Send
-from server.ws_settings import WSSettings
+from serve.server.context import WorkerContext
+from serve.server.protocol import H1Connection
+from serve.server.settings import WorkerSettings
+from serve.server.types import Receive, Scope, Send
+from serve.server.ws_settings import WSSettings
 from tests.unit.server.test_ws_harness import Client, eventually, run
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from server import ws_handshake as hs
-from server.events import RequestHead
-from server.h1_parser import H1Parser
-from server.h1_writer import InvalidResponse
-from server.settings import Limits
+from serve.server import ws_handshake as hs
+from serve.server.events import RequestHead
+from serve.server.h1_parser import H1Parser
+from serve.server.h1_writer import InvalidResponse
+from serve.server.settings import Limits
 
 # RFC 6455 §1.3's worked example.
 SAMPLE_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="

@@ -27,14 +27,14 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
-from server.context import WorkerContext
-from server.events import RequestHead
-from server.flow import FlowControl
-from server.h1_parser import H1Parser
-from server.settings import Limits, WorkerSettings
-from server.types import ASGIApp
-from server.ws import take_over
-from server.ws_settings import WSSettings
+from serve.server.context import WorkerContext
+from serve.server.events import RequestHead
+from serve.server.flow import FlowControl
+from serve.server.h1_parser import H1Parser
+from serve.server.settings import Limits, WorkerSettings
+from serve.server.types import ASGIApp
+from serve.server.ws import take_over
+from serve.server.ws_settings import WSSettings
 
 SWEEP_INTERVAL_S = 0.02
 

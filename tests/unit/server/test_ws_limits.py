@@ -12,9 +12,9 @@ import pytest
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
-from server import ws_connection
-from server.types import ASGIApp, Message, Receive, Scope, Send
-from server.ws_settings import WSSettings
+from serve.server import ws_connection
+from serve.server.types import ASGIApp, Message, Receive, Scope, Send
+from serve.server.ws_settings import WSSettings
 from tests.unit.server.test_ws_harness import Client, eventually, run, serving
 
 

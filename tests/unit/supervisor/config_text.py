@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from supervisor.config_loader import ConfigError
-from supervisor.config_schema import Config
+from serve.supervisor.config_loader import ConfigError
+from serve.supervisor.config_schema import Config
 
 Load = Callable[..., Config]
 

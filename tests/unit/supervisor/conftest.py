@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config_loader import load_config
-from supervisor.config_schema import Config
+from serve.supervisor.config_loader import load_config
+from serve.supervisor.config_schema import Config
 from tests.unit.supervisor.config_text import Load
 
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from server.h2_settings import H2Settings
-from supervisor.config_schema import HTTP2Spec
+from serve.server.h2_settings import H2Settings
+from serve.supervisor.config_schema import HTTP2Spec
 from tests.unit.supervisor.config_text import Load, error_of
 
 

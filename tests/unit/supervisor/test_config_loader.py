@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import supervisor
-from server.types import Receive, Scope, Send
-from supervisor.config_bind import BindSpec, parse_bind
-from supervisor.config_loader import ConfigError, config_as_yaml, load_config
-from supervisor.config_schema import Config
-from supervisor.config_values import parse_size
+import serve
+from serve.server.types import Receive, Scope, Send
+from serve.supervisor.config_bind import BindSpec, parse_bind
+from serve.supervisor.config_loader import ConfigError, config_as_yaml, load_config
+from serve.supervisor.config_schema import Config
+from serve.supervisor.config_values import parse_size
 from tests.unit.supervisor.config_text import Load, error_of
 
 
@@ -309,11 +309,11 @@ def test_app_object_only_from_keywords() -> None:
 
 def test_run_validates_before_starting_anything() -> None:
     with pytest.raises(ConfigError) as info:
-        supervisor.run(_asgi_app, wokers=2)
+        serve.run(_asgi_app, wokers=2)
     assert str(info.value) == "wokers: unknown setting (did you mean 'workers'?)"
     # host and port become the bind address, checked like any other.
     with pytest.raises(ConfigError) as info:
-        supervisor.run("pkg:app", host="::1", port=99999)
+        serve.run("pkg:app", host="::1", port=99999)
     assert str(info.value) == "bind: port 99999 out of range 0-65535 in '[::1]:99999'"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.settings import SheddingSettings
+from serve.server.settings import SheddingSettings
 from tests.unit.supervisor.config_text import Load, error_of
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from server.settings import TLSSettings
-from supervisor.config_loader import HIDDEN, ConfigError, config_as_yaml, load_config
-from supervisor.config_schema import SSLSpec
+from serve.server.settings import TLSSettings
+from serve.supervisor.config_loader import HIDDEN, ConfigError, config_as_yaml, load_config
+from serve.supervisor.config_schema import SSLSpec
 from tests.tls_certs import CertFiles, server_leaf, write_leaf
 
 PASSWORD = "s3cret"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.config_loader import ConfigError, config_as_yaml, load_config
-from supervisor.config_schema import Config, ReloadSpec
-from supervisor.config_values import parse_octal
+from serve.supervisor.config_loader import ConfigError, config_as_yaml, load_config
+from serve.supervisor.config_schema import Config, ReloadSpec
+from serve.supervisor.config_values import parse_octal
 from tests.unit.supervisor.config_text import Load, error_of
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config_loader import ConfigError, load_config, read_log_config
-from supervisor.config_schema import MetricsSpec
-from supervisor.fleet import Policy
+from serve.supervisor.config_loader import ConfigError, load_config, read_log_config
+from serve.supervisor.config_schema import MetricsSpec
+from serve.supervisor.fleet import Policy
 from tests.unit.supervisor.config_text import Load, error_of
 
 LOGGING = {

@@ -13,8 +13,15 @@ from dataclasses import replace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.fleet import Phase, Policy, SlotRecord, SupervisorState, WorkerRecord, WorkerState
-from supervisor.metrics import (
+from serve.supervisor.fleet import (
+    Phase,
+    Policy,
+    SlotRecord,
+    SupervisorState,
+    WorkerRecord,
+    WorkerState,
+)
+from serve.supervisor.metrics import (
     CLIENT_TIMEOUT_S,
     MAX_CLIENTS,
     MAX_HEAD_BYTES,
@@ -22,8 +29,8 @@ from supervisor.metrics import (
     MetricsServer,
     parse_head,
 )
-from supervisor.metrics_series import build_registry
-from supervisor.sockets import BindError
+from serve.supervisor.metrics_series import build_registry
+from serve.supervisor.sockets import BindError
 from tests.conftest import wait_until
 
 READY = SupervisorState(

@@ -12,8 +12,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.stats import DURATION_BUCKETS_S, ZERO_DURATIONS
-from supervisor.fleet import (
+from serve.server.stats import DURATION_BUCKETS_S, ZERO_DURATIONS
+from serve.supervisor.fleet import (
     Phase,
     Policy,
     SlotRecord,
@@ -22,7 +22,7 @@ from supervisor.fleet import (
     WorkerRecord,
     WorkerState,
 )
-from supervisor.metrics_series import build_registry
+from serve.supervisor.metrics_series import build_registry
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
-from server.channel import WorkerBootFailed, WorkerHeartbeat
-from server.stats import ZERO_DURATIONS
-from supervisor.actions import Spawn
-from supervisor.events import (
+from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
+from serve.server.stats import ZERO_DURATIONS
+from serve.supervisor.actions import Spawn
+from serve.supervisor.events import (
     GenerationFailed,
     HealthSampled,
     MasterStarted,
     WorkerMessageReceived,
 )
-from supervisor.fleet import Phase, Policy, Traffic, answers_ready, is_ready
-from supervisor.reload import MIB
-from supervisor.state import STABLE_READY_S, next_deadline
+from serve.supervisor.fleet import Phase, Policy, Traffic, answers_ready, is_ready
+from serve.supervisor.reload import MIB
+from serve.supervisor.state import STABLE_READY_S, next_deadline
 from tests.unit.supervisor.test_step import POLICY, Script, messages, notes, signals, spawns
 
 DELAY = Policy(graceful_timeout_s=30.0, health_interval_s=3600.0, shutdown_delay_s=10.0)

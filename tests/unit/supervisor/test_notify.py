@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.notify import Notifier
+from serve.supervisor.notify import Notifier
 
 
 @pytest.fixture

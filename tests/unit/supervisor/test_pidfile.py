@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.pidfile import (
+from serve.supervisor.pidfile import (
     ForeignPidError,
     Pidfile,
     PidfileError,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.privileges import PrivilegeError, chown_for_workers, drop_privileges
+from serve.supervisor.privileges import PrivilegeError, chown_for_workers, drop_privileges
 from tests.conftest import ROOT
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing identity needs root")
@@ -38,7 +38,7 @@ def test_drop_to_nobody() -> None:
     got = in_child(
         """
         import json, os
-        from supervisor.privileges import drop_privileges
+        from serve.supervisor.privileges import drop_privileges
         drop_privileges("nobody", None)
         print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
                           "groups": os.getgroups()}))
@@ -55,7 +55,7 @@ def test_numeric_ids_without_passwd_entries() -> None:
     got = in_child(
         """
         import json, os
-        from supervisor.privileges import drop_privileges
+        from serve.supervisor.privileges import drop_privileges
         drop_privileges("54321", "54322")
         print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}))
         """
@@ -68,7 +68,7 @@ def test_without_root_the_error_names_the_user() -> None:
     got = in_child(
         """
         import json
-        from supervisor.privileges import PrivilegeError, chown_for_workers, drop_privileges
+        from serve.supervisor.privileges import PrivilegeError, chown_for_workers, drop_privileges
         drop_privileges("nobody", None)
         try:
             drop_privileges("root", None)
@@ -100,7 +100,7 @@ def test_apply_umask() -> None:
     got = in_child(
         """
         import json, os
-        from supervisor.privileges import apply_umask
+        from serve.supervisor.privileges import apply_umask
         os.umask(0o002)
         apply_umask(None)
         kept = os.umask(0o002)

@@ -8,8 +8,8 @@ import re
 import pytest
 import yaml
 
-from supervisor.config_loader import load_config
-from supervisor.config_schema import NESTED, Config
+from serve.supervisor.config_loader import load_config
+from serve.supervisor.config_schema import NESTED, Config
 from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"

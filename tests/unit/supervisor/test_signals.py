@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from supervisor.signals import HANDLED_SIGNALS, SignalCatcher
+from serve.supervisor.signals import HANDLED_SIGNALS, SignalCatcher
 
 
 def readable(fd: int) -> bool:

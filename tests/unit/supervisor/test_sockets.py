@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.sockets import (
+from serve.supervisor.sockets import (
     BindError,
     Listener,
     adopt_fd,
@@ -183,7 +183,7 @@ def run_child(source: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[s
 
 SERVE_ONE = """
     import json, os, sys
-    from supervisor.sockets import close_listeners, {how}
+    from serve.supervisor.sockets import close_listeners, {how}
     listeners = {call}
     print(json.dumps([[l.url, l.sock.fileno(), l.unix_path] for l in listeners]), flush=True)
     conn, _ = listeners[0].sock.accept()
@@ -253,7 +253,7 @@ def test_listen_fds_handover_to_an_exec_ed_program(tmp_path: Path) -> None:
     child = run_child(
         f"""
         import os, sys
-        from supervisor.sockets import bind_listeners, exec_with_listeners
+        from serve.supervisor.sockets import bind_listeners, exec_with_listeners
         # Occupy fds 3 and 4 first, so the sockets must move down into them.
         spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(2)]
         listeners = bind_listeners(["127.0.0.1:0", "unix:{path}"], 16)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.status import (
+from serve.supervisor.status import (
     StatusError,
     format_status,
     read_status,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from server.channel import WorkerBootFailed, WorkerHeartbeat, WorkerReady
-from supervisor.actions import (
+from serve.server.channel import WorkerBootFailed, WorkerHeartbeat, WorkerReady
+from serve.supervisor.actions import (
     Action,
     Halt,
     LoadGeneration,
@@ -20,7 +20,7 @@ from supervisor.actions import (
     Spawn,
     StartUpgrade,
 )
-from supervisor.events import (
+from serve.supervisor.events import (
     ChildExited,
     Event,
     GenerationFailed,
@@ -34,7 +34,7 @@ from supervisor.events import (
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import (
+from serve.supervisor.fleet import (
     BACKOFF_MAX_S,
     QUIT_GRACE_S,
     STOP_MARGIN_S,
@@ -45,7 +45,7 @@ from supervisor.fleet import (
     exit_text,
     initial_state,
 )
-from supervisor.state import STABLE_READY_S, next_deadline, step
+from serve.supervisor.state import STABLE_READY_S, next_deadline, step
 
 # Health probes are hourly here, so they never land inside another test's deadlines.
 POLICY = Policy(graceful_timeout_s=30.0, boot_timeout_s=60.0, health_interval_s=3600.0)

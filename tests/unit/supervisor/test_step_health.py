@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
-from supervisor.actions import Halt, ProbeHealth, Spawn
-from supervisor.events import GenerationLoaded, HealthSampled, MasterStarted
-from supervisor.fleet import (
+from serve.supervisor.actions import Halt, ProbeHealth, Spawn
+from serve.supervisor.events import GenerationLoaded, HealthSampled, MasterStarted
+from serve.supervisor.fleet import (
     CRASH_LOOP_FAILURES,
     STABLE_READY_S,
     Phase,
@@ -14,8 +14,8 @@ from supervisor.fleet import (
     WorkerState,
     is_live,
 )
-from supervisor.reload import ABORT_GRACE_S, MIB
-from supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
+from serve.supervisor.reload import ABORT_GRACE_S, MIB
+from serve.supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
 from tests.unit.supervisor.test_step import (
     POLICY,
     Script,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 
-from supervisor.actions import AbandonUpgrade, Log, ReopenLogs, StartUpgrade, StopListening
-from supervisor.events import MasterStarted, UpgradeFailed
+from serve.supervisor.actions import AbandonUpgrade, Log, ReopenLogs, StartUpgrade, StopListening
+from serve.supervisor.events import MasterStarted, UpgradeFailed
 from tests.unit.supervisor.test_step import Script, messages, notes, signals, spawns
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 
-from server.channel import WorkerBootFailed
-from supervisor.actions import CommitGeneration, DropGeneration, LoadGeneration, Log, Spawn
-from supervisor.events import (
+from serve.server.channel import WorkerBootFailed
+from serve.supervisor.actions import CommitGeneration, DropGeneration, LoadGeneration, Log, Spawn
+from serve.supervisor.events import (
     FilesChanged,
     GenerationFailed,
     GenerationLoaded,
     MasterStarted,
     WorkerMessageReceived,
 )
-from supervisor.fleet import Phase, Policy, ReloadRecord
-from supervisor.state import STABLE_READY_S
+from serve.supervisor.fleet import Phase, Policy, ReloadRecord
+from serve.supervisor.state import STABLE_READY_S
 from tests.unit.supervisor.test_step import (
     POLICY,
     Script,

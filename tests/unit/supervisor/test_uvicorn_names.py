@@ -1,11 +1,11 @@
-"""uvicorn's keywords in supervisor.run(): translated to serve's keys, or answered exactly."""
+"""uvicorn's keywords in serve.run(): translated to serve's keys, or answered exactly."""
 
 from __future__ import annotations
 
 import pytest
 
-from supervisor.config_loader import ConfigError, load_config
-from supervisor.uvicorn_names import translate
+from serve.supervisor.config_loader import ConfigError, load_config
+from serve.supervisor.uvicorn_names import translate
 
 
 def test_uvicorn_keywords_become_serve_settings() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config_schema import ReloadSpec
-from supervisor.pidfile import process_exists
-from supervisor.watcher import PathFilter, Watcher, WatcherError
+from serve.supervisor.config_schema import ReloadSpec
+from serve.supervisor.pidfile import process_exists
+from serve.supervisor.watcher import PathFilter, Watcher, WatcherError
 from tests.conftest import ROOT, wait_until
 
 
@@ -92,8 +92,8 @@ def test_helper_dies_with_its_parent(project: Path) -> None:
             textwrap.dedent(
                 """
                 import sys, time
-                from supervisor.config_schema import ReloadSpec
-                from supervisor.watcher import Watcher
+                from serve.supervisor.config_schema import ReloadSpec
+                from serve.supervisor.watcher import Watcher
                 watcher = Watcher.start(ReloadSpec(enabled=True))
                 print(watcher.pid, flush=True)
                 time.sleep(60)
