@@ -22,8 +22,6 @@ from serve.server.shedding import LoadShedder
 from serve.server.stats import SHED, STATS
 from serve.server.types import ASGIApp
 
-# Spec 2.4: send() raises an OSError once the client is gone (server.errors.ClientDisconnected).
-ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 # RFC 9110 IMF-fixdate names, spelled out: strftime's %a and %b follow the C locale, which
 # the app may change, and email.utils would cost its import at every start.
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -36,6 +36,7 @@ from h2.exceptions import NoSuchStreamError, ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from serve.server import h2_scope
+from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.cycle import Cycle
 from serve.server.events import RequestHead
@@ -44,7 +45,7 @@ from serve.server.h1_validate import RequestRejected
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
 from serve.server.h2_stream import H2Stream
-from serve.server.tls import tls_extension
+from serve.server.scope import http_scope
 
 logger = logging.getLogger("serve")
 
@@ -58,19 +59,13 @@ class H2Session(asyncio.Protocol):
         ctx: WorkerContext,
         transport: asyncio.Transport,
         flow: FlowControl,
-        *,
-        server: tuple[str, int] | None,
-        client: tuple[str, int] | None,
-        trusted: bool,
+        info: ConnectionInfo,
     ) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.transport = transport
         self.flow = flow
-        self.server, self.client, self.trusted = server, client, trusted
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "http" if ssl_object is None else "https"
-        self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
+        self.info = info
         settings = ctx.settings.http2
         self.conn = H2Connection(
             H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
@@ -125,7 +120,7 @@ class H2Session(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
             # h2 has queued the GOAWAY that names the error.
-            logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
             self.write_out()
             self.shut()
             return
@@ -190,7 +185,7 @@ class H2Session(asyncio.Protocol):
             if limit is not None and declared is not None and declared > limit:
                 raise RequestRejected(413, "request body too large")
         except RequestRejected as exc:
-            logger.debug("bad HTTP/2 request from %s: %s", self.client, exc.reason)
+            logger.debug("bad HTTP/2 request from %s: %s", self.info.client, exc.reason)
             self.conn.send_headers(stream_id, [(b":status", b"%d" % exc.status)], end_stream=True)
             if has_body:
                 self.refuse(stream_id, ErrorCodes.NO_ERROR)
@@ -200,10 +195,9 @@ class H2Session(asyncio.Protocol):
     def start_stream(self, stream_id: int, head: RequestHead) -> None:
         ctx = self.ctx
         stream = H2Stream(self, stream_id)
-        scope = h2_scope.build_scope(
-            ctx, head, server=self.server, client=self.client, scheme=self.scheme,
-            trusted=self.trusted, tls_info=self.tls_info,
-        )  # fmt: skip
+        scope = http_scope(ctx, self.info, head)
+        extensions = scope.setdefault("extensions", {})
+        extensions.update(h2_scope.TRAILERS_EXTENSION)
         cycle = Cycle(stream, scope, head.has_body, head.expect_continue, True)
         cycle.start_time = time.perf_counter()
         stream.cycle = cycle
@@ -253,7 +247,7 @@ class H2Session(asyncio.Protocol):
             self.conn.reset_stream(stream_id, code)
 
     def calm(self) -> None:
-        logger.warning("HTTP/2 client %s resets too many streams; closing", self.client)
+        logger.warning("HTTP/2 client %s resets too many streams; closing", self.info.client)
         self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
         self.write_out()
         self.shut()

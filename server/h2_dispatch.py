@@ -73,9 +73,7 @@ class ProtocolDispatch(asyncio.Protocol):
             return  # over limit_concurrency: H1Connection answered 503
         from serve.server.h2_handover import take_over
 
-        session = take_over(
-            ctx, self.transport, h1.flow, server=h1.server, client=h1.client, trusted=h1.trusted
-        )
+        session = take_over(ctx, self.transport, h1.flow, h1.info)
         session.begin(data)
 
     # Until the first bytes decide, the H1Connection hears what happens to the transport.

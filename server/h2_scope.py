@@ -1,5 +1,5 @@
-"""HTTP/2 header lists in and out: request pseudo-headers -> RequestHead -> ASGI scope, and an
-app's response head -> the header list h2 sends.
+"""HTTP/2 header lists in and out: request pseudo-headers -> RequestHead (whose scope
+server.scope builds, as for HTTP/1.1), and an app's response head -> the header list h2 sends.
 
 Rules: no IO and no h2 import. h2 (validate_inbound_headers) has already refused what RFC 9113
 section 8.2 makes a malformed message: uppercase names, connection-specific fields, pseudo-
@@ -16,11 +16,8 @@ import re
 from collections.abc import Iterable
 
 from serve.server import h1_writer as w
-from serve.server.context import ASGI_INFO, WorkerContext
 from serve.server.events import RequestHead
 from serve.server.h1_validate import RequestRejected, decode_path, split_target, valid_authority
-from serve.server.proxy import FORWARDING_FIELDS
-from serve.server.types import Scope
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -79,42 +76,6 @@ def declared_length(headers: Fields) -> int | None:
         if name == b"content-length":
             return int(value)
     return None
-
-
-def build_scope(
-    ctx: WorkerContext,
-    head: RequestHead,
-    *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    scheme: str,
-    trusted: bool,
-    tls_info: dict[str, object] | None,
-) -> Scope:
-    """The ASGI `http` scope of one stream (http_version "2")."""
-    headers = head.headers
-    if trusted and ctx.proxy is not None and any(n in FORWARDING_FIELDS for n, _ in headers):
-        client, scheme = ctx.proxy.resolve(client, scheme, headers)
-    root_path = ctx.root_path
-    extensions: dict[str, object] = dict(TRAILERS_EXTENSION)
-    if tls_info is not None:
-        extensions["tls"] = tls_info
-    return {
-        "type": "http",
-        "asgi": ASGI_INFO,
-        "http_version": "2",
-        "server": server,
-        "client": client,
-        "scheme": scheme,
-        "method": head.method,
-        "root_path": root_path,
-        "path": root_path + head.path,
-        "raw_path": ctx.root_path_bytes + head.raw_path,
-        "query_string": head.query_string,
-        "headers": headers,
-        "state": ctx.lifespan_state.copy(),
-        "extensions": extensions,
-    }
 
 
 def response_fields(

@@ -23,19 +23,18 @@ import logging
 import sys
 import time
 from collections import deque
-from operator import itemgetter
 from typing import cast
 
 from serve.server import h1_writer as w
-from serve.server.context import ASGI_INFO, WorkerContext
+from serve.server.connection_info import ConnectionInfo
+from serve.server.context import WorkerContext
 from serve.server.cycle import BodyState, Cycle, ResponseState
 from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
-from serve.server.proxy import FORWARDING_FIELDS
+from serve.server.scope import http_scope
 from serve.server.stats import STATS
-from serve.server.tls import tls_extension
 from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
@@ -60,14 +59,6 @@ _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE,
 NO_BODY = Framing.NONE
 _RECEIVING = BodyState.RECEIVING
 _NOT_STARTED = ResponseState.NOT_STARTED
-_field_name = itemgetter(0)
-
-
-def inet_address(info: object) -> tuple[str, int] | None:
-    """(host, port) of a sockname/peername extra-info value; None for a unix socket."""
-    if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), int(info[1])
-    return None
 
 
 class H1Connection(H1ResponseWriter, asyncio.Protocol):
@@ -104,18 +95,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         ctx.connections.add(self)
         if ctx.load is not None:
             ctx.load.accepted(transport)
-        self.server = inet_address(transport.get_extra_info("sockname"))
-        self.client = inet_address(transport.get_extra_info("peername"))
-        if self.server is None:
-            # A unix socket: ASGI names the server by its path and has no client address.
-            self.server = (str(transport.get_extra_info("sockname")), 0)
-        # TLS facts belong to the connection: computed once, shared by its requests.
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "http" if ssl_object is None else "https"
-        self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
-        self.trusted = ctx.proxy is not None and ctx.proxy.trusts(
-            self.client[0] if self.client else None
-        )
+        # Computed once, shared by the connection's requests and whoever takes it over.
+        self.info = ConnectionInfo.of(transport, ctx.proxy)
         limit = ctx.settings.limit_concurrency
         if not room or (limit is not None and len(ctx.connections) > limit):
             self.transport.write(w.error_response(503, ctx.date_block))
@@ -171,30 +152,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.state = _ACTIVE
         self.heads += 1
         ctx = self.ctx
-        client, scheme, headers = self.client, self.scheme, head.headers
-        if self.trusted and not FORWARDING_FIELDS.isdisjoint(map(_field_name, headers)):
-            assert ctx.proxy is not None
-            client, scheme = ctx.proxy.resolve(client, scheme, headers)
-        root_path = ctx.root_path
-        scope = {
-            "type": "http",
-            "asgi": ASGI_INFO,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": head.method,
-            "root_path": root_path,
-            "path": root_path + head.path if root_path else head.path,
-            "raw_path": ctx.root_path_bytes + head.raw_path if root_path else head.raw_path,
-            "query_string": head.query_string,
-            "headers": headers,
-            "state": ctx.lifespan_state.copy(),
-        }
-        if self.tls_info is not None:
-            scope["extensions"] = {"tls": self.tls_info}
         cycle = Cycle(
-            self, scope, head.has_body, head.expect_continue, head.keep_alive and not ctx.draining
+            self,
+            http_scope(ctx, self.info, head),
+            head.has_body,
+            head.expect_continue,
+            head.keep_alive and not ctx.draining,
         )
         # One clock read per request: the duration histogram and the access log share it.
         cycle.start_time = time.perf_counter()
@@ -225,10 +188,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
                 self.transport,
                 self.flow,
                 head,
-                self.parser.take_remaining(),
-                server=self.server,
-                client=self.client,
-                trusted=self.trusted,
+                info=self.info,
+                data=self.parser.take_remaining(),
             )
             return
         # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
@@ -236,18 +197,15 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
 
         take_over(
             self.ctx,
-            self.ctx.settings.ws,
             self.transport,
             self.flow,
             head,
-            server=self.server,
-            client=self.client,
-            trusted=self.trusted,
+            info=self.info,
             data=self.parser.take_remaining(),
         )
 
     def parse_failed(self, event: ParseFailed) -> None:
-        logger.debug("bad request from %s: %s", self.client, event.reason)
+        logger.debug("bad request from %s: %s", self.info.client, event.reason)
         if not self.pipeline:
             self.write_error_and_close(event.status)
             return

@@ -16,31 +16,25 @@ from typing import TYPE_CHECKING
 
 from serve.server import h1_writer as w
 from serve.server import ws_handshake as hs
+from serve.server.connection_info import ConnectionInfo
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
-from serve.server.tls import tls_extension
-from serve.server.types import Scope
+from serve.server.scope import websocket_scope
 from serve.server.ws_connection import WebSocketConnection
-from serve.server.ws_settings import WSSettings
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
 
 logger = logging.getLogger("serve")
 
-ASGI_WS_INFO = {"version": "3.0", "spec_version": "2.4"}
-
 
 def take_over(
     ctx: WorkerContext,
-    settings: WSSettings,
     transport: asyncio.Transport,
     flow: FlowControl,
     head: RequestHead,
     *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    trusted: bool,
+    info: ConnectionInfo,
     data: bytes,
 ) -> None:
     """Serve a GET with `Upgrade: websocket` on this transport from now on.
@@ -52,7 +46,7 @@ def take_over(
     try:
         offer = hs.read_offer(head)
     except hs.HandshakeRejected as exc:
-        logger.debug("bad WebSocket handshake from %s: %s", client, exc.reason)
+        logger.debug("bad WebSocket handshake from %s: %s", info.client, exc.reason)
         transport.write(hs.rejection(exc, ctx.date_block))
         transport.close()
         return
@@ -60,48 +54,12 @@ def take_over(
         transport.write(w.error_response(503, ctx.date_block))
         transport.close()
         return
-    scope = _scope(ctx, transport, head, offer, server=server, client=client, trusted=trusted)
+    scope = websocket_scope(ctx, info, head, offer.subprotocols)
     conn = WebSocketConnection(
-        ctx, settings, transport=transport, flow=flow, scope=scope, offer=offer, data=data
+        ctx, ctx.settings.ws, transport=transport, flow=flow, scope=scope, offer=offer, data=data
     )
     transport.set_protocol(conn)
     ctx.connections.add(conn)
     task = asyncio.get_running_loop().create_task(conn.run(ctx.app))
     ctx.tasks.add(task)
     task.add_done_callback(ctx.task_done)
-
-
-def _scope(
-    ctx: WorkerContext,
-    transport: asyncio.Transport,
-    head: RequestHead,
-    offer: hs.ClientOffer,
-    *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    trusted: bool,
-) -> Scope:
-    """The ASGI `websocket` scope (spec 2.4) of an upgrade request."""
-    ssl_object = transport.get_extra_info("ssl_object")
-    scheme = "wss" if ssl_object is not None else "ws"
-    extensions: dict[str, object] = {"websocket.http.response": {}}
-    if ssl_object is not None:
-        extensions["tls"] = tls_extension(ssl_object)
-    if trusted and ctx.proxy is not None:
-        client, scheme = ctx.proxy.resolve(client, scheme, head.headers)
-    return {
-        "type": "websocket",
-        "asgi": ASGI_WS_INFO,
-        "http_version": head.http_version,
-        "scheme": scheme,
-        "server": server,
-        "client": client,
-        "root_path": ctx.root_path,
-        "path": ctx.root_path + head.path,
-        "raw_path": ctx.root_path_bytes + head.raw_path,
-        "query_string": head.query_string,
-        "headers": head.headers,
-        "subprotocols": offer.subprotocols,
-        "state": ctx.lifespan_state.copy(),
-        "extensions": extensions,
-    }

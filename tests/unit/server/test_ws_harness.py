@@ -27,6 +27,7 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
+from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
@@ -63,13 +64,10 @@ class Front(asyncio.Protocol):
         assert isinstance(head, RequestHead), head
         take_over(
             self.ctx,
-            self.settings,
             self.transport,
             self.flow,
             head,
-            server=self.transport.get_extra_info("sockname")[:2],
-            client=self.transport.get_extra_info("peername")[:2],
-            trusted=False,
+            info=ConnectionInfo.of(self.transport, None),
             data=rest,
         )
 
@@ -105,12 +103,13 @@ async def _sweep(ctx: WorkerContext) -> None:
 async def serving(
     app: ASGIApp, settings: WSSettings | None = None, *, access_log: bool = False
 ) -> AsyncIterator[tuple[WorkerContext, int]]:
-    ctx = WorkerContext(WorkerSettings(app=app), app, {"shared": 1}, None, None)
+    ws = settings or WSSettings()
+    ctx = WorkerContext(WorkerSettings(app=app, ws=ws), app, {"shared": 1}, None, None)
     loop = asyncio.get_running_loop()
     fronts: list[Front] = []
 
     def accept() -> Front:
-        fronts.append(Front(ctx, settings or WSSettings()))
+        fronts.append(Front(ctx, ws))
         return fronts[-1]
 
     server = await loop.create_server(accept, "127.0.0.1", 0)
