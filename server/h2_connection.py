@@ -34,6 +34,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import NoSuchStreamError, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from serve.server import h2_scope
 from serve.server.connection_info import ConnectionInfo
@@ -252,7 +253,29 @@ class H2Session(asyncio.Protocol):
         self.write_out()
         self.shut()
 
-    # -- what streams ask ----------------------------------------------------------------------
+    # -- what streams and the ending ask (server.h2_stream.StreamSession, h2_ending.EndingSession)
+    def carries(self, stream: H2Stream) -> bool:
+        return not self.closed and stream.stream_id in self.streams
+
+    @property
+    def last_stream_id(self) -> int:
+        return int(self.conn.highest_inbound_stream_id)
+
+    def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None:
+        self.conn.send_headers(stream_id, fields, end_stream=end_stream)
+
+    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None:
+        """A whole response of the server's own, in one go (no flow control to wait for)."""
+        self.conn.send_headers(stream_id, fields)
+        self.conn.send_data(stream_id, body, end_stream=True)
+
+    def write_goaway(self, last_stream_id: int) -> None:
+        """GOAWAY NO_ERROR after what h2 has queued. Written beside h2: h2's own
+        close_connection would stop the streams still open."""
+        self.write_out()
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self.transport.write(frame.serialize())
+
     def date_fields(self) -> h2_scope.Fields:
         block = self.ctx.date_block
         if block is not self._date_block:

@@ -26,15 +26,16 @@ after a GOAWAY (browsers, curl, nghttp2, Go) finish their open streams then.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from serve.server import h2_scope
+from serve.server.h2_stream import H2Stream
 
 if TYPE_CHECKING:
-    from serve.server.h2_connection import H2Session
+    from serve.server.context import WorkerContext
 
 _BUSY_BODY = b"Service Unavailable"
 _BUSY_HEAD = (
@@ -50,10 +51,39 @@ class Phase(enum.Enum):
     LINGERING = 4
 
 
+class EndingSession(Protocol):
+    """What the ending asks of its session (server.h2_connection.H2Session), which alone feeds
+    h2 and writes what h2 produces."""
+
+    @property
+    def ctx(self) -> WorkerContext: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def write_paused(self) -> bool: ...
+    # Streams whose response is not complete; those of them waiting for window.
+    @property
+    def streams(self) -> Mapping[int, H2Stream]: ...
+    @property
+    def sending(self) -> Mapping[int, H2Stream]: ...
+    @property
+    def last_stream_id(self) -> int: ...
+    def date_fields(self) -> h2_scope.Fields: ...
+    def write_goaway(self, last_stream_id: int) -> None: ...
+    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None: ...
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
+    def write_out(self) -> None: ...
+    def close_idle(self) -> None: ...
+    def shut(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 class H2Ending:
     __slots__ = ("phase", "session", "waiting", "waiting_since")
 
-    def __init__(self, session: H2Session) -> None:
+    def __init__(self, session: EndingSession) -> None:
         self.session = session
         self.phase = Phase.SERVING
         # (requests seen, write paused) at the sweep that first found the connection waiting.
@@ -62,12 +92,9 @@ class H2Ending:
 
     def goaway(self, last_stream_id: int) -> None:
         """GOAWAY NO_ERROR naming the last stream processed, as the connection's last frame
-        when no stream is open. Written beside h2: h2's own close_connection would stop the
-        streams still open."""
+        when no stream is open."""
         session = self.session
-        session.write_out()
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        session.transport.write(frame.serialize())
+        session.write_goaway(last_stream_id)
         if session.streams:
             self.phase = Phase.GOAWAY_SENT
         else:
@@ -77,14 +104,13 @@ class H2Ending:
         """503 on the first stream of a connection over limit_concurrency, then GOAWAY."""
         session = self.session
         fields, _ = h2_scope.response_fields(503, _BUSY_HEAD, session.date_fields())
-        session.conn.send_headers(stream_id, fields)
-        session.conn.send_data(stream_id, _BUSY_BODY, end_stream=True)
+        session.answer(stream_id, fields, _BUSY_BODY)
         self.goaway(stream_id)
 
     def idle(self) -> None:
         """The last open stream is done while the connection ends."""
         if self.phase is Phase.DRAINING:
-            self.goaway(self.session.conn.highest_inbound_stream_id)
+            self.goaway(self.session.last_stream_id)
         elif self.phase is Phase.GOAWAY_SENT:
             self.session.write_out()
             self.session.shut()
@@ -104,7 +130,7 @@ class H2Ending:
             if phase is Phase.SERVING and session.streams:
                 self.phase = Phase.DRAINING
             else:
-                self.goaway(session.conn.highest_inbound_stream_id)
+                self.goaway(session.last_stream_id)
                 if self.phase is Phase.LINGERING:
                     return
         self.timeouts(now)
@@ -134,6 +160,4 @@ class H2Ending:
             settings.keep_alive_timeout_s if session.requests else settings.header_timeout_s
         )
         if waited >= idle_timeout:
-            session.conn.close_connection(ErrorCodes.NO_ERROR)
-            session.write_out()
-            session.shut()
+            session.close_idle()

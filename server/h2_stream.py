@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 
@@ -27,11 +27,27 @@ from serve.server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
 from serve.server.stats import STATS
 
 if TYPE_CHECKING:
-    from serve.server.h2_connection import H2Session
+    from serve.server.context import WorkerContext
 
 logger = logging.getLogger("serve")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+
+
+class StreamSession(Protocol):
+    """What a stream asks of its session (server.h2_connection.H2Session), which alone feeds
+    h2 and writes what h2 produces."""
+
+    @property
+    def ctx(self) -> WorkerContext: ...
+    def carries(self, stream: H2Stream) -> bool: ...
+    def date_fields(self) -> h2_scope.Fields: ...
+    def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None: ...
+    def write_out(self) -> None: ...
+    def acknowledge(self, stream_id: int, size: int) -> None: ...
+    def pump(self, stream: H2Stream) -> None: ...
+    def stream_sent(self, stream: H2Stream) -> None: ...
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
 
 
 class StreamFlow:
@@ -75,7 +91,7 @@ class H2Stream:
         "unacked",
     )
 
-    def __init__(self, session: H2Session, stream_id: int) -> None:
+    def __init__(self, session: StreamSession, stream_id: int) -> None:
         self.session = session
         self.stream_id = stream_id
         self.cycle: Cycle
@@ -108,7 +124,7 @@ class H2Stream:
         """The body went over max_body_size: 413 if the app has not answered yet."""
         cycle = self.cycle
         if cycle.response is ResponseState.NOT_STARTED or cycle.response is ResponseState.STARTED:
-            self.session.conn.send_headers(self.stream_id, [(b":status", b"413")], end_stream=True)
+            self.session.send_head(self.stream_id, [(b":status", b"413")], True)
         self.session.reset(self, ErrorCodes.CANCEL)
 
     def lost(self) -> None:
@@ -137,7 +153,7 @@ class H2Stream:
                 raise InvalidResponse("response body longer than its Content-Length")
             self.remaining = declared
         end = self.no_body or (not more and not body)
-        session.conn.send_headers(self.stream_id, fields, end_stream=end)
+        session.send_head(self.stream_id, fields, end)
         if end:
             self.ended = True
             session.stream_sent(self)
@@ -173,7 +189,7 @@ class H2Stream:
             self.session.pump(self)
 
     def send_continue(self) -> None:
-        self.session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+        self.session.send_head(self.stream_id, [(b":status", b"100")], False)
         self.session.write_out()
 
     def body_consumed(self) -> None:
@@ -187,7 +203,7 @@ class H2Stream:
     def response_failed(self, cycle: Cycle) -> None:
         self.record(cycle)
         session = self.session
-        if session.closed or self.stream_id not in session.streams:
+        if not session.carries(self):
             return
         if cycle.answer:
             self.out.clear()
@@ -196,7 +212,7 @@ class H2Stream:
             fields.append((b"content-length", b"%d" % len(body)))
             if cycle.answer == 503:
                 fields.append((b"retry-after", b"%d" % RETRY_AFTER_S))
-            session.conn.send_headers(self.stream_id, fields)
+            session.send_head(self.stream_id, fields, False)
             self.out.append(memoryview(body))
             self.ended = True
             session.pump(self)
