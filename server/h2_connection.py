@@ -106,7 +106,7 @@ class H2Session(asyncio.Protocol):
 
     def attach(self) -> None:
         self.transport.set_protocol(self)
-        self.ctx.connections.add(self)
+        self.ctx.connection_opened(self)
 
     def open_connection_window(self) -> None:
         increment = self.ctx.settings.http2.connection_window_size - _DEFAULT_WINDOW
@@ -206,10 +206,7 @@ class H2Session(asyncio.Protocol):
             stream.flow.pause()
         self.streams[stream_id] = stream
         self.requests += 1
-        if ctx.shedding:
-            ctx.shed(cycle)
-            return
-        ctx.app_started(cycle, self.loop.create_task(cycle.run(ctx.app)))
+        ctx.start_request(cycle, False)
 
     def body_received(self, event: ev.DataReceived) -> None:
         stream_id = event.stream_id

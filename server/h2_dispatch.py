@@ -39,8 +39,7 @@ class ProtocolDispatch(asyncio.Protocol):
             return
         if ssl_object.selected_alpn_protocol() == "h2":
             ctx = self.h1.ctx
-            limit = ctx.settings.limit_concurrency
-            if limit is not None and len(ctx.connections) >= limit:
+            if ctx.at_concurrency_limit():
                 from serve.server.h2_handover import take_over_over_limit
 
                 take_over_over_limit(ctx, self.transport)
@@ -68,7 +67,7 @@ class ProtocolDispatch(asyncio.Protocol):
     def to_h2(self, data: bytes) -> None:
         h1 = self.h1
         ctx = h1.ctx
-        ctx.connections.discard(h1)
+        ctx.connection_handed_over(h1)
         if self.transport.is_closing():
             return  # over limit_concurrency: H1Connection answered 503
         from serve.server.h2_handover import take_over

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
@@ -24,7 +23,6 @@ from h2.errors import ErrorCodes
 from serve.server import h2_scope
 from serve.server.cycle import BodyState, Cycle, ResponseState
 from serve.server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
-from serve.server.stats import STATS
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -198,10 +196,10 @@ class H2Stream:
             self.session.acknowledge(self.stream_id, acked)
 
     def response_complete(self, cycle: Cycle) -> None:
-        self.record(cycle)
+        self.session.ctx.finish_request(cycle)
 
     def response_failed(self, cycle: Cycle) -> None:
-        self.record(cycle)
+        self.session.ctx.finish_request(cycle)
         session = self.session
         if not session.carries(self):
             return
@@ -221,14 +219,6 @@ class H2Stream:
 
     def app_finished(self, cycle: Cycle) -> None:
         self.session.ctx.app_finished(cycle)
-
-    def record(self, cycle: Cycle) -> None:
-        ctx = self.session.ctx
-        ctx.requests += 1
-        duration_s = time.perf_counter() - cycle.start_time
-        STATS.record(cycle.status, duration_s)
-        if ctx.access_logger is not None:
-            ctx.access_logger.log_scope(cycle.scope, cycle.status, cycle.bytes_sent, duration_s)
 
     @property
     def receiving(self) -> bool:

@@ -34,7 +34,6 @@ from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
 from serve.server.scope import http_scope
-from serve.server.stats import STATS
 from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
@@ -89,16 +88,10 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
-        cap = ctx.cap
         self.idle_mark = ctx.requests
-        room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
-        ctx.connections.add(self)
-        if ctx.load is not None:
-            ctx.load.accepted(transport)
         # Computed once, shared by the connection's requests and whoever takes it over.
         self.info = ConnectionInfo.of(transport, ctx.proxy)
-        limit = ctx.settings.limit_concurrency
-        if not room or (limit is not None and len(ctx.connections) > limit):
+        if not ctx.admit(self, transport, self.loop.time()):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 
@@ -178,7 +171,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.flow.pause_reading()
             return
         self.state = _CLOSED
-        self.ctx.connections.discard(self)
+        self.ctx.connection_handed_over(self)
         if head.upgrade == b"h2c":
             # Imported on the first upgrade, as for WebSockets below.
             from serve.server.h2_handover import take_over_upgrade
@@ -233,17 +226,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         """
         self.framing = NO_BODY
         self.keep_alive = cycle.keep_alive
-        ctx = self.ctx
-        if ctx.shedding:
-            ctx.shed(cycle)
-            return
-        if sys.version_info >= (3, 12) and eager:
-            task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
-            if task.done():
-                return
-        else:
-            task = self.loop.create_task(cycle.run(ctx.app))
-        ctx.app_started(cycle, task)
+        self.ctx.start_request(cycle, eager)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
@@ -257,10 +240,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def response_complete(self, cycle: Cycle) -> None:
         """The head-of-line response is complete: start the next request, or go idle."""
         ctx = self.ctx
-        ctx.requests += 1
-        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
-        if ctx.access_logger is not None:
-            self.log_access(cycle)
+        ctx.finish_request(cycle)
         if not self.keep_alive:
             self.close()
             return
@@ -294,18 +274,10 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.data_received(b"")
 
     def response_failed(self, cycle: Cycle) -> None:
-        self.ctx.requests += 1
-        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
-        if self.ctx.access_logger is not None:
-            self.log_access(cycle)
+        self.ctx.finish_request(cycle)
         if cycle.answer:
             self.transport.write(w.error_response(cycle.answer, self.ctx.date_block))
         self.close()
-
-    def log_access(self, cycle: Cycle) -> None:
-        assert self.ctx.access_logger is not None
-        duration_s = time.perf_counter() - cycle.start_time
-        self.ctx.access_logger.log_scope(cycle.scope, cycle.status, cycle.bytes_sent, duration_s)
 
     # -- closing, deadlines, drain ---------------------------------------------------------
     def write_error_and_close(self, status: int) -> None:

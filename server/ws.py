@@ -59,7 +59,5 @@ def take_over(
         ctx, ctx.settings.ws, transport=transport, flow=flow, scope=scope, offer=offer, data=data
     )
     transport.set_protocol(conn)
-    ctx.connections.add(conn)
-    task = asyncio.get_running_loop().create_task(conn.run(ctx.app))
-    ctx.tasks.add(task)
-    task.add_done_callback(ctx.task_done)
+    ctx.connection_opened(conn)
+    ctx.app_started(conn, ctx.loop.create_task(conn.run(ctx.app)))

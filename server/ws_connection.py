@@ -76,7 +76,12 @@ class WebSocketConnection(asyncio.Protocol):
         self.scope = scope
         self.offer = offer
         self.state = WSState.HANDSHAKE
-        self.started = time.perf_counter()
+        # What the accounting (WorkerContext.finish_request) reads of the handshake, and the
+        # app's task (WorkerContext.app_started).
+        self.start_time = time.perf_counter()
+        self.status = 0
+        self.bytes_sent = 0
+        self.task: asyncio.Task[None] | None = None
         deflate = settings.per_message_deflate
         negotiated = hs.negotiate_deflate(offer.extensions) if deflate else None
         self.extensions_header = negotiated[1] if negotiated is not None else None
@@ -288,6 +293,8 @@ class WebSocketConnection(asyncio.Protocol):
             if self.state is WSState.HANDSHAKE:
                 logger.error("ASGI app returned without accepting or closing the WebSocket")
             self.app_ended(NORMAL)
+        finally:
+            self.ctx.app_finished(self)
 
     def app_ended(self, code: int) -> None:
         state = self.state
@@ -386,14 +393,6 @@ class WebSocketConnection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def handshake_done(self, status: int) -> None:
-        ctx = self.ctx
-        ctx.requests += 1
-        access = ctx.access_logger
-        if access is None:
-            return
-        scope = self.scope
-        target = scope["path"]
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        duration_s = time.perf_counter() - self.started
-        access.log(scope["client"], "GET", target, scope["http_version"], status, 0, duration_s)
+        """The handshake is answered (101, or an HTTP response): one request to account."""
+        self.status = status
+        self.ctx.finish_request(self)
