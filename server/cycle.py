@@ -22,8 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from serve.server.errors import ClientDisconnected
-from serve.server.h1_writer import InvalidResponse
+from serve.server.errors import ClientDisconnected, InvalidResponse
 from serve.server.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("serve")

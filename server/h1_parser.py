@@ -32,14 +32,10 @@ from httptools import (
     HttpRequestParser,
 )
 
+from serve.server.errors import RequestRejected
 from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
 from serve.server.h1_chunked import ChunkedBody, LimitAt
-from serve.server.h1_validate import (
-    SEEN_REQUEST_LINES,
-    RequestRejected,
-    check_fields,
-    request_line,
-)
+from serve.server.h1_validate import SEEN_REQUEST_LINES, check_fields, request_line
 from serve.server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")

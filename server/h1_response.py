@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 
 from serve.server import h1_writer as w
+from serve.server import http_fields as hf
 from serve.server.context import WorkerContext
 from serve.server.cycle import BodyState, Cycle
 from serve.server.write_batch import WriteBatch
@@ -36,7 +37,7 @@ class Framing(enum.Enum):
 _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
 _RECEIVING = BodyState.RECEIVING
 _STATUS_LINES = w.STATUS_LINES
-_NO_BODY_STATUSES = w.NO_BODY_STATUSES
+_NO_BODY_STATUSES = hf.NO_BODY_STATUSES
 
 
 class H1ResponseWriter:
@@ -60,7 +61,7 @@ class H1ResponseWriter:
         more: bool,
     ) -> None:
         line = _STATUS_LINES.get(status) or w.status_line(status)
-        block, declared, close = w.response_headers(headers)
+        block, declared, close = hf.response_headers(headers)
         # An app that answers before reading the whole body leaves bytes that cannot be
         # framed reliably from here: the connection ends with this response.
         keep_alive = (
@@ -70,13 +71,14 @@ class H1ResponseWriter:
             and not self.ctx.draining
         )
         if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:
-            framing, declared, extra, keep_alive = _framing(
+            framing, extra, keep_alive = _framing(
                 cycle, status, declared, body, more=more, keep_alive=keep_alive
             )
-        elif len(body) > declared:
-            raise w.InvalidResponse("response body longer than its Content-Length")
+            # A length the server declares is the body's own: nothing more is owed.
+            remaining = 0
         else:
             framing, extra = _LENGTH, b""
+            remaining = hf.first_part(declared, len(body))
         if not keep_alive:
             extra += w.CONNECTION_CLOSE
         elif cycle.scope["http_version"] == "1.0":
@@ -84,7 +86,7 @@ class H1ResponseWriter:
         self.framing = framing
         self.keep_alive = keep_alive
         if framing is _LENGTH:
-            self.remaining = declared - len(body)
+            self.remaining = remaining
             cycle.bytes_sent = len(body)
         elif framing is _NONE:
             body = b""
@@ -111,10 +113,11 @@ class H1ResponseWriter:
             body = b""
         elif body:
             if framing is _LENGTH:
-                self.remaining -= len(body)
-                if self.remaining < 0:
+                try:
+                    self.remaining = hf.next_part(self.remaining, len(body))
+                except RuntimeError:
                     self.keep_alive = False
-                    raise RuntimeError("response body longer than its Content-Length")
+                    raise
             cycle.bytes_sent += len(body)
             if framing is _CHUNKED:
                 body = w.chunk(body)
@@ -125,8 +128,7 @@ class H1ResponseWriter:
         end = b""
         if framing is _CHUNKED:
             end = w.CHUNKED_END
-        elif framing is _LENGTH and self.remaining > 0:
-            logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+        elif framing is _LENGTH and self.remaining and not hf.ended_whole(self.remaining):
             self.keep_alive = False
         self.batch.finish(body, end)
 
@@ -136,17 +138,17 @@ class H1ResponseWriter:
 
 def _framing(
     cycle: Cycle, status: int, declared: int | None, body: bytes, *, more: bool, keep_alive: bool
-) -> tuple[Framing, int, bytes, bool]:
+) -> tuple[Framing, bytes, bool]:
     """Framing of a response without a body, or whose length the app did not declare.
 
-    Returns (framing, content length, extra head bytes, keep_alive).
+    Returns (framing, extra head bytes, keep_alive).
     """
     if cycle.head_request or status in _NO_BODY_STATUSES:
         # A HEAD response announces the length the GET would have, when it is known.
         extra = w.content_length(len(body)) if declared is None and body and not more else b""
-        return _NONE, 0, extra, keep_alive
+        return _NONE, extra, keep_alive
     if not more:
-        return _LENGTH, len(body), w.content_length(len(body)), keep_alive
+        return _LENGTH, w.content_length(len(body)), keep_alive
     if cycle.scope["http_version"] == "1.1":
-        return _CHUNKED, 0, w.TRANSFER_CHUNKED, keep_alive
-    return _CLOSE, 0, b"", False
+        return _CHUNKED, w.TRANSFER_CHUNKED, keep_alive
+    return _CLOSE, b"", False

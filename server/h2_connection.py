@@ -40,9 +40,9 @@ from serve.server import h2_scope
 from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.cycle import Cycle
+from serve.server.errors import RequestRejected
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
-from serve.server.h1_validate import RequestRejected
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
 from serve.server.h2_stream import H2Stream

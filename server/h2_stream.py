@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING, Protocol
 from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
+from serve.server import http_fields as hf
 from serve.server.cycle import BodyState, Cycle, ResponseState
-from serve.server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
 
 logger = logging.getLogger("serve")
-
-_NO_BODY_STATUSES = frozenset((204, 304))
 
 
 class StreamSession(Protocol):
@@ -142,13 +140,12 @@ class H2Stream:
     ) -> None:
         session = self.session
         fields, declared = h2_scope.response_fields(status, headers, session.date_fields())
-        self.no_body = cycle.head_request or status in _NO_BODY_STATUSES
+        self.no_body = cycle.head_request or status in hf.NO_BODY_STATUSES
         if declared is None and not more:
             if not self.no_body or body:
                 fields.append((b"content-length", b"%d" % len(body)))
         elif declared is not None and not self.no_body:
-            if len(body) > declared:
-                raise InvalidResponse("response body longer than its Content-Length")
+            hf.first_part(declared, len(body))
             self.remaining = declared
         end = self.no_body or (not more and not body)
         session.send_head(self.stream_id, fields, end)
@@ -162,11 +159,8 @@ class H2Stream:
         if self.ended or self.no_body:
             return
         if self.remaining is not None:
-            self.remaining -= len(body)
-            if self.remaining < 0:
-                raise RuntimeError("response body longer than its Content-Length")
-            if not more and self.remaining > 0:
-                logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+            self.remaining = hf.next_part(self.remaining, len(body))
+            if not more and not hf.ended_whole(self.remaining):
                 self.session.reset(self, ErrorCodes.INTERNAL_ERROR)
                 return
         if body:
@@ -205,11 +199,11 @@ class H2Stream:
             return
         if cycle.answer:
             self.out.clear()
-            body = reason(cycle.answer)
+            body = hf.reason(cycle.answer)
             fields, _ = h2_scope.response_fields(cycle.answer, (), session.date_fields())
             fields.append((b"content-length", b"%d" % len(body)))
             if cycle.answer == 503:
-                fields.append((b"retry-after", b"%d" % RETRY_AFTER_S))
+                fields.append((b"retry-after", b"%d" % hf.RETRY_AFTER_S))
             session.send_head(self.stream_id, fields, False)
             self.out.append(memoryview(body))
             self.ended = True
