@@ -153,7 +153,7 @@ class H2Session(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.ending.waiting = None
+        self.ending.wait.restart()
         # A peer that does not read gets no more of our replies (PING, SETTINGS acks) queued.
         self.flow.pause_reading()
         for stream in self.streams.values():
@@ -161,7 +161,7 @@ class H2Session(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.ending.waiting = None
+        self.ending.wait.restart()
         self.flow.resume_reading()
         self.pump_all()
         for stream_id, stream in self.streams.items():

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
+from serve.server.deadline import Wait
 from serve.server.h2_stream import H2Stream
 
 if TYPE_CHECKING:
@@ -81,14 +82,13 @@ class EndingSession(Protocol):
 
 
 class H2Ending:
-    __slots__ = ("phase", "session", "waiting", "waiting_since")
+    __slots__ = ("phase", "session", "wait")
 
     def __init__(self, session: EndingSession) -> None:
         self.session = session
         self.phase = Phase.SERVING
-        # (requests seen, write paused) at the sweep that first found the connection waiting.
-        self.waiting: tuple[int, bool] | None = None
-        self.waiting_since = 0.0
+        # Marked by (requests seen, write paused).
+        self.wait = Wait()
 
     def goaway(self, last_stream_id: int) -> None:
         """GOAWAY NO_ERROR naming the last stream processed, as the connection's last frame
@@ -140,18 +140,17 @@ class H2Ending:
         settings = session.ctx.settings
         paused = session.write_paused
         for stream in list(session.sending.values()):
-            if stream.stalled is None or stream.stalled[0] != stream.sent:
-                stream.stalled = (stream.sent, now)
-            elif now - stream.stalled[1] >= settings.send_timeout_s and not paused:
+            if stream.stalled is None:
+                stream.stalled = Wait()
+            stalled = stream.stalled.waited(stream.sent, now)
+            if stalled is not None and stalled >= settings.send_timeout_s and not paused:
                 session.reset(stream, ErrorCodes.CANCEL)
         if session.streams and not paused:
-            self.waiting = None
+            self.wait.restart()
             return
-        mark = (session.requests, paused)
-        if mark != self.waiting:
-            self.waiting, self.waiting_since = mark, now
+        waited = self.wait.waited((session.requests, paused), now)
+        if waited is None:
             return
-        waited = now - self.waiting_since
         if paused:
             if waited >= settings.send_timeout_s:
                 session.abort()

@@ -23,6 +23,7 @@ from h2.errors import ErrorCodes
 from serve.server import h2_scope
 from serve.server import http_fields as hf
 from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.deadline import Wait
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -99,9 +100,10 @@ class H2Stream:
         self.trailers: h2_scope.Fields | None = None
         self.no_body = False
         self.remaining: int | None = None
-        # Bytes sent in DATA frames; with `stalled`, what the deadline sweep compares.
+        # Bytes sent in DATA frames: the mark of the sweep's `stalled` wait (server.deadline),
+        # created the first time the stream waits for window at a sweep.
         self.sent = 0
-        self.stalled: tuple[int, float] | None = None
+        self.stalled: Wait | None = None
         # Request body: received in all (for max_body_size), and not yet acknowledged to h2.
         self.body_received = 0
         self.unacked = 0

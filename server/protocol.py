@@ -29,6 +29,7 @@ from serve.server import h1_writer as w
 from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.deadline import Wait
 from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
@@ -74,8 +75,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.starting: Cycle | None = None
         # Request heads seen; with the state, what the deadline sweep compares between runs.
         self.heads = 0
-        self.waiting: tuple[int, ConnState] | None = None
-        self.waiting_since = 0.0
+        self.wait = Wait()
         # Response framing of the cycle at the head of the pipeline.
         self.framing = NO_BODY
         self.remaining = 0
@@ -131,11 +131,11 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def pause_writing(self) -> None:
         self.flow.pause_writing()
         # Each pause starts a new send_timeout wait, each resume a new header/idle wait.
-        self.waiting = None
+        self.wait.restart()
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-        self.waiting = None
+        self.wait.restart()
 
     # -- events from the parser ------------------------------------------------------------
     def request_head(self, head: RequestHead) -> None:
@@ -302,21 +302,19 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         if state is _IDLE and self.ctx.orphaned:
             self.close()
             return
-        mark = (self.heads, state)
-        if mark != self.waiting:
-            # The connection started waiting since the last sweep: its wait starts now.
-            self.waiting, self.waiting_since = mark, now
+        waited = self.wait.waited((self.heads, state), now)
+        if waited is None:
             return
         settings = self.ctx.settings
         if paused:
-            if now - self.waiting_since >= settings.send_timeout_s:
+            if waited >= settings.send_timeout_s:
                 self.abort()
             return
         if state is _NEW or self.parser.buffered_request_head:
             timeout = settings.header_timeout_s
         else:
             timeout = settings.keep_alive_timeout_s
-        if now - self.waiting_since >= timeout:
+        if waited >= timeout:
             self.close()
 
     def reuse_mark(self) -> int | None:
