@@ -1,6 +1,6 @@
 """The response half of an HTTP/1.1 connection: how each response is framed, and its writes.
 
-Rules: H1Connection (server.protocol) inherits this; it owns the transport and the keep-alive
+Rules: H1Connection (server.h1_connection) inherits this; it owns the transport and the keep-alive
 decision, and this half only adds to it. The head is encoded and checked by server.h1_writer;
 here the framing is chosen (Content-Length, chunked, close-delimited, none) and the bytes go
 out: a complete small response in one write, the head with the first body bytes, and the

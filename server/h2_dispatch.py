@@ -18,7 +18,7 @@ import asyncio
 from typing import cast
 
 from serve.server.context import WorkerContext
-from serve.server.protocol import H1Connection
+from serve.server.h1_connection import H1Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

@@ -1,7 +1,7 @@
 """How a connection becomes HTTP/2: from the dispatch (ALPN h2, the cleartext preface) or
 from an HTTP/1.1 `Upgrade: h2c` request (RFC 7540 section 3.2).
 
-Rules: like the WebSocket hand-over (server.ws), the transport gets a new protocol, an
+Rules: like the WebSocket hand-over (server.ws_handover), the transport gets a new protocol, an
 H2Session, which registers with the worker in place of the H1Connection. An h2c upgrade
 needs exactly one HTTP2-Settings field that h2 can read; its request becomes stream 1,
 answered over HTTP/2 after `101 Switching Protocols`. Otherwise the request gets 400 (503

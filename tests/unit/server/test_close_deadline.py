@@ -16,7 +16,7 @@ import socket
 import pytest
 
 from serve.server.context import WorkerContext
-from serve.server.protocol import H1Connection
+from serve.server.h1_connection import H1Connection
 from serve.server.settings import WorkerSettings
 from serve.server.types import Receive, Scope, Send
 from tests.unit.server.test_ws_harness import eventually, run

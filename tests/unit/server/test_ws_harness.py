@@ -2,9 +2,9 @@
 
 The server side is what a worker runs: an asyncio server on 127.0.0.1:0 whose protocol
 parses the upgrade request with the real H1Parser and hands the transport to
-server.ws.take_over, exactly as server.protocol does. A sweep task calls check_deadline on
-every connection, as the worker's once-a-second tick does (faster here). The client is
-wsproto (with h11 for the handshake): an implementation independent of the server's.
+server.ws_handover.take_over, exactly as server.h1_connection does. A sweep task calls
+check_deadline on every connection, as the worker's once-a-second tick does (faster here).
+The client is wsproto (with h11 for the handshake): an implementation independent of the server's.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.settings import Limits, WorkerSettings
 from serve.server.types import ASGIApp
-from serve.server.ws import take_over
+from serve.server.ws_handover import take_over
 from serve.server.ws_settings import WSSettings
 
 SWEEP_INTERVAL_S = 0.02

@@ -186,7 +186,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             )
             return
         # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
-        from serve.server.ws import take_over
+        from serve.server.ws_handover import take_over
 
         take_over(
             self.ctx,
