@@ -5,7 +5,8 @@ and, for the Upgrade tokens in WSSettings.upgrades, stops at the end of its head
 server.h1_connection then calls take_over() with the transport, its FlowControl, the
 RequestHead, the connection's facts and the bytes that followed the head, and from then on
 a WebSocketConnection (server.ws_connection) is the transport's protocol. The handshake is
-checked and answered by server.ws_handshake; the frames are wsproto's. Nothing here parses HTTP or frames.
+checked and answered by server.ws_handshake; the frames are wsproto's. Nothing here parses
+HTTP or frames.
 """
 
 from __future__ import annotations
