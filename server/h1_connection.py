@@ -1,10 +1,11 @@
 """asyncio glue for one HTTP/1.1 connection: bytes in -> parser -> cycles -> bytes out.
 
 Rules: the request half and the connection's life are here, the response half in
-server.h1_response (inherited). Framing decisions come from serve.server.h1_parser (requests) and
-server.h1_writer (responses); ASGI rules live in server.cycle. Connection states follow Go's
-net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
-progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
+server.h1_response (an H1Response the connection owns); where the transport goes after an
+Upgrade head is server.h1_upgrade's. Framing decisions come from server.h1_parser
+(requests) and server.h1_response (responses); ASGI rules live in server.cycle.
+Connection states follow Go's net/http: NEW (accepted, or the first bytes of a request
+arrived), ACTIVE (a request in progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
 next head is buffered); the app's deadline is request_timeout's (server.deadline), and a
 connection whose writes stay paused (a peer that does not read), or whose close waits on
@@ -33,7 +34,8 @@ from serve.server.deadline import Wait
 from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
-from serve.server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
+from serve.server.h1_response import JOIN_LIMIT, H1Response
+from serve.server.h1_upgrade import hand_over
 from serve.server.scope import http_scope
 from serve.server.write_batch import WriteBatch
 
@@ -56,12 +58,11 @@ class ConnState(enum.Enum):
 
 
 _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
-NO_BODY = Framing.NONE
 _RECEIVING = BodyState.RECEIVING
 _NOT_STARTED = ResponseState.NOT_STARTED
 
 
-class H1Connection(H1ResponseWriter, asyncio.Protocol):
+class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -76,10 +77,6 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         # Request heads seen; with the state, what the deadline sweep compares between runs.
         self.heads = 0
         self.wait = Wait()
-        # Response framing of the cycle at the head of the pipeline.
-        self.framing = NO_BODY
-        self.remaining = 0
-        self.keep_alive = True
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -87,6 +84,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
+        # The writer of every response on this connection, head of the pipeline first.
+        self.response = H1Response(self.ctx, self.transport, self.batch)
         ctx = self.ctx
         self.idle_mark = ctx.requests
         # Computed once, shared by the connection's requests and whoever takes it over.
@@ -119,7 +118,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             # Started once the whole read is dispatched, so that an app started eagerly
             # finds the body bytes that came with its head.
             self.starting = None
-            self.run(cycle, EAGER_TASKS)
+            self.ctx.start_request(cycle, EAGER_TASKS)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
@@ -147,6 +146,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         ctx = self.ctx
         cycle = Cycle(
             self,
+            self.response,
             http_scope(ctx, self.info, head),
             head.has_body,
             head.expect_continue,
@@ -172,30 +172,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             return
         self.state = _CLOSED
         self.ctx.connection_handed_over(self)
-        if head.upgrade == b"h2c":
-            # Imported on the first upgrade, as for WebSockets below.
-            from serve.server.h2_handover import take_over_upgrade
-
-            take_over_upgrade(
-                self.ctx,
-                self.transport,
-                self.flow,
-                head,
-                info=self.info,
-                data=self.parser.take_remaining(),
-            )
-            return
-        # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
-        from serve.server.ws_handover import take_over
-
-        take_over(
-            self.ctx,
-            self.transport,
-            self.flow,
-            head,
-            info=self.info,
-            data=self.parser.take_remaining(),
-        )
+        data = self.parser.take_remaining()
+        hand_over(self.ctx, self.transport, self.flow, head, info=self.info, data=data)
 
     def parse_failed(self, event: ParseFailed) -> None:
         logger.debug("bad request from %s: %s", self.info.client, event.reason)
@@ -218,21 +196,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow.pause_reading()
 
     # -- running cycles --------------------------------------------------------------------
-    def run(self, cycle: Cycle, eager: bool) -> None:
-        """Start the app for the cycle at the head of the pipeline.
-
-        `eager` only from data_received: a chain of pipelined requests started eagerly from
-        each other's completion would nest one Python frame stack per request.
-        """
-        self.framing = NO_BODY
-        self.keep_alive = cycle.keep_alive
-        self.ctx.start_request(cycle, eager)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
         self.ctx.app_finished(cycle)
 
-    # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
+    # -- CycleOwner (the response side is H1Response's) ------------------------------------
     def body_consumed(self) -> None:
         if len(self.pipeline) <= 1 and not self.parser.holding:
             self.flow.resume_reading()
@@ -241,13 +210,15 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         """The head-of-line response is complete: start the next request, or go idle."""
         ctx = self.ctx
         ctx.finish_request(cycle)
-        if not self.keep_alive:
+        if not self.response.keep_alive:
             self.close()
             return
         pipeline = self.pipeline
         pipeline.popleft()
         if pipeline:
-            self.run(pipeline[0], False)
+            # Not eager: a chain of pipelined requests started eagerly from each other's
+            # completion would nest one Python frame stack per request.
+            ctx.start_request(pipeline[0], False)
             if len(pipeline) == 1:
                 self.read_more()
         elif self.pending_error is not None:

@@ -40,17 +40,19 @@ _STATUS_LINES = w.STATUS_LINES
 _NO_BODY_STATUSES = hf.NO_BODY_STATUSES
 
 
-class H1ResponseWriter:
-    """CycleOwner's response methods for H1Connection."""
+class H1Response:
+    __slots__ = ("batch", "ctx", "framing", "keep_alive", "remaining", "transport")
 
-    ctx: WorkerContext
-    transport: asyncio.Transport
-    batch: WriteBatch
-    # Whether the connection outlives the response being written.
-    keep_alive: bool
-    # Framing of the response in progress; bytes still owed under Content-Length.
-    framing: Framing
-    remaining: int
+    def __init__(self, ctx: WorkerContext, transport: asyncio.Transport, batch: WriteBatch) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.batch = batch
+        # Whether the connection outlives the response being written: what the request
+        # allows (cycle.keep_alive), unless the response or the worker decide otherwise.
+        self.keep_alive = True
+        # Framing of the response in progress; bytes still owed under Content-Length.
+        self.framing = _NONE
+        self.remaining = 0
 
     def start_response(
         self,
@@ -65,7 +67,7 @@ class H1ResponseWriter:
         # An app that answers before reading the whole body leaves bytes that cannot be
         # framed reliably from here: the connection ends with this response.
         keep_alive = (
-            self.keep_alive
+            cycle.keep_alive
             and not close
             and cycle.body_state is not _RECEIVING
             and not self.ctx.draining

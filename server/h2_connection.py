@@ -199,7 +199,7 @@ class H2Session(asyncio.Protocol):
         scope = http_scope(ctx, self.info, head)
         extensions = scope.setdefault("extensions", {})
         extensions.update(h2_scope.TRAILERS_EXTENSION)
-        cycle = Cycle(stream, scope, head.has_body, head.expect_continue, True)
+        cycle = Cycle(stream, stream, scope, head.has_body, head.expect_continue, True)
         cycle.start_time = time.perf_counter()
         stream.cycle = cycle
         if self.write_paused:
