@@ -2,18 +2,18 @@
 
 Rules: the request half and the connection's life are here, the response half in
 server.h1_response (an H1Response the connection owns); where the transport goes after an
-Upgrade head is server.h1_upgrade's. Framing decisions come from server.h1_parser
-(requests) and server.h1_response (responses); ASGI rules live in server.cycle.
-Connection states follow Go's net/http: NEW (accepted, or the first bytes of a request
-arrived), ACTIVE (a request in progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
+Upgrade head is server.h1_upgrade's. Framing decisions come from server.h1_parser (requests)
+and server.h1_response (responses); ASGI rules live in server.cycle. Connection states
+follow Go's net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a
+request in progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
 next head is buffered); the app's deadline is request_timeout's (server.deadline), and a
 connection whose writes stay paused (a peer that does not read), or whose close waits on
-such a peer, is aborted after send_timeout: a close would wait for a flush that never
-comes. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
-when it first finds a connection waiting, and closes it once the wait is over its timeout.
-Hot path: enum members are read through module aliases (an Enum class attribute goes
-through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
+such a peer, is aborted after send_timeout: a close would wait for a flush that never comes.
+Time is kept by the worker's once-a-second sweep, not per request: the sweep notes when it
+first finds a connection waiting, and closes it once the wait is over its timeout. Hot path:
+enum members are read through module aliases (an Enum class attribute goes through
+EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
 
 from __future__ import annotations
