@@ -17,8 +17,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
@@ -28,6 +27,7 @@ from serve.server import ws_handshake as hs
 from serve.server.errors import ClientDisconnected
 from serve.server.flow import FlowControl
 from serve.server.types import ASGIApp, Message, Scope
+from serve.server.ws_inbox import Inbox
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -35,18 +35,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("serve")
 
-# Received messages the app has not taken yet, before reading from the socket pauses.
-QUEUE_MAX_MESSAGES = 32
-QUEUE_MAX_BYTES = 1024 * 1024
 # Compressed bytes handed to wsproto at a time; deflate expands at most ~1032 times.
 INFLATE_SLICE_BYTES = 4096
 # How long a close frame we sent waits for the client's before the socket is closed anyway.
 CLOSE_TIMEOUT_S = 10.0
 # RFC 6455 §7.4.1 close codes the server itself sends or reports.
 NORMAL, GOING_AWAY, ABNORMAL, TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
-
-_Texts = list[str]
-_Blobs = list[bytes]
 
 
 class WSState(enum.Enum):
@@ -90,11 +84,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.ws = Connection(ConnectionType.SERVER, [negotiated[0]] if negotiated else None)
         self.early = data
         flow.pause_reading()
-        self.queue: deque[Message] = deque([{"type": "websocket.connect"}])
-        self.queued_bytes = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.fragments: list[str | bytes] = []
-        self.fragments_size = 0
+        # What the app's receive() gives: websocket.connect first.
+        self.inbox = Inbox(flow, settings.max_size)
         self.denial: tuple[int, list[tuple[bytes, bytes]]] = (403, [])
         self.close_code = ABNORMAL
         self.close_reason = ""
@@ -122,7 +113,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.flow.resume_writing()
         self.ctx.connection_closed(self)
 
@@ -136,7 +127,8 @@ class WebSocketConnection(asyncio.Protocol):
     def handle_events(self) -> None:
         for event in self.ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                self.message_part(event.data, event.message_finished)
+                if not self.inbox.add_part(event.data, event.message_finished):
+                    self.fail(TOO_BIG, "message too big")
             elif isinstance(event, Ping):
                 if self.ws.state is ConnectionState.OPEN:
                     self.transport.write(self.ws.send(event.response()))
@@ -146,27 +138,6 @@ class WebSocketConnection(asyncio.Protocol):
                 self.peer_closed(event)
             if self.state is WSState.CLOSED:
                 return
-
-    def message_part(self, data: str | bytes | bytearray, finished: bool) -> None:
-        self.fragments.append(data if isinstance(data, str) else bytes(data))
-        self.fragments_size += len(data)
-        if self.fragments_size > self.settings.max_size:
-            self.fail(TOO_BIG, "message too big")
-            return
-        if not finished:
-            return
-        parts, size = self.fragments, self.fragments_size
-        self.fragments, self.fragments_size = [], 0
-        if isinstance(data, str):
-            message: Message = {"type": "websocket.receive", "text": "".join(cast(_Texts, parts))}
-        else:
-            message = {"type": "websocket.receive", "bytes": b"".join(cast(_Blobs, parts))}
-        self.queue.append(message)
-        self.queued_bytes += size
-        if self.queue_full():
-            # The app is behind: stop reading until it catches up (see receive()).
-            self.flow.pause_reading()
-        self.wake()
 
     def peer_closed(self, event: CloseConnection) -> None:
         if self.ws.state is ConnectionState.REMOTE_CLOSING:
@@ -180,28 +151,6 @@ class WebSocketConnection(asyncio.Protocol):
         self.closed()
 
     # -- the ASGI callables ----------------------------------------------------------------
-    async def receive(self) -> Message:
-        while True:
-            if self.queue:
-                return self.take_message()
-            if self.state is WSState.CLOSED:
-                return {
-                    "type": "websocket.disconnect",
-                    "code": self.close_code,
-                    "reason": self.close_reason,
-                }
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-
-    def take_message(self) -> Message:
-        message = self.queue.popleft()
-        if message["type"] == "websocket.receive":
-            payload = message.get("text") or message.get("bytes") or b""
-            self.queued_bytes -= len(payload)
-            if self.state is not WSState.CLOSED and not self.queue_full():
-                self.flow.resume_reading()
-        return message
-
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.state
@@ -280,7 +229,7 @@ class WebSocketConnection(asyncio.Protocol):
     # -- running the app -------------------------------------------------------------------
     async def run(self, app: ASGIApp) -> None:
         try:
-            await app(self.scope, self.receive, self.send)
+            await app(self.scope, self.inbox.receive, self.send)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the app's failure must never take the worker down
@@ -330,7 +279,7 @@ class WebSocketConnection(asyncio.Protocol):
         """The WebSocket is over: the app hears it now (a send waiting for the client to
         read raises), the socket closes once flushed, or after send_timeout if it never is."""
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.close_deadline = 0.0
         if self.flow.write_paused:
             now = asyncio.get_running_loop().time()
@@ -349,7 +298,7 @@ class WebSocketConnection(asyncio.Protocol):
         if state is WSState.OPEN:
             if self.ctx.draining:
                 self.shutdown()
-            elif self.queue_full():
+            elif self.inbox.full():
                 # Reading is paused for the app's sake: a pong could not be read anyway.
                 self.pong_deadline = 0.0
             elif self.pong_deadline and now >= self.pong_deadline:
@@ -373,7 +322,7 @@ class WebSocketConnection(asyncio.Protocol):
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection."""
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.transport.abort()
 
     def reuse_mark(self) -> None:
@@ -381,17 +330,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     close_idle = abort
 
-    # -- helpers ---------------------------------------------------------------------------
-    def queue_full(self) -> bool:
-        return len(self.queue) >= QUEUE_MAX_MESSAGES or self.queued_bytes >= QUEUE_MAX_BYTES
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
+    # -- accounting ------------------------------------------------------------------------
     def handshake_done(self, status: int) -> None:
         """The handshake is answered (101, or an HTTP response): one request to account."""
         self.status = status
