@@ -1,14 +1,15 @@
-"""One WebSocket connection after the handshake was handed over: wsproto <-> ASGI.
+"""One WebSocket connection after the handshake was handed over: wsproto <-> the transport.
 
 Rules: wsproto does all the framing, masking, UTF-8 checks and permessage-deflate (sans-IO);
-this class only moves bytes between it and the transport and turns its events into ASGI
-messages. States: HANDSHAKE (the app has websocket.connect; reading is paused, the client may
-not send yet, RFC 6455 §4.1) -> OPEN -> CLOSING (our close frame is out, the client's is
-awaited) -> CLOSED; or HANDSHAKE -> DENYING (the app's own HTTP response) -> CLOSED. Once
-CLOSED, receive() gives websocket.disconnect and send() raises ClientDisconnected (ASGI spec
-2.4). Deadlines (next ping, pong, close reply) are plain numbers the worker's once-a-second
-sweep checks through check_deadline(), like HTTP/1.1's; the same sweep starts the 1001 close
-once the worker drains.
+this class only moves bytes between it and the transport, and owns the connection's state.
+The app's side is elsewhere: what it receives is the Inbox's (server.ws_inbox), what it sends
+goes through server.ws_asgi, the handshake's HTTP answer is server.ws_reply's. States:
+HANDSHAKE (the app has websocket.connect; reading is paused, the client may not send yet,
+RFC 6455 §4.1) -> OPEN -> CLOSING (our close frame is out, the client's is awaited) ->
+CLOSED; or HANDSHAKE -> DENYING (the app's own HTTP response) -> CLOSED. Deadlines (next
+ping, pong, close reply) are plain numbers the worker's once-a-second sweep checks through
+check_deadline(), like HTTP/1.1's; the same sweep starts the 1001 close once the worker
+drains.
 """
 
 from __future__ import annotations
@@ -16,18 +17,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from serve.server import h1_writer as w
 from serve.server import ws_handshake as hs
-from serve.server.errors import ClientDisconnected
 from serve.server.flow import FlowControl
-from serve.server.types import ASGIApp, Message, Scope
+from serve.server.types import Message, Scope
 from serve.server.ws_inbox import Inbox
+from serve.server.ws_reply import HandshakeReply
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -67,18 +66,13 @@ class WebSocketConnection(asyncio.Protocol):
         self.settings = settings
         self.transport = transport
         self.flow = flow
-        self.scope = scope
-        self.offer = offer
         self.state = WSState.HANDSHAKE
-        # What the accounting (WorkerContext.finish_request) reads of the handshake, and the
-        # app's task (WorkerContext.app_started).
-        self.start_time = time.perf_counter()
-        self.status = 0
-        self.bytes_sent = 0
-        self.task: asyncio.Task[None] | None = None
         deflate = settings.per_message_deflate
         negotiated = hs.negotiate_deflate(offer.extensions) if deflate else None
-        self.extensions_header = negotiated[1] if negotiated is not None else None
+        self.deflate = negotiated is not None
+        self.reply = HandshakeReply(
+            ctx, transport, scope, offer, negotiated[1] if negotiated is not None else None
+        )
         # Created now, fed only once the app accepts: until then the client may not send
         # (RFC 6455 §4.1) and reading stays paused; anything early waits in `early`.
         self.ws = Connection(ConnectionType.SERVER, [negotiated[0]] if negotiated else None)
@@ -86,7 +80,6 @@ class WebSocketConnection(asyncio.Protocol):
         flow.pause_reading()
         # What the app's receive() gives: websocket.connect first.
         self.inbox = Inbox(flow, settings.max_size)
-        self.denial: tuple[int, list[tuple[bytes, bytes]]] = (403, [])
         self.close_code = ABNORMAL
         self.close_reason = ""
         # loop.time() deadlines; 0.0 means none.
@@ -96,7 +89,7 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is WSState.OPEN or state is WSState.CLOSING:
-            if self.extensions_header is None or len(data) <= INFLATE_SLICE_BYTES:
+            if not self.deflate or len(data) <= INFLATE_SLICE_BYTES:
                 self.ws.receive_data(data)
                 self.handle_events()
                 return
@@ -150,50 +143,14 @@ class WebSocketConnection(asyncio.Protocol):
             self.close_code, self.close_reason = int(event.code), event.reason or ""
         self.closed()
 
-    # -- the ASGI callables ----------------------------------------------------------------
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        state = self.state
-        if state is WSState.OPEN:
-            if kind == "websocket.send":
-                self.send_data(message)
-                await self.flow.drain()
-                if self.state is WSState.CLOSED:
-                    raise ClientDisconnected("the WebSocket closed before the client read it")
-                return
-            if kind == "websocket.close":
-                self.start_close(int(message.get("code") or NORMAL), message.get("reason") or "")
-                return
-        elif state is WSState.HANDSHAKE:
-            if kind == "websocket.accept":
-                self.accept(message)
-                return
-            if kind == "websocket.close":
-                self.respond_and_close(w.error_response(403, self.ctx.date_block), 403)
-                return
-            if kind == "websocket.http.response.start":
-                self.denial = (int(message["status"]), list(message.get("headers", ())))
-                self.state = WSState.DENYING
-                return
-        elif state is WSState.DENYING:
-            if kind == "websocket.http.response.body":
-                self.send_denial_body(message)
-                return
-        else:
-            raise ClientDisconnected(f"{kind!r} sent on a closed WebSocket")
-        raise RuntimeError(f"unexpected ASGI message {kind!r} in WebSocket state {state.name}")
+    # -- what the app's side (server.ws_asgi) asks -------------------------------------------
+    def denying(self) -> None:
+        """The app answers the handshake with its own HTTP response (server.ws_reply)."""
+        self.state = WSState.DENYING
 
-    def accept(self, message: Message) -> None:
-        response = hs.accept_response(
-            self.offer,
-            message.get("subprotocol"),
-            self.extensions_header,
-            message.get("headers") or (),
-            self.ctx.date_block,
-        )
-        self.transport.write(response)
+    def opened(self) -> None:
+        """The 101 is out: frames flow both ways from now on."""
         self.state = WSState.OPEN
-        self.handshake_done(101)
         interval = self.settings.ping_interval_s
         if interval:
             self.next_ping = asyncio.get_running_loop().time() + interval
@@ -212,49 +169,6 @@ class WebSocketConnection(asyncio.Protocol):
             raise RuntimeError("websocket.send needs 'text' or 'bytes'")
         self.transport.write(self.ws.send(event))
 
-    def send_denial_body(self, message: Message) -> None:
-        body = bytes(message.get("body", b""))
-        more = bool(message.get("more_body", False))
-        status, headers = self.denial
-        if status:
-            head = hs.denial_head(status, headers, None if more else len(body), self.ctx.date_block)
-            self.denial = (0, [])  # the head is out; later messages carry only body
-            self.transport.write(head + body)
-            self.handshake_done(status)
-        else:
-            self.transport.write(body)
-        if not more:
-            self.closed()
-
-    # -- running the app -------------------------------------------------------------------
-    async def run(self, app: ASGIApp) -> None:
-        try:
-            await app(self.scope, self.inbox.receive, self.send)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the app's failure must never take the worker down
-            if isinstance(exc, ClientDisconnected):
-                logger.debug("WebSocket app ended after its client left: %s", exc)
-            else:
-                logger.error("exception in the ASGI app (websocket)", exc_info=exc)
-            self.app_ended(INTERNAL_ERROR)
-        else:
-            if self.state is WSState.HANDSHAKE:
-                logger.error("ASGI app returned without accepting or closing the WebSocket")
-            self.app_ended(NORMAL)
-        finally:
-            self.ctx.app_finished(self)
-
-    def app_ended(self, code: int) -> None:
-        state = self.state
-        if state is WSState.HANDSHAKE:
-            self.respond_and_close(w.error_response(500, self.ctx.date_block), 500)
-        elif state is WSState.OPEN:
-            self.start_close(code, "")
-        elif state is WSState.DENYING:
-            # The denial response is unfinished: only closing the connection can end it.
-            self.closed()
-
     # -- closing, deadlines, drain ---------------------------------------------------------
     def start_close(self, code: int, reason: str) -> None:
         """Send our close frame and wait (up to CLOSE_TIMEOUT_S) for the client's."""
@@ -268,11 +182,6 @@ class WebSocketConnection(asyncio.Protocol):
         if self.ws.state is ConnectionState.OPEN:
             self.transport.write(self.ws.send(CloseConnection(code, reason)))
         self.close_code, self.close_reason = code, reason
-        self.closed()
-
-    def respond_and_close(self, response: bytes, status: int) -> None:
-        self.transport.write(response)
-        self.handshake_done(status)
         self.closed()
 
     def closed(self) -> None:
@@ -329,9 +238,3 @@ class WebSocketConnection(asyncio.Protocol):
         """A WebSocket never gives way to a new connection (server.capacity)."""
 
     close_idle = abort
-
-    # -- accounting ------------------------------------------------------------------------
-    def handshake_done(self, status: int) -> None:
-        """The handshake is answered (101, or an HTTP response): one request to account."""
-        self.status = status
-        self.ctx.finish_request(self)

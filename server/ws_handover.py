@@ -21,6 +21,7 @@ from serve.server.connection_info import ConnectionInfo
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
 from serve.server.scope import websocket_scope
+from serve.server.ws_asgi import WebSocketApp
 from serve.server.ws_connection import WebSocketConnection
 
 if TYPE_CHECKING:
@@ -61,4 +62,5 @@ def take_over(
     )
     transport.set_protocol(conn)
     ctx.connection_opened(conn)
-    ctx.app_started(conn, ctx.loop.create_task(conn.run(ctx.app)))
+    app = WebSocketApp(conn, scope)
+    ctx.app_started(app, ctx.loop.create_task(app.run(ctx.app)))
