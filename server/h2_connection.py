@@ -45,6 +45,8 @@ from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
+from serve.server.h2_outbound import Outbound, Sent
+from serve.server.h2_settings import H2Settings
 from serve.server.h2_stream import H2Stream
 from serve.server.scope import http_scope
 
@@ -52,6 +54,24 @@ logger = logging.getLogger("serve")
 
 _DEFAULT_WINDOW = 65535
 _LINGERING, _GOAWAY_SENT, _SERVING = Phase.LINGERING, Phase.GOAWAY_SENT, Phase.SERVING
+_WHOLE, _GONE = Sent.WHOLE, Sent.GONE
+
+
+def server_connection(settings: H2Settings) -> H2Connection:
+    """h2's state machine for one connection, advertising our limits in its SETTINGS."""
+    conn = H2Connection(
+        H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+    )
+    conn.local_settings = Settings(
+        client=False,
+        initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+        },
+    )
+    conn.decoder.max_header_list_size = settings.max_header_list_size
+    return conn
 
 
 class H2Session(asyncio.Protocol):
@@ -68,22 +88,11 @@ class H2Session(asyncio.Protocol):
         self.flow = flow
         self.info = info
         settings = ctx.settings.http2
-        self.conn = H2Connection(
-            H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
-        )
-        self.conn.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
-                SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
-            },
-        )
-        self.conn.decoder.max_header_list_size = settings.max_header_list_size
+        self.conn = server_connection(settings)
         self.guard = ResetGuard(settings.resets_per_second, self.loop.time())
         # Streams whose response is not complete on the wire; those of them waiting for window.
         self.streams: dict[int, H2Stream] = {}
-        self.sending: dict[int, H2Stream] = {}
+        self.outbound = Outbound(self.conn)
         self.write_paused = False
         self.closed = False
         self.requests = 0
@@ -148,7 +157,7 @@ class H2Session(asyncio.Protocol):
         for stream in self.streams.values():
             stream.lost()
         self.streams.clear()
-        self.sending.clear()
+        self.outbound.clear()
         self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -165,7 +174,7 @@ class H2Session(asyncio.Protocol):
         self.flow.resume_reading()
         self.pump_all()
         for stream_id, stream in self.streams.items():
-            if stream_id not in self.sending:
+            if stream_id not in self.outbound.sending:
                 stream.flow.resume()
 
     # -- requests ------------------------------------------------------------------------------
@@ -293,45 +302,22 @@ class H2Session(asyncio.Protocol):
         """Send what `stream` has queued as far as the windows allow."""
         if self.closed:
             return
-        self.sending[stream.stream_id] = stream
+        self.outbound.add(stream)
         if not self.write_paused:
             self.send_queued(stream)
         self.write_out()
 
     def pump_all(self) -> None:
         if not self.write_paused and not self.closed:
-            for stream in list(self.sending.values()):
+            for stream in list(self.outbound.sending.values()):
                 self.send_queued(stream)
             self.write_out()
 
     def send_queued(self, stream: H2Stream) -> None:
-        conn, stream_id, out = self.conn, stream.stream_id, stream.out
-        frame_size = conn.max_outbound_frame_size
-        ended_with_data = False
-        try:
-            while out:
-                window = min(conn.local_flow_control_window(stream_id), frame_size)
-                if window <= 0:
-                    stream.flow.pause()
-                    return
-                chunk = out[0]
-                if len(chunk) > window:
-                    piece, out[0] = chunk[:window], chunk[window:]
-                else:
-                    piece = out.popleft()
-                ended_with_data = not out and stream.ended and stream.trailers is None
-                conn.send_data(stream_id, piece, end_stream=ended_with_data)
-                stream.sent += len(piece)
-            del self.sending[stream_id]
-            if stream.ended:
-                if stream.trailers is not None:
-                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
-                elif not ended_with_data:
-                    conn.send_data(stream_id, b"", end_stream=True)
-                self.stream_sent(stream)
-            elif not self.write_paused:
-                stream.flow.resume()
-        except NoSuchStreamError:
+        sent = self.outbound.send(stream, self.write_paused)
+        if sent is _WHOLE:
+            self.stream_sent(stream)
+        elif sent is _GONE:
             stream.lost()
             self.forget(stream)
 
@@ -352,7 +338,7 @@ class H2Session(asyncio.Protocol):
 
     def forget(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
-        self.sending.pop(stream.stream_id, None)
+        self.outbound.discard(stream.stream_id)
         if not self.streams:
             self.idle_mark = self.ctx.requests
         if not self.streams and self.ending.phase is not _SERVING:

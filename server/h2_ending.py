@@ -33,6 +33,7 @@ from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
 from serve.server.deadline import Wait
+from serve.server.h2_outbound import Outbound
 from serve.server.h2_stream import H2Stream
 
 if TYPE_CHECKING:
@@ -64,11 +65,11 @@ class EndingSession(Protocol):
     def requests(self) -> int: ...
     @property
     def write_paused(self) -> bool: ...
-    # Streams whose response is not complete; those of them waiting for window.
+    # Streams whose response is not complete; the outbound holds those waiting for window.
     @property
     def streams(self) -> Mapping[int, H2Stream]: ...
     @property
-    def sending(self) -> Mapping[int, H2Stream]: ...
+    def outbound(self) -> Outbound: ...
     @property
     def last_stream_id(self) -> int: ...
     def date_fields(self) -> h2_scope.Fields: ...
@@ -139,7 +140,7 @@ class H2Ending:
         session = self.session
         settings = session.ctx.settings
         paused = session.write_paused
-        for stream in list(session.sending.values()):
+        for stream in list(session.outbound.sending.values()):
             if stream.stalled is None:
                 stream.stalled = Wait()
             stalled = stream.stalled.waited(stream.sent, now)
