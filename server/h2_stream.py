@@ -154,6 +154,8 @@ class H2Stream:
         if end:
             self.ended = True
             session.stream_sent(self)
+            # Nothing else may write soon: a client waiting for this response sends nothing.
+            session.write_out()
         else:
             self.send_body(cycle, body, more)
 
