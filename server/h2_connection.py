@@ -1,9 +1,12 @@
 """asyncio glue for one HTTP/2 connection: bytes in -> h2 events -> one Cycle per stream.
 
-Rules: the only code that feeds h2.connection.H2Connection and writes what it produces. h2
-does the framing, HPACK, stream states and flow-control accounting; server.h2_scope turns
-header lists into requests, server.h2_stream is each stream's CycleOwner, server.cycle the
-ASGI cycle shared with HTTP/1.1. A connection arrives here already accepted, from the
+Rules: the only code that feeds h2.connection.H2Connection and writes what it produces
+(with its Outbound, server.h2_outbound, for response bodies waiting for window); its
+children (streams, the stream table, the ending) ask it through the narrow interfaces they
+declare. h2 does the framing, HPACK, stream states and flow-control accounting;
+server.h2_scope turns header lists into requests, server.h2_streams turns requests into
+streams, server.h2_stream is each stream's CycleOwner, server.cycle the ASGI cycle shared
+with HTTP/1.1. A connection arrives here already accepted, from the
 dispatch in server.h2_dispatch (ALPN "h2", or the cleartext preface) or from an HTTP/1.1
 `Upgrade: h2c` request, through server.h2_handover, and replaces the transport's protocol.
 - Limits: SETTINGS advertise max_concurrent_streams and max_header_list_size, and h2
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import cast
 
 import h2.events as ev
@@ -39,16 +41,14 @@ from hyperframe.frame import GoAwayFrame
 from serve.server import h2_scope
 from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
-from serve.server.cycle import Cycle
 from serve.server.errors import RequestRejected
-from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
 from serve.server.h2_outbound import Outbound, Sent
 from serve.server.h2_settings import H2Settings
 from serve.server.h2_stream import H2Stream
-from serve.server.scope import http_scope
+from serve.server.h2_streams import StreamTable
 
 logger = logging.getLogger("serve")
 
@@ -91,14 +91,11 @@ class H2Session(asyncio.Protocol):
         self.conn = server_connection(settings)
         self.guard = ResetGuard(settings.resets_per_second, self.loop.time())
         # Streams whose response is not complete on the wire; those of them waiting for window.
-        self.streams: dict[int, H2Stream] = {}
+        self.streams = StreamTable(ctx, info, self)
         self.outbound = Outbound(self.conn)
         self.write_paused = False
         self.closed = False
-        self.requests = 0
         self.ending = H2Ending(self)
-        # server.capacity's order of idle connections: ctx.requests when the last stream ended.
-        self.idle_mark = ctx.requests
         # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
         self.over_limit = False
         self._date_block = b""
@@ -139,11 +136,11 @@ class H2Session(asyncio.Protocol):
                 return
             kind = type(event)
             if kind is ev.DataReceived:
-                self.body_received(cast(ev.DataReceived, event))
+                self.streams.body(cast(ev.DataReceived, event))
             elif kind is ev.RequestReceived:
                 self.request_received(cast(ev.RequestReceived, event))
             elif kind is ev.StreamEnded:
-                self.stream_ended(cast(ev.StreamEnded, event).stream_id)
+                self.streams.ended(cast(ev.StreamEnded, event).stream_id)
             elif kind is ev.StreamReset:
                 self.stream_reset(cast(ev.StreamReset, event).stream_id)
             elif kind is ev.WindowUpdated or kind is ev.RemoteSettingsChanged:
@@ -154,9 +151,8 @@ class H2Session(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
-        self.streams.clear()
+        self.streams.lose_all()
+        self.streams.open.clear()
         self.outbound.clear()
         self.ctx.connection_closed(self)
 
@@ -165,17 +161,14 @@ class H2Session(asyncio.Protocol):
         self.ending.wait.restart()
         # A peer that does not read gets no more of our replies (PING, SETTINGS acks) queued.
         self.flow.pause_reading()
-        for stream in self.streams.values():
-            stream.flow.pause()
+        self.streams.pause_all()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self.ending.wait.restart()
         self.flow.resume_reading()
         self.pump_all()
-        for stream_id, stream in self.streams.items():
-            if stream_id not in self.outbound.sending:
-                stream.flow.resume()
+        self.streams.resume_all(self.outbound.sending)
 
     # -- requests ------------------------------------------------------------------------------
     def request_received(self, event: ev.RequestReceived) -> None:
@@ -200,48 +193,13 @@ class H2Session(asyncio.Protocol):
             if has_body:
                 self.refuse(stream_id, ErrorCodes.NO_ERROR)
             return
-        self.start_stream(stream_id, head)
-
-    def start_stream(self, stream_id: int, head: RequestHead) -> None:
-        ctx = self.ctx
-        stream = H2Stream(self, stream_id)
-        scope = http_scope(ctx, self.info, head)
-        extensions = scope.setdefault("extensions", {})
-        extensions.update(h2_scope.TRAILERS_EXTENSION)
-        cycle = Cycle(stream, stream, scope, head.has_body, head.expect_continue, True)
-        cycle.start_time = time.perf_counter()
-        stream.cycle = cycle
-        if self.write_paused:
-            stream.flow.pause()
-        self.streams[stream_id] = stream
-        self.requests += 1
-        ctx.start_request(cycle, False)
-
-    def body_received(self, event: ev.DataReceived) -> None:
-        stream_id = event.stream_id
-        data = event.data or b""
-        size = event.flow_controlled_length or 0
-        stream = self.streams.get(stream_id)
-        if stream is None or not stream.receiving:
-            self.acknowledge(stream_id, size)
-            return
-        limit = self.ctx.settings.limits.max_body_size
-        if limit is not None and stream.body_received + len(data) > limit:
-            self.acknowledge(stream_id, size)
-            stream.too_large()
-            return
-        stream.receive(data, size)
-
-    def stream_ended(self, stream_id: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.receiving:
-            stream.cycle.end_body()
+        self.streams.start(stream_id, head)
 
     def stream_reset(self, stream_id: int) -> None:
         if not self.guard.allow(self.loop.time()):
             self.calm()
             return
-        stream = self.streams.get(stream_id)
+        stream = self.streams.open.get(stream_id)
         if stream is not None:
             stream.lost()
             self.forget(stream)
@@ -261,7 +219,7 @@ class H2Session(asyncio.Protocol):
 
     # -- what streams and the ending ask (server.h2_stream.StreamSession, h2_ending.EndingSession)
     def carries(self, stream: H2Stream) -> bool:
-        return not self.closed and stream.stream_id in self.streams
+        return not self.closed and stream.stream_id in self.streams.open
 
     @property
     def last_stream_id(self) -> int:
@@ -337,10 +295,8 @@ class H2Session(asyncio.Protocol):
         self.write_out()
 
     def forget(self, stream: H2Stream) -> None:
-        self.streams.pop(stream.stream_id, None)
+        self.streams.remove(stream.stream_id)
         self.outbound.discard(stream.stream_id)
-        if not self.streams:
-            self.idle_mark = self.ctx.requests
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
 
@@ -348,8 +304,7 @@ class H2Session(asyncio.Protocol):
     def shut(self) -> None:
         """Stop every stream now and close once what is written is flushed."""
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
+        self.streams.lose_all()
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -360,7 +315,7 @@ class H2Session(asyncio.Protocol):
         """server.capacity: no stream open and still serving."""
         if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
             return None
-        return self.idle_mark
+        return self.streams.idle_mark
 
     def close_idle(self) -> None:
         self.conn.close_connection(ErrorCodes.NO_ERROR)
@@ -370,6 +325,5 @@ class H2Session(asyncio.Protocol):
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
+        self.streams.lose_all()
         self.transport.abort()

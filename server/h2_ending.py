@@ -26,7 +26,6 @@ after a GOAWAY (browsers, curl, nghttp2, Go) finish their open streams then.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
@@ -35,6 +34,7 @@ from serve.server import h2_scope
 from serve.server.deadline import Wait
 from serve.server.h2_outbound import Outbound
 from serve.server.h2_stream import H2Stream
+from serve.server.h2_streams import StreamTable
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -62,12 +62,10 @@ class EndingSession(Protocol):
     @property
     def closed(self) -> bool: ...
     @property
-    def requests(self) -> int: ...
-    @property
     def write_paused(self) -> bool: ...
     # Streams whose response is not complete; the outbound holds those waiting for window.
     @property
-    def streams(self) -> Mapping[int, H2Stream]: ...
+    def streams(self) -> StreamTable: ...
     @property
     def outbound(self) -> Outbound: ...
     @property
@@ -127,7 +125,7 @@ class H2Ending:
             return
         # A connection accepted just before the drain has its first request served, as
         # HTTP/1.1 serves one (with Connection: close); header_timeout still applies to it.
-        if session.ctx.draining and phase is not Phase.GOAWAY_SENT and session.requests:
+        if session.ctx.draining and phase is not Phase.GOAWAY_SENT and session.streams.requests:
             if phase is Phase.SERVING and session.streams:
                 self.phase = Phase.DRAINING
             else:
@@ -149,7 +147,7 @@ class H2Ending:
         if session.streams and not paused:
             self.wait.restart()
             return
-        waited = self.wait.waited((session.requests, paused), now)
+        waited = self.wait.waited((session.streams.requests, paused), now)
         if waited is None:
             return
         if paused:
@@ -157,7 +155,7 @@ class H2Ending:
                 session.abort()
             return
         idle_timeout = (
-            settings.keep_alive_timeout_s if session.requests else settings.header_timeout_s
+            settings.keep_alive_timeout_s if session.streams.requests else settings.header_timeout_s
         )
         if waited >= idle_timeout:
             session.close_idle()

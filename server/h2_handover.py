@@ -91,6 +91,6 @@ def _begin_upgraded(session: H2Session, head: RequestHead, data: bytes) -> None:
         head.method, head.target, head.path, head.raw_path, head.query_string, "2",
         headers, True, False, None, False,
     )  # fmt: skip
-    session.start_stream(1, head)
+    session.streams.start(1, head)
     if data:
         session.data_received(data)

@@ -120,7 +120,7 @@ def test_a_shut_window_holds_the_app_until_the_client_opens_it() -> None:
         peer.request(1, b"/")
         # A window of 1500 bytes: the second message fills it, the app waits in send().
         await until(lambda: len(progress) == 1 and session.outbound.sending)
-        stream = session.streams[1]
+        stream = session.streams.open[1]
         assert stream.flow.write_paused
         peer.read()
         assert len(peer.body(1)) == 1500
