@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server.logs import AccessLogger
+from server.accesslog import AccessLogger
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
 from server.types import ASGIApp

@@ -25,12 +25,13 @@ import socket
 import time
 
 from server import channel as ch
+from server.accesslog import AccessLogger
 from server.context import WorkerContext, date_block
 from server.errors import LifespanFailed
 from server.exitcodes import BOOT_ERROR, OK
 from server.h2_dispatch import ProtocolDispatch
 from server.lifespan import Lifespan
-from server.logs import AccessLogger, reopen_log_files
+from server.logs import reopen_log_files
 from server.protocol import H1Connection
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
@@ -54,8 +55,10 @@ class Worker:
         app: ASGIApp,
         listeners: list[socket.socket],
         channel: socket.socket,
+        access: AccessLogger | None = None,
     ) -> None:
         self.settings = settings
+        self.access = access
         self.app = app
         self.listeners = listeners
         self.channel = channel
@@ -83,6 +86,9 @@ class Worker:
 
     def reopen_logs(self) -> None:
         """SIGUSR1 (the master forwards it after logrotate moved the file)."""
+        if self.access is not None:
+            # Lines served before the rotation belong in the rotated file.
+            self.access.flush()
         try:
             reopen_log_files()
         except OSError as exc:
@@ -142,9 +148,8 @@ class Worker:
 
     def build_context(self, state: dict[str, object]) -> WorkerContext:
         s = self.settings
-        access = AccessLogger(s.access_log_format, s.log_format == "json") if s.access_log else None
         proxy = ProxyTrust(s.forwarded_allow_ips) if s.proxy_headers else None
-        ctx = WorkerContext(s, self.app, state, access, proxy)
+        ctx = WorkerContext(s, self.app, state, self.access, proxy)
         if s.max_requests:
             ctx.app = self.with_request_limit(ctx)
         return ctx
@@ -197,6 +202,9 @@ class Worker:
 
     async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
         ctx.draining = True
+        if self.access is not None:
+            # What was served so far shows now, not after a drain that may last a while.
+            self.access.flush()
         ctx.check_idle()
         # A SIGQUIT during the drain sets the event again and cuts the drain short.
         self.stop_requested.clear()

@@ -1,0 +1,272 @@
+"""The access log: one line per response, rendered once and written in batches.
+
+Rules:
+- With the built-in log setup, a line is rendered here, exactly as the "serve" handler's
+  formatter would render it (text or JSON, same fields, same escaping; a test holds the two
+  equal), and appended to the worker's AccessBuffer: no LogRecord, no lock, no flush per
+  request. With `log_config` the user owns the handlers, so lines go through logging as
+  records on "serve.access" instead, their fields attached for the JSON formatter.
+- The buffer is written when it holds `size` bytes or `interval_s` after its oldest line
+  (nginx's `access_log ... buffer= flush=`), and always when the worker drains, before it
+  exits, before a USR1 reopen (its lines belong to the rotated file) and on the master's
+  SIGABRT for a blocked loop, if Python code still runs then. A SIGKILL loses what the
+  buffer holds: at most `size` bytes, or `interval_s` seconds of lines.
+- Every write(2) holds whole lines, so several workers can share one destination. An
+  O_APPEND file takes each write whole. On a pipe or socket (stderr under systemd or
+  docker) only writes up to PIPE_BUF bytes are atomic, so a flush goes out in pieces of at
+  most PIPE_BUF bytes cut at line ends; a single longer line goes alone in one write.
+- Text from the network goes through escape_control() before it is rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import signal
+import stat
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from json.encoder import encode_basestring
+from typing import Any
+
+from server.logs import (
+    ACCESS_FIELDS_ATTR,
+    ACCESS_LOGGER_NAME,
+    TEXT_DATE_FORMAT,
+    escape_control,
+    log_stream_fd,
+)
+from server.settings import WorkerSettings
+
+logger = logging.getLogger("serve")
+
+# Writes up to this size to a pipe are atomic (POSIX requires at least 512; Linux gives 4096).
+PIPE_BUF = select.PIPE_BUF
+_JSON_LINE = (
+    '{"ts": "%s.%03d+00:00", "level": "INFO", "pid": %d, "logger": "serve.access", "msg": %s, '
+    '"client": %s, "request_line": %s, "status": %d, "bytes": %d, "duration_ms": %r, '
+    '"method": %s, "path": %s}\n'
+)
+
+
+def line_pieces(data: bytes, limit: int) -> list[tuple[int, int]]:
+    """(start, end) of each write for `data` (whole lines, each ending in a newline): at
+    most `limit` bytes cut at a line end, or one line alone where it is longer."""
+    pieces: list[tuple[int, int]] = []
+    start, total = 0, len(data)
+    while start < total:
+        end = total if total - start <= limit else data.rfind(b"\n", start, start + limit) + 1
+        if end <= start:
+            end = data.find(b"\n", start + limit) + 1 or total
+        pieces.append((start, end))
+        start = end
+    return pieces
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            # A descriptor someone made non-blocking: wait as a blocking write would.
+            select.select([], [fd], [])
+            continue
+        data = data[written:]
+
+
+class AccessBuffer:
+    """Whole lines gathered in memory and written to the log's descriptor in few writes."""
+
+    def __init__(self, fd_of: Callable[[], int], size: int, interval_s: float) -> None:
+        # Asked at each flush: a USR1 reopen gives the log file a new descriptor.
+        self._fd_of = fd_of
+        self._size = size
+        self._interval_s = interval_s
+        self._lines: list[str] = []
+        self._pending = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._failed = False
+
+    def append(self, line: str) -> None:
+        self._lines.append(line)
+        self._pending += len(line)
+        if self._pending >= self._size:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._interval_s, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        # As the log streams do: a lone surrogate from a path must not cost the whole batch.
+        data = "".join(self._lines).encode("utf-8", "backslashreplace")
+        self._lines.clear()
+        self._pending = 0
+        try:
+            fd = self._fd_of()
+            limit = len(data)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                limit = PIPE_BUF
+            view = memoryview(data)
+            for start, end in line_pieces(data, limit):
+                _write_all(fd, view[start:end])
+        except OSError as exc:
+            self._report(exc)
+        else:
+            self._failed = False
+
+    def _report(self, exc: OSError) -> None:
+        # Once per run of failures (a full disk, a closed pipe): not once per batch.
+        if not self._failed:
+            self._failed = True
+            logger.error("cannot write the access log, lines lost: %s", exc)
+
+
+class AccessLogger:
+    """Renders one access line per response, into an AccessBuffer or through logging."""
+
+    def __init__(self, fmt: str, json: bool, out: AccessBuffer | None = None) -> None:
+        _check_format(fmt)
+        self._fmt = fmt
+        self._json = json
+        self._out = out
+        self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
+        self._pid = os.getpid()
+        # The rendered time of day, kept for the second it names.
+        self._second = -1
+        self._stamp = ""
+
+    def flush(self) -> None:
+        if self._out is not None:
+            self._out.flush()
+
+    # Positional on purpose: called once per response, it should not cost a record object.
+    def log_scope(
+        self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
+    ) -> None:
+        """One line for the request an ASGI `scope` describes."""
+        target = scope["path"]
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        self.log(
+            scope["client"],
+            scope["method"],
+            target,
+            scope["http_version"],
+            status,
+            nbytes,
+            duration_s,
+        )
+
+    def log(  # noqa: PLR0917
+        self,
+        client: tuple[str, int] | None,
+        method: str,
+        target: str,
+        http_version: str,
+        status: int,
+        nbytes: int,
+        duration_s: float,
+    ) -> None:
+        method = escape_control(method)
+        target = escape_control(target)
+        fields: dict[str, Any] = {
+            "client": escape_control(f"{client[0]}:{client[1]}") if client else "-",
+            "request_line": f"{method} {target} HTTP/{escape_control(http_version)}",
+            "status": status,
+            "bytes": nbytes,
+            "duration_ms": duration_s * 1000.0,
+            "method": method,
+            "path": target.partition("?")[0],
+        }
+        message = self._fmt % fields
+        out = self._out
+        if out is None:
+            if self._logger.isEnabledFor(logging.INFO):
+                extra = {ACCESS_FIELDS_ATTR: fields} if self._json else None
+                self._logger.info(message, extra=extra)
+        elif self._json:
+            out.append(self._json_line(message, fields))
+        else:
+            out.append(self._text_line(message))
+
+    def _text_line(self, message: str) -> str:
+        second = int(time.time())
+        if second != self._second:
+            day = time.strftime(TEXT_DATE_FORMAT, time.localtime(second))
+            self._second, self._stamp = second, f"{day} [{self._pid}] INFO serve.access: "
+        return self._stamp + message + "\n"
+
+    def _json_line(self, message: str, fields: dict[str, Any]) -> str:
+        second, millis = divmod(int(time.time() * 1000), 1000)
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, tz=timezone.utc)
+            self._second, self._stamp = second, moment.strftime("%Y-%m-%dT%H:%M:%S")
+        return _JSON_LINE % (
+            self._stamp,
+            millis,
+            self._pid,
+            encode_basestring(message),
+            encode_basestring(fields["client"]),
+            encode_basestring(fields["request_line"]),
+            fields["status"],
+            fields["bytes"],
+            fields["duration_ms"],
+            encode_basestring(fields["method"]),
+            encode_basestring(fields["path"]),
+        )
+
+
+def access_logger(settings: WorkerSettings) -> AccessLogger | None:
+    """The worker's access logger, buffered unless log_config owns the handlers; None
+    when the access log is off (then no request does any logging work)."""
+    if not settings.access_log:
+        return None
+    fd_of = log_stream_fd()
+    out = None
+    if fd_of is not None:
+        out = AccessBuffer(
+            fd_of, settings.access_log_buffer_size, settings.access_log_flush_interval_s
+        )
+    return AccessLogger(settings.access_log_format, settings.log_format == "json", out)
+
+
+def flush_on_abort(flush: Callable[[], None]) -> None:
+    """On SIGABRT (the master's answer to a blocked loop), write the buffered lines, then die
+    of SIGABRT as before. Install before faulthandler.enable(): faulthandler dumps the
+    stacks first and then calls this handler, which Python runs as soon as the blocked code
+    lets it (a sleep or a Python loop does; a blocked C call does not, and then the
+    master's SIGKILL ends the worker with its lines)."""
+
+    def on_abort(signum: int, frame: object) -> None:
+        flush()
+        os.abort()
+
+    signal.signal(signal.SIGABRT, on_abort)
+
+
+def _check_format(fmt: str) -> None:
+    """Fail at worker start, not on every request, when the format names an unknown field."""
+    sample = {
+        "client": "127.0.0.1:1",
+        "request_line": "GET / HTTP/1.1",
+        "status": 200,
+        "bytes": 0,
+        "duration_ms": 0.0,
+        "method": "GET",
+        "path": "/",
+    }
+    try:
+        fmt % sample
+    except (KeyError, ValueError, TypeError) as exc:
+        fields = ", ".join(sample)
+        raise ValueError(
+            f"access_log_format {fmt!r} is invalid ({type(exc).__name__}: {exc}); fields: {fields}"
+        ) from None
