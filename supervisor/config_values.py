@@ -137,7 +137,14 @@ def _int_converter(key: str) -> _Converter:
     what = _SIZE_FORMS if key in SIZE_KEYS else "a positive integer"
     low = 1
     if key in _COUNT_KEYS:
-        what, low = ("a size in bytes >= 0" if key in SIZE_KEYS else "an integer >= 0"), 0
+        what, low = (
+            (
+                "a size in bytes >= 0 like 65536 or '64KiB'"
+                if key in SIZE_KEYS
+                else "an integer >= 0"
+            ),
+            0,
+        )
 
     def convert(raw: RawValue) -> int:
         value = raw.value
