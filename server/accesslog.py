@@ -45,11 +45,6 @@ logger = logging.getLogger("serve")
 
 # Writes up to this size to a pipe are atomic (POSIX requires at least 512; Linux gives 4096).
 PIPE_BUF = select.PIPE_BUF
-_JSON_LINE = (
-    '{"ts": "%s.%03d+00:00", "level": "INFO", "pid": %d, "logger": "serve.access", "msg": %s, '
-    '"client": %s, "request_line": %s, "status": %d, "bytes": %d, "duration_ms": %r, '
-    '"method": %s, "path": %s}\n'
-)
 
 
 def line_pieces(data: bytes, limit: int) -> list[tuple[int, int]]:
@@ -139,9 +134,16 @@ class AccessLogger:
         self._out = out
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._pid = os.getpid()
+        # The last client seen, rendered: a keep-alive connection's requests share its tuple.
+        self._client: tuple[str, int] | None = None
+        self._client_text = "-"
         # The rendered time of day, kept for the second it names.
         self._second = -1
         self._stamp = ""
+        # What follows the time in a JSON line, up to the message: JsonFormatter's key order.
+        self._json_head = (
+            f'+00:00", "level": "INFO", "pid": {self._pid}, "logger": "serve.access", "msg": '
+        )
 
     def flush(self) -> None:
         if self._out is not None:
@@ -177,8 +179,11 @@ class AccessLogger:
     ) -> None:
         method = escape_control(method)
         target = escape_control(target)
+        if client is not self._client:
+            self._client = client
+            self._client_text = escape_control(f"{client[0]}:{client[1]}") if client else "-"
         fields: dict[str, Any] = {
-            "client": escape_control(f"{client[0]}:{client[1]}") if client else "-",
+            "client": self._client_text,
             "request_line": f"{method} {target} HTTP/{escape_control(http_version)}",
             "status": status,
             "bytes": nbytes,
@@ -208,19 +213,16 @@ class AccessLogger:
         second, millis = divmod(int(time.time() * 1000), 1000)
         if second != self._second:
             moment = datetime.fromtimestamp(second, tz=timezone.utc)
-            self._second, self._stamp = second, moment.strftime("%Y-%m-%dT%H:%M:%S")
-        return _JSON_LINE % (
-            self._stamp,
-            millis,
-            self._pid,
-            encode_basestring(message),
-            encode_basestring(fields["client"]),
-            encode_basestring(fields["request_line"]),
-            fields["status"],
-            fields["bytes"],
-            fields["duration_ms"],
-            encode_basestring(fields["method"]),
-            encode_basestring(fields["path"]),
+            self._second, self._stamp = second, moment.strftime('{"ts": "%Y-%m-%dT%H:%M:%S')
+        head = self._json_head
+        return (
+            f"{self._stamp}.{millis:03d}{head}{encode_basestring(message)}"
+            f', "client": {encode_basestring(fields["client"])}'
+            f', "request_line": {encode_basestring(fields["request_line"])}'
+            f', "status": {fields["status"]}, "bytes": {fields["bytes"]}'
+            f', "duration_ms": {fields["duration_ms"]!r}'
+            f', "method": {encode_basestring(fields["method"])}'
+            f', "path": {encode_basestring(fields["path"])}}}\n'
         )
 
 

@@ -52,7 +52,8 @@ _saved_stderr: int | None = None
 
 def escape_control(value: str) -> str:
     """Replace C0 controls (CR and LF among them) and DEL with a visible \\xNN escape."""
-    if _CONTROL.search(value) is None:
+    # isprintable() is a quick C scan that no control passes; the regex decides the rest.
+    if value.isprintable() or _CONTROL.search(value) is None:
         return value
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
 
