@@ -196,7 +196,7 @@ def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
             lines.append([
                 scenario, str(ours.workers), str(ours.concurrency), f"{ours.rps:,.0f}",
                 "-" if base is None else f"{base.rps:,.0f}", f"**{_x(vs_base)}**",
-                f">= {target:.1f}x", met, _x(cpu_ratio(rows, ours, BASELINE)), p99,
+                f">= {target:g}x", met, _x(cpu_ratio(rows, ours, BASELINE)), p99,
                 _x(ratio(rows, ours, "granian")), _x(ratio(rows, ours, FLOOR)),
             ])  # fmt: skip
     if not lines:
