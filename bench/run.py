@@ -91,7 +91,7 @@ class Bench:
         self.groups.sort(key=lambda group: _PROTOCOLS.index(group[0]))
         self.protocols = [p for p in _PROTOCOLS if any(g[0] == p for g in self.groups)]
         self.total = sum(
-            len(options.workers) * len(self.servers(group_of(name)))
+            len(options.workers) * len(self._for(name))
             * len(options.concurrency) * options.runs
             for name in options.scenarios
         )  # fmt: skip
@@ -102,8 +102,12 @@ class Bench:
         self.noise_budget_s = _NOISE_SHARE * self.estimate_s()
 
     def servers(self, group: tuple[str, str]) -> list[str]:
-        """The chosen servers that speak the group's protocol and run its app, in run order."""
-        return [n for n in self.o.servers if n in speakers(*group)]
+        """The chosen servers that run the group's protocol, app and a scenario of it, in order."""
+        shapes, able = self._scenarios(group), speakers(*group)
+        return [n for n in self.o.servers if n in able and any(map(SERVERS[n].runs, shapes))]
+
+    def _for(self, scenario: str) -> list[str]:
+        return [n for n in self.servers(group_of(scenario)) if SERVERS[n].runs(scenario)]
 
     def _scenarios(self, group: tuple[str, str]) -> list[str]:
         return [n for n in self.o.scenarios if group_of(n) == group]
@@ -182,7 +186,8 @@ class Bench:
                     live.append(server)
         return live
 
-    def _scenario(self, live: list[RunningServer], name: str, pin: Pinning) -> None:
+    def _scenario(self, every: list[RunningServer], name: str, pin: Pinning) -> None:
+        live = [server for server in every if server.spec.runs(name)]
         ready = []
         for server in live:
             wrong = probe(server.port, SCENARIOS[name])
@@ -199,7 +204,7 @@ class Bench:
             for rep in range(1, self.o.runs + 1):
                 for server in ready:
                     self._cell(server, name, conc, rep, pin)
-        skipped = len(live) - len(ready) + len(self.servers(group_of(name))) - len(live)
+        skipped = len(self._for(name)) - len(ready)
         self.done += skipped * len(self.o.concurrency) * self.o.runs
 
     def _cell(self, server: RunningServer, name: str, conc: int, rep: int, pin: Pinning) -> None:

@@ -57,6 +57,22 @@ def _serve_h2(workers: int, port: int) -> list[str]:
     return [*_serve(workers, port), "-c", "bench/serve-h2.yaml"]
 
 
+def _serve_logging(fmt: str) -> Callable[[int, int], list[str]]:
+    # As operators run it: the access log on (the default), on stderr, which the bench
+    # sends to a file; log_level info, the default.
+    def argv(workers: int, port: int) -> list[str]:
+        argv = _serve(workers, port)
+        return [*argv[: argv.index("--no-access-log")], "--log-format", fmt]
+
+    return argv
+
+
+def _uvicorn_logging(workers: int, port: int) -> list[str]:
+    argv = _uvicorn(workers, port)
+    start = argv.index("--no-access-log")
+    return [*argv[:start], *argv[start + 3 :]]  # without --no-access-log --log-level warning
+
+
 def _uvicorn(workers: int, port: int) -> list[str]:
     return [
         str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
@@ -109,6 +125,10 @@ def _floor(workers: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+# What the access-log variants (serve and uvicorn with their default access log) run.
+_LOGGED = frozenset({"plaintext"})
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """One contender: how to launch it with N workers on a port (over HTTP/1.1, and over
@@ -120,6 +140,11 @@ class ServerSpec:
     h2_argv: Callable[[int, int], list[str]] | None = None
     # Whether it can serve another app than bench.app:app (the floor cannot).
     any_app: bool = True
+    # The only scenarios it runs (None: all): the access-log variants measure one shape.
+    scenarios: frozenset[str] | None = None
+
+    def runs(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
 
     def command(self, protocol: str) -> Callable[[int, int], list[str]] | None:
         """The launcher for "h1" or "h2" scenarios; None when the server cannot speak it."""
@@ -131,6 +156,9 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         ServerSpec("serve", ("serve",), _serve, _serve_h2),
         ServerSpec("uvicorn", ("uvicorn",), _uvicorn),
+        ServerSpec("serve-log", ("serve",), _serve_logging("text"), scenarios=_LOGGED),
+        ServerSpec("serve-log-json", ("serve",), _serve_logging("json"), scenarios=_LOGGED),
+        ServerSpec("uvicorn-log", ("uvicorn",), _uvicorn_logging, scenarios=_LOGGED),
         ServerSpec(
             "gunicorn+uvicorn-worker",
             ("gunicorn", "uvicorn-worker", "uvicorn"),
