@@ -112,12 +112,13 @@ class AccessBuffer:
             view = memoryview(data)
             for start, end in line_pieces(data, limit):
                 _write_all(fd, view[start:end])
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: the handler's stream was closed under us.
             self._report(exc)
         else:
             self._failed = False
 
-    def _report(self, exc: OSError) -> None:
+    def _report(self, exc: Exception) -> None:
         # Once per run of failures (a full disk, a closed pipe): not once per batch.
         if not self._failed:
             self._failed = True
