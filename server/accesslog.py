@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
+import re
 import select
 import signal
 import stat
@@ -43,6 +45,10 @@ from server.settings import WorkerSettings
 
 logger = logging.getLogger("serve")
 
+# The start of a named conversion in the access format ("%(status)"), or a literal "%%".
+_FIELD = re.compile(r"%(?:\((\w+)\)|%)")
+# Client addresses remembered at most; then the memo starts again.
+_CLIENTS_KEPT = 4096
 # Writes up to this size to a pipe are atomic (POSIX requires at least 512; Linux gives 4096).
 PIPE_BUF = select.PIPE_BUF
 
@@ -135,9 +141,15 @@ class AccessLogger:
         self._out = out
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._pid = os.getpid()
-        # The last client seen, rendered: a keep-alive connection's requests share its tuple.
-        self._client: tuple[str, int] | None = None
-        self._client_text = "-"
+        # Clients rendered so far: a keep-alive connection's requests share its address.
+        self._clients: dict[tuple[str, int] | None, str] = {None: "-"}
+        # The format with positional conversions, and what picks its values in order:
+        # cheaper than formatting with the mapping.
+        names = [name for name in _FIELD.findall(fmt) if name]
+        self._positional = _FIELD.sub(lambda m: "%" if m.group(1) else "%%", fmt)
+        self._values: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            operator.itemgetter(*names) if len(names) > 1 else lambda f: tuple(f[n] for n in names)
+        )
         # The rendered time of day, kept for the second it names.
         self._second = -1
         self._stamp = ""
@@ -180,11 +192,11 @@ class AccessLogger:
     ) -> None:
         method = escape_control(method)
         target = escape_control(target)
-        if client is not self._client:
-            self._client = client
-            self._client_text = escape_control(f"{client[0]}:{client[1]}") if client else "-"
+        client_text = self._clients.get(client)
+        if client_text is None:
+            client_text = self._client_text(client)
         fields: dict[str, Any] = {
-            "client": self._client_text,
+            "client": client_text,
             "request_line": f"{method} {target} HTTP/{escape_control(http_version)}",
             "status": status,
             "bytes": nbytes,
@@ -192,7 +204,7 @@ class AccessLogger:
             "method": method,
             "path": target.partition("?")[0],
         }
-        message = self._fmt % fields
+        message = self._positional % self._values(fields)
         out = self._out
         if out is None:
             if self._logger.isEnabledFor(logging.INFO):
@@ -202,6 +214,14 @@ class AccessLogger:
             out.append(self._json_line(message, fields))
         else:
             out.append(self._text_line(message))
+
+    def _client_text(self, client: tuple[str, int] | None) -> str:
+        if client is None:
+            return "-"
+        if len(self._clients) > _CLIENTS_KEPT:
+            self._clients = {None: "-"}
+        text = self._clients[client] = escape_control(f"{client[0]}:{client[1]}")
+        return text
 
     def _text_line(self, message: str) -> str:
         second = int(time.time())
