@@ -42,6 +42,8 @@ FILLER = "f" * 400
 
 def config(tmp_path: Path, **keys: object) -> Path:
     # A flush interval no test outlives: every write a test sees comes from what it tests.
+    # (The tests of mixed lines turn the lifespan off: the app's own prints of its startup
+    # and shutdown are two writes each, which another worker's lines may land between.)
     keys = {"app": APP, "bind": "127.0.0.1:0", "access_log_flush_interval": 600, **keys}
     return write_yaml(tmp_path / "serve.yaml", **keys)
 
@@ -173,7 +175,9 @@ def test_workers_writing_one_file_never_split_or_mix_lines(
     start_serve: StartServe, tmp_path: Path, size: str
 ) -> None:
     log_file = tmp_path / "serve.log"
-    path = config(tmp_path, workers=2, log_file=str(log_file), access_log_buffer_size=size)
+    path = config(
+        tmp_path, workers=2, lifespan="off", log_file=str(log_file), access_log_buffer_size=size
+    )
     serve = start_serve(config=path, wait=False)
     serve.log_path = log_file
     wait_until(log_file.exists)
@@ -187,7 +191,13 @@ def test_workers_writing_one_pipe_never_split_or_mix_lines(tmp_path: Path) -> No
     # stderr on a pipe, as under systemd or docker: only writes up to PIPE_BUF are atomic.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "-c", str(config(tmp_path, workers=2))],
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "-c",
+            str(config(tmp_path, workers=2, lifespan="off")),
+        ],
         cwd=APPS_DIR,
         env={**env, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.DEVNULL,
