@@ -15,6 +15,7 @@ import socket
 import uvloop
 
 from serve.server import channel as ch
+from serve.server.accesslog import AccessLogger, access_logger, flush_on_abort
 from serve.server.allocator import tune_allocator
 from serve.server.app_loader import load_app
 from serve.server.errors import AppLoadError
@@ -32,6 +33,9 @@ def run_worker(
     configure_logging(
         settings.log_level, settings.log_format, settings.log_file, log_config=settings.log_config
     )
+    access = access_logger(settings)
+    if access is not None:
+        flush_on_abort(access.flush)
     # SIGABRT from the master (a blocked loop) dumps every thread's stack to stderr.
     faulthandler.enable(all_threads=True)
     tune_allocator()
@@ -42,5 +46,14 @@ def run_worker(
         with contextlib.suppress(OSError):
             channel.send(ch.encode(ch.WorkerBootFailed(APP_LOAD_ERROR, str(exc))))
         return APP_LOAD_ERROR
-    worker = Worker(settings, app, listeners, channel)
-    return uvloop.run(worker.run())
+    worker = Worker(settings, app, listeners, channel, access)
+    return uvloop.run(_run_then_flush(worker, access))
+
+
+async def _run_then_flush(worker: Worker, access: AccessLogger | None) -> int:
+    # On the loop still: the buffer's flush timer belongs to it.
+    try:
+        return await worker.run()
+    finally:
+        if access is not None:
+            access.flush()
