@@ -47,5 +47,5 @@ def test_import_serve_gives_the_programmatic_entry() -> None:
     import serve
     import serve.supervisor
 
-    assert serve.run is serve.serve.run
-    assert serve.__version__ == serve.serve.__version__
+    assert serve.run is serve.supervisor.run
+    assert serve.__version__ == serve.supervisor.__version__
