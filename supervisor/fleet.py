@@ -71,6 +71,8 @@ class Policy:
     max_worker_memory: int | None = None
     # Seconds between TERM and the drain while the load balancers deregister us.
     shutdown_delay_s: float = 0.0
+    # Workers are forked by the generation's template process (preload.py).
+    preload: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -81,6 +83,7 @@ class Policy:
             health_interval_s=config.health_interval,
             max_worker_memory=config.max_worker_memory,
             shutdown_delay_s=config.shutdown_delay,
+            preload=config.preload,
         )
 
 
@@ -133,6 +136,20 @@ class WorkerRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateRecord:
+    """The process that imported a preload generation's app and forks its workers."""
+
+    pid: int
+    generation: int
+    started_at: float
+    # When it reported the app imported; None while it loads (its workers wait for it).
+    ready_at: float | None = None
+    # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
+    kill_at: float | None = None
+    signals_sent: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class SlotRecord:
     failures: int = 0  # boots in a row that died before their worker proved stable
     # When the next fork for this slot may start; None while it has an occupant or a fork
@@ -177,6 +194,11 @@ class SupervisorState:
     reloads: Mapping[str, int] = field(default_factory=dict)
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
+    # With preload: template processes by pid, when the current generation's next one may
+    # start (None while one runs or its fork is under way), and its failures in a row.
+    templates: Mapping[int, TemplateRecord] = field(default_factory=dict)
+    template_due: float | None = 0.0
+    template_failures: int = 0
 
     @property
     def desired(self) -> int:
