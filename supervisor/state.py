@@ -94,7 +94,9 @@ def next_deadline(state: SupervisorState) -> float | None:
         if record.kill_at is not None and signal.SIGKILL not in record.signals_sent
     ]
     if state.phase in RUNNING:
-        times += [slot.due for slot in state.slots.values() if slot.due is not None]
+        if preload.may_spawn(state):
+            # Otherwise the template's report starts them: an overdue slot must not spin.
+            times += [slot.due for slot in state.slots.values() if slot.due is not None]
         times += [
             record.last_heartbeat + state.policy.worker_timeout_s
             for record in state.workers.values()
