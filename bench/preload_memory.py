@@ -159,7 +159,7 @@ def _table(results: dict[str, list[Sample]]) -> str:
     base = median(results["serve"], "uss")
     lines = [
         "| server | USS/worker MiB | PSS/worker MiB | RSS/worker MiB | USS vs serve | "
-        "master + template USS MiB |",
+        "master (+ template) USS MiB |",
         "|---|---|---|---|---|---|",
     ]
     for label, samples in results.items():
