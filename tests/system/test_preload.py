@@ -170,6 +170,16 @@ def test_workers_forked_by_a_template_stop_when_the_master_is_killed(
     serve = start_serve(APP, "--workers", "2", "--preload", "--graceful-timeout", "5")
     [template] = templates(serve)
     pids = wait_until(lambda: len(workers(serve)) == 2 and workers(serve))
+    # Armed in each worker once the master adopted it (not lost with the middle process).
+    death_signals: dict[int, str] = {}
+
+    def ask_each_worker() -> bool:
+        pid, death_signal = answer(serve, "/pdeathsig")
+        death_signals[pid] = death_signal
+        return set(death_signals) == set(pids)
+
+    wait_until(ask_each_worker)
+    assert set(death_signals.values()) == {str(int(signal.SIGTERM))}
     serve.signal(signal.SIGKILL)
     serve.wait_exit()
     # The workers armed their death signal once they were the master's children.
