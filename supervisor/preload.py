@@ -63,9 +63,17 @@ def deadlines(state: SupervisorState) -> list[float]:
         for record in state.templates.values()
         if record.kill_at is not None and signal.SIGKILL not in record.signals_sent
     ]
-    if state.phase in RUNNING and state.policy.preload and state.template_due is not None:
+    if _needs_template(state) and state.template_due is not None:
         times.append(state.template_due)
     return times
+
+
+def _needs_template(state: SupervisorState) -> bool:
+    return (
+        state.phase in RUNNING
+        and state.policy.preload
+        and template_of(state, state.generation) is None
+    )
 
 
 def _with(state: SupervisorState, record: TemplateRecord) -> SupervisorState:
@@ -143,13 +151,7 @@ def converge(state: SupervisorState, now: float) -> Result:
     """Start the template the current generation lacks, retire the others, kill the late."""
     actions: list[Action] = []
     due = state.template_due
-    if (
-        state.phase in RUNNING
-        and state.policy.preload
-        and due is not None
-        and due <= now
-        and template_of(state, state.generation) is None
-    ):
+    if _needs_template(state) and due is not None and due <= now:
         state = replace(state, template_due=None)
         actions.append(StartTemplate(state.generation))
     for pid in sorted(state.templates):

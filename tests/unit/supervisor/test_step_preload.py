@@ -136,6 +136,9 @@ def test_a_reload_whose_template_cannot_import_the_app_keeps_the_old_generation(
     assert signals(failed) == []
     assert script.pids() == old
     assert [t.pid for t in script.state.templates.values()] == [900]
+    # Nothing is due: the loop must sleep, not spin.
+    deadline = next_deadline(script.state)
+    assert deadline is None or deadline > script.now
 
 
 def test_a_crashed_worker_is_forked_again_by_its_generation_template() -> None:
