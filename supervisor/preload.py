@@ -154,6 +154,7 @@ def converge(state: SupervisorState, now: float) -> Result:
     if _needs_template(state) and due is not None and due <= now:
         state = replace(state, template_due=None)
         actions.append(StartTemplate(state.generation))
+    state = _watch_forks(state, now)
     for pid in sorted(state.templates):
         record = state.templates[pid]
         retired = state.phase not in RUNNING or (
@@ -175,12 +176,36 @@ def converge(state: SupervisorState, now: float) -> Result:
     return state, actions
 
 
+def _watch_forks(state: SupervisorState, now: float) -> SupervisorState:
+    """Give the current template boot_timeout to answer the forks it was asked for.
+
+    A slot without an occupant and without a due time waits for an answer. A template that
+    gives none is stuck (a fork from a process whose app started threads at import can hang
+    on a lock one of them held), and killing it restarts it and asks again.
+    """
+    record = template_of(state, state.generation)
+    if record is None or record.ready_at is None or record.signals_sent:
+        return state
+    waiting = any(
+        slot.due is None and occupant(state, number) is None for number, slot in state.slots.items()
+    )
+    if not waiting:
+        kill_at = None
+    elif record.kill_at is None:
+        kill_at = now + state.policy.boot_timeout_s
+    else:
+        return state
+    return _with(state, replace(record, kill_at=kill_at))
+
+
 def _kill(state: SupervisorState, record: TemplateRecord) -> Result:
+    timeout = state.policy.boot_timeout_s
     if record.signals_sent:
         message = f"template {record.pid} did not stop in time; killing it"
-    else:
-        timeout = state.policy.boot_timeout_s
+    elif record.ready_at is None:
         message = f"template {record.pid} has not imported the app after {timeout:g}s; killing it"
+    else:
+        message = f"template {record.pid} answered no fork request for {timeout:g}s; killing it"
     record = replace(record, signals_sent=record.signals_sent | {signal.SIGKILL})
     return _with(state, record), [
         Log(logging.WARNING, message),

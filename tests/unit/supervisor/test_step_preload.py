@@ -224,3 +224,27 @@ def test_a_reload_to_preload_off_retires_the_template() -> None:
     script.ready(102)
     done = script.ready(103)
     assert (900, signal.SIGTERM) in signals(done)
+
+
+def test_a_template_that_answers_no_fork_request_is_killed_and_replaced() -> None:
+    script = PreloadScript()
+    script.feed(MasterStarted())
+    script.template_ready(900)
+    assert script.asked == [Spawn(0, 1), Spawn(1, 1)]
+    script.asked = []  # never answered: the template is stuck
+    assert next_deadline(script.state) == script.now + POLICY.boot_timeout_s
+    killed = script.tick(POLICY.boot_timeout_s)
+    assert signals(killed) == [(900, signal.SIGKILL)]
+    assert "template 900 answered no fork request for 60s; killing it" in messages(killed)
+    script.exited(900, -signal.SIGKILL)
+    assert StartTemplate(1) in script.tick(backoff_delay(1))
+    assert spawns(script.template_ready(901)) == [Spawn(0, 1), Spawn(1, 1)]
+
+
+def test_a_template_that_answered_its_forks_has_no_deadline() -> None:
+    script = PreloadScript()
+    script.start_serving()
+    [template] = script.state.templates.values()
+    assert template.kill_at is None
+    later = signals(script.tick(POLICY.boot_timeout_s * 2))
+    assert [pid for pid, _ in later if pid == template.pid] == []
