@@ -194,8 +194,8 @@ class SupervisorState:
     reloads: Mapping[str, int] = field(default_factory=dict)
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
-    # With preload: template processes by pid, when the current generation's next one may
-    # start (None while one runs or its fork is under way), and its failures in a row.
+    # With preload: template processes by pid; when the current generation, while it has
+    # none, may start the next (None once that fork is asked for); failures in a row.
     templates: Mapping[int, TemplateRecord] = field(default_factory=dict)
     template_due: float | None = 0.0
     template_failures: int = 0

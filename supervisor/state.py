@@ -7,8 +7,8 @@ at most once per worker (fleet.ask_to_stop says why).
 
 The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
 the stop signals, shutdown_delay and overdue kills in stopping.py, the preload templates
-in preload.py. The counters /metrics shows (restarts
-by reason, reloads, the traffic of exited workers) are kept here, where the decisions are.
+in preload.py. The counters /metrics shows (restarts by reason, reloads, the traffic of
+exited workers) are kept here, where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
