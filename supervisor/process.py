@@ -16,7 +16,8 @@ os._exit(), so no master `finally` (socket unlink, pidfile removal, handler rest
 in a worker. Before the app is imported the child asks the kernel for SIGTERM when the
 master dies (PR_SET_PDEATHSIG, so even a SIGKILLed master leaves no worker serving on
 alone), ignores SIGUSR1 until its loop handles it (its default action would kill a booting
-worker that the master asked to reopen its log), and drops to the configured user.
+worker that the master asked to reopen its log), and drops to the configured user (then
+asks for the death signal again: a change of credentials clears it).
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def switch_identity(identity: tuple[str | None, str | None], channel: socket.soc
         with contextlib.suppress(OSError):
             channel.send(ch.encode(ch.WorkerBootFailed(BOOT_ERROR, str(exc))))
         return BOOT_ERROR
+    # The kernel clears the death signal when a process changes its credentials.
+    die_with_parent()
     return 0
 
 

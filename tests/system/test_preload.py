@@ -184,3 +184,28 @@ def test_workers_forked_by_a_template_stop_when_the_master_is_killed(
     serve.wait_exit()
     # The workers armed their death signal once they were the master's children.
     wait_until(lambda: all(is_gone(pid) for pid in [template, *pids]), timeout=20)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+@pytest.mark.parametrize("preload", [False, True], ids=["fork", "preload"])
+def test_workers_that_switched_user_still_stop_with_a_killed_master(
+    start_serve: StartServe, tmp_path: Path, preload: bool
+) -> None:
+    # The kernel clears the death signal when a process changes its credentials.
+    config = write_config(
+        tmp_path / "serve.yaml",
+        app=APP,
+        bind="127.0.0.1:0",
+        workers=1,
+        user="nobody",
+        preload=preload,
+    )
+    serve = start_serve(config=config)
+    [worker] = wait_until(lambda: len(workers(serve)) == 1 and workers(serve))
+    assert psutil.Process(worker).uids().real != 0
+    assert answer(serve, "/pdeathsig") == (worker, str(int(signal.SIGTERM)))
+    children = serve.worker_pids()
+    serve.signal(signal.SIGKILL)
+    serve.wait_exit()
+    # The template too: it holds the listening sockets, which must not outlive the master.
+    wait_until(lambda: all(is_gone(pid) for pid in children), timeout=20)
