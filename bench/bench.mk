@@ -8,7 +8,7 @@ BENCH_ARGS  ?=
 # apt-get needs root; elsewhere go through sudo.
 BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-preload
+.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-preload bench-shedding
 
 $(BENCH_PY):
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -33,6 +33,11 @@ bench-h2load:
 
 bench: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run $(BENCH_ARGS)
+	$(BENCH_PY) -m bench.shedding
+
+# One serve worker at 3x its capacity, shedding off and on (about a minute): bench/SHEDDING.md.
+bench-shedding: bench-venv
+	$(BENCH_PY) -m bench.shedding
 
 bench-quick: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run --quick $(BENCH_ARGS)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from server.stats import ZERO_DURATIONS, ZERO_RESPONSES
+from server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class WorkerHeartbeat:
     # sum of their durations in seconds.
     durations: tuple[int, ...] = ZERO_DURATIONS
     duration_sum: float = 0.0
+    # server.stats.OVERLOAD_EVENTS counts, and whether the worker is shedding load now.
+    overload: tuple[int, ...] = ZERO_OVERLOAD
+    shedding: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ def encode(message: WorkerMessage) -> bytes:
             "responses": message.responses,
             "durations": message.durations,
             "duration_sum": message.duration_sum,
+            "overload": message.overload,
+            "shedding": message.shedding,
         }
     else:
         body = {"t": "boot_failed", "code": message.code, "message": message.message}
@@ -80,6 +85,8 @@ def _heartbeat(body: Any) -> WorkerHeartbeat:
         _counts(body.get("responses", list(ZERO_RESPONSES)), ZERO_RESPONSES),
         _counts(body.get("durations", list(ZERO_DURATIONS)), ZERO_DURATIONS),
         float(duration_sum),
+        _counts(body.get("overload", list(ZERO_OVERLOAD)), ZERO_OVERLOAD),
+        body.get("shedding") is True,
     )
 
 

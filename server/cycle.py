@@ -6,8 +6,9 @@ frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the resp
 NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
 promised trailers (`trailers: True`): the last body message is then followed by
 http.response.trailers messages, which an owner with `send_trailers` (HTTP/2) sends and any
-other owner (HTTP/1.1) drops. A lost connection makes every later `send` a
-no-op and `receive` return http.disconnect; ASGI misuse raises RuntimeError into the app.
+other owner (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
+ClientDisconnected, an OSError (ASGI spec 2.4), also when it was waiting for the client to
+read, and `receive` returns http.disconnect; ASGI misuse raises RuntimeError into the app.
 The owner hears once, from inside the app's task, that the app returned (`app_finished`).
 Hot path: states are compared against module-level aliases, because reading a member off an
 Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
@@ -21,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from server.errors import ClientDisconnected
 from server.h1_writer import InvalidResponse
 from server.types import ASGIApp, Message, Scope
 
@@ -91,6 +93,7 @@ class Cycle:
         "_owner",
         "_trailer_sender",
         "_waiter",
+        "answer",
         "body_state",
         "bytes_sent",
         "disconnected",
@@ -126,8 +129,11 @@ class Cycle:
         self._waiter: asyncio.Future[None] | None = None
         self.response = _NOT_STARTED
         self.disconnected = False
-        # The app's status from http.response.start; 500 if the server answers for it.
+        # The app's status from http.response.start; `answer` if the server answers for it.
         self.status = 0
+        # The status the server answers in the app's place (500, or 504 at request_timeout)
+        # when it fails before its head went out; 0 while there is none.
+        self.answer = 0
         self._headers: Iterable[tuple[bytes, bytes]] = ()
         # For the access log only; the owner sets start_time when it keeps one.
         self.bytes_sent = 0
@@ -206,6 +212,8 @@ class Cycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.response
+        if self.disconnected and state is not _DONE:
+            raise ClientDisconnected(f"{kind!r} sent after the client left")
         if state is _NOT_STARTED:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
@@ -228,11 +236,6 @@ class Cycle:
         if type(body) is not bytes:
             body = bytes(body)
         more = message.get("more_body", False)
-        if self.disconnected:
-            if not more:
-                self.response = _TRAILERS if self.trailers else _DONE
-                self._wake()
-            return
         # With trailers to send, the body's last message does not end the response on the wire.
         wire_more = more or self._trailer_sender is not None
         if state is _STARTED:
@@ -244,6 +247,8 @@ class Cycle:
             flow = self._owner.flow
             if flow.write_paused:
                 await flow.drain()
+                if self.disconnected:
+                    raise ClientDisconnected("the client left before reading the response")
             return
         if self.trailers:
             self.response = _TRAILERS
@@ -263,14 +268,10 @@ class Cycle:
             raise RuntimeError(f"expected 'http.response.trailers', got {kind!r}")
         more = message.get("more_trailers", False)
         sender = self._trailer_sender
-        if sender is not None and not self.disconnected:
+        if sender is not None:
             sender(self, message.get("headers", ()), more)
         if not more:
-            if self.disconnected:
-                self.response = _DONE
-                self._wake()
-            else:
-                self._complete()
+            self._complete()
 
     def _complete(self) -> None:
         self.response = _DONE
@@ -294,6 +295,10 @@ class Cycle:
             self._owner.app_finished(self)
 
     def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientDisconnected) and self.disconnected:
+            # Ours, raised from send(): the spec asks servers not to log it as an error.
+            logger.debug("ASGI app ended after its client left: %s", exc)
+            return
         if isinstance(exc, InvalidResponse):
             logger.error("invalid response from the ASGI app: %s", exc)
         else:
@@ -301,10 +306,22 @@ class Cycle:
         if self.response is not _DONE and not self.disconnected:
             self._fail_response()
 
-    def _fail_response(self) -> None:
-        """500 when nothing was written yet, else the connection is closed mid-response."""
+    def refuse(self, status: int) -> None:
+        """The server answers `status` in place of an app it does not start (shedding)."""
+        self._fail_response(status)
+
+    def time_out(self) -> None:
+        """request_timeout passed (server.deadline cancels the app next): 504 if nothing was
+        written yet, else the owner cuts the response. The app, in its cancellation handler,
+        then hears http.disconnect and its sends are dropped, as after a lost client."""
+        if self.response is not _DONE and not self.disconnected:
+            self._fail_response(504)
+        self.disconnect()
+
+    def _fail_response(self, status: int = 500) -> None:
+        """`status` when nothing was written yet, else the connection is closed mid-response."""
         if self.response is _NOT_STARTED or self.response is _STARTED:
-            self.status = 500
+            self.status = self.answer = status
         self.response = _DONE
         self._wake()
         self._owner.response_failed(self)

@@ -11,6 +11,9 @@ Rules:
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
+- With `max_heads`, a feed stops before the request head that would exceed it and holds the
+  rest of its bytes (`holding`); feed(b"") goes on from there. The caller bounds what one
+  read of pipelined requests costs it, however many requests the read carries.
 - A bodiless request asking to upgrade to one of `upgrades` (a GET for WebSocket, RFC 6455;
   any method for h2c, RFC 7540 §3.2) ends HTTP/1.1 on the connection: the parser emits its
   RequestHead and stops; the bytes after the head belong to the new protocol (RFC 9110 §7.8)
@@ -30,6 +33,7 @@ from httptools import (
 )
 
 from server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
+from server.h1_chunked import ChunkedBody, LimitAt
 from server.h1_validate import (
     SEEN_REQUEST_LINES,
     RequestRejected,
@@ -40,12 +44,6 @@ from server.settings import Limits
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 _HEAD_END = b"\r\n\r\n"
-# chunk-size, then the CR of CRLF or the ";" of an extension; llhttp checks the rest.
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[\r;]")
-# A chunk-size line is hex digits plus (rare) extensions. llhttp does not hold extensions,
-# but we must see the whole line to read the size, so a line longer than this is refused.
-_MAX_CHUNK_LINE = 4096
-_MAX_CHUNK_SIZE = 2**64 - 1  # llhttp's own bound
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
 # llhttp skips the body of a request it takes for a protocol switch (uvicorn#2722). We
@@ -69,108 +67,6 @@ _HEAD, _LENGTH, _CHUNKED = _State.HEAD, _State.LENGTH, _State.CHUNKED
 _CLOSED, _DEAD = _State.CLOSED, _State.DEAD
 
 
-class _LimitAt(RequestRejected):
-    """A limit refusal that takes effect at data offset `at` of the read being scanned.
-
-    llhttp is handed the bytes before `at` first, so a syntax fault earlier in the stream
-    wins: which fault is reported depends on the bytes, never on how the reads split them.
-    """
-
-    def __init__(self, at: int, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.at = at
-
-
-class _ChunkedBody:
-    """Finds where a chunked body ends, so llhttp is never handed bytes beyond it.
-
-    It only measures: llhttp decodes and validates the same bytes right after, so this reads
-    no more than the chunk sizes, the line ends and the empty line closing the trailers.
-    The body limit takes effect at the LF of the chunk-size line that crosses it, the
-    trailer limit at the first byte past it; the CRLF closing the trailers is not counted.
-    """
-
-    __slots__ = ("_left", "_line", "_max_body", "_max_trailers", "_total", "_trailer_bytes")
-
-    def __init__(self, max_body: int | None, max_trailers: int) -> None:
-        self._max_body = max_body
-        self._max_trailers = max_trailers
-        self._line = bytearray()  # a size or trailer line split across reads
-        self.reset()
-
-    def reset(self) -> None:
-        self._left = 0  # chunk data plus its CRLF still to skip
-        self._line.clear()
-        self._total = 0
-        self._trailer_bytes = -1  # -1 until the last chunk; then the trailer section size
-
-    def scan(self, data: bytes, pos: int) -> tuple[int, bool]:
-        """Return (end, done): data[pos:end] belongs to this body; done if it ends at end.
-
-        A scan stops before a chunk-size line that is not the first thing it reads, so the
-        chunks before it reach llhttp (and the app) even when that line is refused.
-        """
-        n, start = len(data), pos
-        while pos < n:
-            if self._left:
-                step = min(self._left, n - pos)
-                self._left -= step
-                pos += step
-                continue
-            if pos > start and self._trailer_bytes < 0:
-                return pos, False
-            lf = data.find(b"\n", pos)
-            if lf < 0:
-                self._hold(data, pos)
-                return n, False
-            line = data[pos:lf]
-            held = len(self._line)
-            if held:
-                line = bytes(self._line) + line
-                self._line.clear()
-            if self._trailer_bytes < 0:
-                self._chunk_header(line, lf)
-            elif line == b"\r":  # the empty line that ends the trailer section
-                return lf + 1, True
-            else:
-                self._check_trailer(len(line) + 1, pos, held)
-                self._trailer_bytes += len(line) + 1
-            pos = lf + 1
-        return pos, False
-
-    def _hold(self, data: bytes, pos: int) -> None:
-        held = len(self._line) + len(data) - pos
-        if self._trailer_bytes < 0:
-            if held > _MAX_CHUNK_LINE:
-                raise RequestRejected(400, "chunk-size line too long")
-        elif held > 1 or data[pos] != 0x0D:  # a lone CR may begin the closing empty line
-            self._check_trailer(held, pos, len(self._line))
-        self._line += data[pos:]
-
-    def _check_trailer(self, size: int, pos: int, held: int) -> None:
-        """Refuse a trailer line whose first `size` bytes (`held` of them from earlier
-        reads, the rest from data[pos:]) overrun the trailer section limit."""
-        room = self._max_trailers - self._trailer_bytes
-        if size > room:
-            # Only a held lone CR (checked once more bytes came) puts the limit before pos.
-            raise _LimitAt(max(pos, pos - held + room), 431, "trailer section too large")
-
-    def _chunk_header(self, line: bytes, lf: int) -> None:
-        match = _CHUNK_SIZE.match(line)
-        if match is None or len(line) > _MAX_CHUNK_LINE:
-            raise RequestRejected(400, "invalid chunk-size line")
-        size = int(match.group(1), 16)
-        if size > _MAX_CHUNK_SIZE:
-            raise RequestRejected(400, "chunk size overflow")
-        if not size:
-            self._trailer_bytes = 0
-            return
-        self._total += size
-        if self._max_body is not None and self._total > self._max_body:
-            raise _LimitAt(lf, 413, "request body too large")
-        self._left = size + 2
-
-
 def _rejection(exc: HttpParserError) -> RequestRejected:
     if isinstance(exc, HttpParserInvalidMethodError):
         # parse_request_line saw a valid token: it is a method we do not implement.
@@ -185,7 +81,12 @@ class H1Parser:
     Pipelined requests in one feed give several such sequences.
     """
 
-    def __init__(self, limits: Limits, upgrades: frozenset[bytes] = frozenset()) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        upgrades: frozenset[bytes] = frozenset(),
+        max_heads: int | None = None,
+    ) -> None:
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
         self._max_headers = limits.max_headers
@@ -200,9 +101,14 @@ class H1Parser:
         self._message_done = False
         self._keep_alive = True
         self._left = 0
-        self._chunks = _ChunkedBody(limits.max_body_size, limits.max_header_size)
+        self._chunks = ChunkedBody(limits.max_body_size, limits.max_header_size)
         self._upgrades = upgrades
         self._rest = b""
+        # Request heads a feed may emit; the unparsed rest of a feed that reached it.
+        self._max_heads = max_heads or 2**62
+        self._heads = 0
+        self._held = b""
+        self._held_at = 0
 
     @property
     def buffered_request_head(self) -> bool:
@@ -213,6 +119,11 @@ class H1Parser:
     def upgraded(self) -> bool:
         """True once a request switched the connection to another protocol."""
         return self._state is _State.UPGRADED
+
+    @property
+    def holding(self) -> bool:
+        """True while a feed that reached max_heads holds bytes not parsed yet."""
+        return bool(self._held)
 
     def take_remaining(self) -> bytes:
         """The bytes received after the upgrade request's head, for the new protocol."""
@@ -227,11 +138,20 @@ class H1Parser:
         """
         events: list[Event] = []
         self._events = events
-        pos, n = 0, len(data)
+        pos = 0
+        if self._held:
+            # Resumed where the last feed stopped, without copying what is left.
+            held, pos, self._held = self._held, self._held_at, b""
+            data, pos = (held, pos) if not data else (held[pos:] + data, 0)
+        self._heads = 0
+        n = len(data)
         try:
             while pos < n:
                 state = self._state
                 if state is _HEAD:
+                    if self._heads >= self._max_heads and not self._head_buf:
+                        self._held, self._held_at = data, pos
+                        break
                     # Inline, the common case: a whole head, within the limit, where the
                     # data starts (a find without an end bound parses fewer arguments).
                     end = -1 if self._head_buf or data[pos] == 0x0D else data.find(_HEAD_END, pos)
@@ -346,6 +266,7 @@ class H1Parser:
         if length and self._max_body is not None and length > self._max_body:
             raise RequestRejected(413, "request body too large")
         has_body = chunked or length > 0
+        self._heads += 1
         self._events.append(
             RequestHead(
                 method, target, path, raw_path, query, version, headers, keep_alive, expect,
@@ -398,11 +319,14 @@ class H1Parser:
 
     def _feed_chunked(self, data: bytes, pos: int) -> int:
         try:
-            end, done = self._chunks.scan(data, pos)
-        except _LimitAt as exc:
+            line, start, end, done = self._chunks.scan(data, pos)
+        except LimitAt as exc:
             self._execute(memoryview(data)[pos : exc.at])
             raise
-        self._execute(data if pos == 0 and end == len(data) else memoryview(data)[pos:end])
+        if line:
+            self._execute(line)
+        if end > start:
+            self._execute(data if start == 0 and end == len(data) else memoryview(data)[start:end])
         if done:
             self._end_message()
         return end

@@ -31,7 +31,7 @@ class InvalidResponse(Exception):
     """The app asked for a response that cannot be encoded safely."""
 
 
-def _reason(status: int) -> bytes:
+def reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
@@ -39,7 +39,7 @@ def _reason(status: int) -> bytes:
 
 
 STATUS_LINES = {
-    status: b"HTTP/1.1 %d %s\r\n" % (status, _reason(status)) for status in range(100, 600)
+    status: b"HTTP/1.1 %d %s\r\n" % (status, reason(status)) for status in range(100, 600)
 }
 # RFC 9110 §6.4.1: 1xx, 204 and 304 responses never carry content.
 NO_BODY_STATUSES = frozenset((*range(100, 200), 204, 304))
@@ -47,6 +47,10 @@ NO_BODY_STATUSES = frozenset((*range(100, 200), 204, 304))
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 CHUNKED_END = b"0\r\n\r\n"
 CONNECTION_CLOSE = b"connection: close\r\n"
+# Every 503 the server sends itself is overload (limit_concurrency, max_connections,
+# shedding): RFC 9110 section 10.2.3 lets it say when to come back.
+RETRY_AFTER_S = 1
+RETRY_AFTER = b"retry-after: %d\r\n" % RETRY_AFTER_S
 CONNECTION_KEEP_ALIVE = b"connection: keep-alive\r\n"
 TRANSFER_CHUNKED = b"transfer-encoding: chunked\r\n"
 
@@ -132,13 +136,14 @@ def chunk(data: bytes) -> bytes:
 def error_response(status: int, date_block: bytes, *, body: bytes | None = None) -> bytes:
     """A complete response the server itself sends (4xx/5xx), always closing the connection."""
     if body is None:
-        body = _reason(status) or b"Error"
+        body = reason(status) or b"Error"
     return b"".join(
         (
             status_line(status),
             date_block,
             b"content-type: text/plain; charset=utf-8\r\n",
             content_length(len(body)),
+            RETRY_AFTER if status == 503 else b"",
             CONNECTION_CLOSE,
             b"\r\n",
             body,

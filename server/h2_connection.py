@@ -92,6 +92,8 @@ class H2Session(asyncio.Protocol):
         self.closed = False
         self.requests = 0
         self.ending = H2Ending(self)
+        # server.capacity's order of idle connections: ctx.requests when the last stream ended.
+        self.idle_mark = ctx.requests
         # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
         self.over_limit = False
         self._date_block = b""
@@ -209,9 +211,10 @@ class H2Session(asyncio.Protocol):
             stream.flow.pause()
         self.streams[stream_id] = stream
         self.requests += 1
-        task = self.loop.create_task(cycle.run(ctx.app))
-        cycle.task = task
-        ctx.tasks.add(task)
+        if ctx.shedding:
+            ctx.shed(cycle)
+            return
+        ctx.app_started(cycle, self.loop.create_task(cycle.run(ctx.app)))
 
     def body_received(self, event: ev.DataReceived) -> None:
         stream_id = event.stream_id
@@ -336,15 +339,10 @@ class H2Session(asyncio.Protocol):
     def forget(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
         self.sending.pop(stream.stream_id, None)
+        if not self.streams:
+            self.idle_mark = self.ctx.requests
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
-
-    def app_finished(self, stream: H2Stream) -> None:
-        ctx = self.ctx
-        if stream.cycle.task is not None:
-            ctx.tasks.discard(stream.cycle.task)
-        if ctx.draining:
-            ctx.check_idle()
 
     # -- closing, deadlines, drain -------------------------------------------------------------
     def shut(self) -> None:
@@ -357,6 +355,17 @@ class H2Session(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         self.ending.sweep(now)
+
+    def reuse_mark(self) -> int | None:
+        """server.capacity: no stream open and still serving."""
+        if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
+            return None
+        return self.idle_mark
+
+    def close_idle(self) -> None:
+        self.conn.close_connection(ErrorCodes.NO_ERROR)
+        self.write_out()
+        self.shut()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

@@ -23,7 +23,7 @@ from h2.errors import ErrorCodes
 
 from server import h2_scope
 from server.cycle import BodyState, Cycle, ResponseState
-from server.h1_writer import InvalidResponse
+from server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
 from server.stats import STATS
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("serve")
 
-_ERROR_BODY = b"Internal Server Error"
 _NO_BODY_STATUSES = frozenset((204, 304))
 
 
@@ -190,19 +189,22 @@ class H2Stream:
         session = self.session
         if session.closed or self.stream_id not in session.streams:
             return
-        if cycle.status == 500:
+        if cycle.answer:
             self.out.clear()
-            fields, _ = h2_scope.response_fields(500, (), session.date_fields())
-            fields.append((b"content-length", b"%d" % len(_ERROR_BODY)))
+            body = reason(cycle.answer)
+            fields, _ = h2_scope.response_fields(cycle.answer, (), session.date_fields())
+            fields.append((b"content-length", b"%d" % len(body)))
+            if cycle.answer == 503:
+                fields.append((b"retry-after", b"%d" % RETRY_AFTER_S))
             session.conn.send_headers(self.stream_id, fields)
-            self.out.append(memoryview(_ERROR_BODY))
+            self.out.append(memoryview(body))
             self.ended = True
             session.pump(self)
         else:
             session.reset(self, ErrorCodes.INTERNAL_ERROR)
 
     def app_finished(self, cycle: Cycle) -> None:
-        self.session.app_finished(self)
+        self.session.ctx.app_finished(cycle)
 
     def record(self, cycle: Cycle) -> None:
         ctx = self.session.ctx

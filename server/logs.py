@@ -16,6 +16,9 @@ Rules:
   worker, and again after each reopen: faulthandler's stack dumps, print(file=sys.stderr)
   and C libraries' messages land in the same file as the log lines. Going back to stderr
   (a reload without log_file) restores the original descriptor 2.
+- With JSON lines, the root logger gets the same handler at the same level, so the app's
+  own records are JSON objects too (one per record, never a raw multi-line text among
+  them); with text lines the app's logging is its own business.
 - A `log_config` mapping (logging.config.dictConfig) replaces all of the above: our handler
   goes, "serve" propagates to whatever the mapping configures, descriptor 2 is left alone.
   disable_existing_loggers defaults to False, or dictConfig would silence "serve.master".
@@ -25,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -124,6 +128,15 @@ def reopen_log_files() -> None:
                 _capture_stderr(handler.stream)
 
 
+def tell_terminal(line: str) -> None:
+    """Write `line` where stderr pointed before a log file took descriptor 2: an error that
+    ends the process must reach the terminal (or the journal) that started it."""
+    fd = _STDERR_FD if _saved_stderr is None else _saved_stderr
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.write(fd, line.encode("utf-8", "replace"))
+
+
 def _capture_stderr(stream: TextIO) -> None:
     """Point descriptor 2 at the log file `stream` writes to."""
     global _saved_stderr
@@ -144,15 +157,17 @@ def _release_stderr() -> None:
     _saved_stderr = None
 
 
-def _remove_own_handlers(logger: logging.Logger) -> None:
+def _remove_own_handlers(logger: logging.Logger, *, close: bool = True) -> None:
     for old in [h for h in logger.handlers if isinstance(h, _ServeHandler)]:
         logger.removeHandler(old)
-        old.close()
+        if close:
+            old.close()
 
 
 def _apply_dict_config(config: Mapping[str, Any]) -> None:
     logger = logging.getLogger(LOGGER_NAME)
     _remove_own_handlers(logger)
+    _remove_own_handlers(logging.getLogger())
     _release_stderr()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
@@ -196,6 +211,11 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(name.upper())
     logger.propagate = False
+    root = logging.getLogger()
+    _remove_own_handlers(root, close=False)
+    if fmt == "json":
+        root.addHandler(handler)
+        root.setLevel(name.upper())
     logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.INFO)
 
 

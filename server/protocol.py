@@ -6,11 +6,11 @@ server.h1_writer (responses); ASGI rules live in server.cycle. Connection states
 net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
 progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
-next head is buffered); the app has no deadline, but a connection whose writes stay paused
-(a peer that does not read), or whose close waits on such a peer, is aborted after
-send_timeout: a close would wait for a flush that never comes. Time is kept by the worker's
-once-a-second sweep, not per request: the sweep notes when it first finds a connection
-waiting, and closes it once the wait is over its timeout.
+next head is buffered); the app's deadline is request_timeout's (server.deadline), and a
+connection whose writes stay paused (a peer that does not read), or whose close waits on
+such a peer, is aborted after send_timeout: a close would wait for a flush that never
+comes. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
+when it first finds a connection waiting, and closes it once the wait is over its timeout.
 Hot path: enum members are read through module aliases (an Enum class attribute goes
 through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
@@ -40,6 +40,10 @@ from server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
 
+# Request heads parsed from one read; the rest of the read waits, unparsed, until the
+# pipeline is answered down to its last request: a client that pipelines and never reads
+# costs one read buffer, not a request cycle for each of the thousands of requests in it.
+PIPELINE_MAX = 32
 # 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
 # On 3.11 an eager start is not available (apps need current_task() to be their Task).
 EAGER_TASKS = sys.version_info >= (3, 12)
@@ -70,7 +74,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        self.parser = H1Parser(ctx.settings.limits, ctx.upgrades)
+        self.parser = H1Parser(ctx.settings.limits, ctx.upgrades, PIPELINE_MAX)
         self.state = _NEW
         self.pipeline: deque[Cycle] = deque()
         self.pending_error: ParseFailed | None = None
@@ -94,7 +98,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
+        cap = ctx.cap
+        self.idle_mark = ctx.requests
+        room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
         ctx.connections.add(self)
+        if ctx.load is not None:
+            ctx.load.accepted(transport)
         self.server = inet_address(transport.get_extra_info("sockname"))
         self.client = inet_address(transport.get_extra_info("peername"))
         if self.server is None:
@@ -108,7 +117,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.client[0] if self.client else None
         )
         limit = ctx.settings.limit_concurrency
-        if limit is not None and len(ctx.connections) > limit:
+        if not room or (limit is not None and len(ctx.connections) > limit):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 
@@ -129,6 +138,8 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
                     self.flow.pause_reading()
             elif type(event) is ParseFailed:
                 self.parse_failed(event)
+        if self.parser.holding:
+            self.flow.pause_reading()
         cycle = self.starting
         if cycle is not None:
             # Started once the whole read is dispatched, so that an app started eagerly
@@ -265,26 +276,24 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.framing = NO_BODY
         self.keep_alive = cycle.keep_alive
         ctx = self.ctx
+        if ctx.shedding:
+            ctx.shed(cycle)
+            return
         if sys.version_info >= (3, 12) and eager:
             task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
             if task.done():
                 return
         else:
             task = self.loop.create_task(cycle.run(ctx.app))
-        cycle.task = task
-        ctx.tasks.add(task)
+        ctx.app_started(cycle, task)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
-        ctx = self.ctx
-        if cycle.task is not None:
-            ctx.tasks.discard(cycle.task)
-        if ctx.draining:
-            ctx.check_idle()
+        self.ctx.app_finished(cycle)
 
     # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
     def body_consumed(self) -> None:
-        if len(self.pipeline) <= 1:
+        if len(self.pipeline) <= 1 and not self.parser.holding:
             self.flow.resume_reading()
 
     def response_complete(self, cycle: Cycle) -> None:
@@ -302,21 +311,37 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         if pipeline:
             self.run(pipeline[0], False)
             if len(pipeline) == 1:
-                self.flow.resume_reading()
+                self.read_more()
         elif self.pending_error is not None:
             self.write_error_and_close(self.pending_error.status)
         else:
             self.state = _IDLE
+            self.idle_mark = ctx.requests
             if self.flow.read_paused:
-                self.flow.resume_reading()
+                self.read_more()
+
+    def read_more(self) -> None:
+        """Parse what the parser holds of an earlier read first, then read the socket again."""
+        if self.parser.holding:
+            # Soon, not now: this runs inside the app's send(), and parsing may start an app.
+            self.loop.call_soon(self.parse_held)
+        else:
+            self.flow.resume_reading()
+
+    def parse_held(self) -> None:
+        if self.state is not _CLOSED and not self.transport.is_closing():
+            # As if the socket were read again: parsing pauses reading for what it finds
+            # (more pipelined requests, a body the app has not taken, more held bytes).
+            self.flow.resume_reading()
+            self.data_received(b"")
 
     def response_failed(self, cycle: Cycle) -> None:
         self.ctx.requests += 1
         STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
         if self.ctx.access_logger is not None:
             self.log_access(cycle)
-        if cycle.status == 500:
-            self.transport.write(w.error_response(500, self.ctx.date_block))
+        if cycle.answer:
+            self.transport.write(w.error_response(cycle.answer, self.ctx.date_block))
         self.close()
 
     def log_access(self, cycle: Cycle) -> None:
@@ -344,6 +369,9 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         paused = self.flow.write_paused or state is _CLOSED
         if not paused and state is not _NEW and state is not _IDLE:
             return
+        if state is _IDLE and self.ctx.orphaned:
+            self.close()
+            return
         mark = (self.heads, state)
         if mark != self.waiting:
             # The connection started waiting since the last sweep: its wait starts now.
@@ -360,6 +388,18 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             timeout = settings.keep_alive_timeout_s
         if now - self.waiting_since >= timeout:
             self.close()
+
+    def reuse_mark(self) -> int | None:
+        """server.capacity: idle keep-alive, or accepted and not a byte of a request yet."""
+        state = self.state
+        if state is _IDLE or (
+            state is _NEW and not self.heads and not self.parser.buffered_request_head
+        ):
+            return self.idle_mark
+        return None
+
+    def close_idle(self) -> None:
+        self.close()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""

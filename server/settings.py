@@ -54,6 +54,15 @@ class TLSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SheddingSettings:
+    """Overload shedding (server.shedding): on once requests have waited over target_s for
+    interval_s; new requests then get 503 with Retry-After until the wait falls back."""
+
+    target_s: float = 0.05
+    interval_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     # An import string "pkg.mod:attr" resolved in the worker after fork, or an app object
     # that reached the worker through fork (programmatic start).
@@ -73,6 +82,12 @@ class WorkerSettings:
     send_timeout_s: float = 30.0
     graceful_timeout_s: float = 30.0
     limit_concurrency: int | None = None
+    # Seconds an HTTP request's app may take to complete its response (server.deadline).
+    request_timeout_s: float | None = None
+    # Open connections per worker; the oldest idle one is closed to make room for a new one.
+    max_connections: int | None = None
+    # None: no shedding.
+    shedding: SheddingSettings | None = None
     proxy_headers: bool = True
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     server_header: str | None = "serve"

@@ -7,7 +7,8 @@ for the worker's life and never go down, so the master can add the last report o
 exited worker to its totals. The master forks workers but never records, so a fresh
 worker starts from zero; Worker.run() resets anyway, for a worker built in-process.
 Buckets follow Prometheus' default histogram: a request lands in the first bucket whose
-upper bound it does not exceed, and the last slot is +Inf.
+upper bound it does not exceed, and the last slot is +Inf. `overload` counts what the worker
+did to stay up, indexed by the constants below and named (for /metrics) by OVERLOAD_EVENTS.
 """
 
 from __future__ import annotations
@@ -35,15 +36,24 @@ DURATION_BUCKETS_S = (
 STATUS_CLASSES = 5
 ZERO_RESPONSES = (0,) * STATUS_CLASSES
 ZERO_DURATIONS = (0,) * (len(DURATION_BUCKETS_S) + 1)
+OVERLOAD_EVENTS = (
+    "request_timeouts",  # apps cancelled at request_timeout
+    "shed_requests",  # requests answered 503 while shedding
+    "idle_connections_closed",  # idle connections closed to make room for new ones
+    "connections_refused",  # new connections answered 503 at once: no room under the cap
+)
+TIMED_OUT, SHED, IDLE_CLOSED, REFUSED = range(len(OVERLOAD_EVENTS))
+ZERO_OVERLOAD = (0,) * len(OVERLOAD_EVENTS)
 
 
 class ResponseStats:
-    __slots__ = ("duration_sum", "durations", "responses")
+    __slots__ = ("duration_sum", "durations", "overload", "responses")
 
     def __init__(self) -> None:
         self.responses = list(ZERO_RESPONSES)
         self.durations = list(ZERO_DURATIONS)
         self.duration_sum = 0.0
+        self.overload = list(ZERO_OVERLOAD)
 
     def record(self, status: int, duration_s: float) -> None:
         """One response finished (or failed) `duration_s` after its request head arrived."""
@@ -57,6 +67,7 @@ class ResponseStats:
         self.responses[:] = ZERO_RESPONSES
         self.durations[:] = ZERO_DURATIONS
         self.duration_sum = 0.0
+        self.overload[:] = ZERO_OVERLOAD
 
 
 STATS = ResponseStats()

@@ -7,10 +7,10 @@ it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
 log file), handled by loop.add_signal_handler so that nothing runs inside a signal handler.
 Graceful drain follows Go: stop accepting, let every connection finish what the client may
 still be sending (responses say `Connection: close`, idle ones close at their keep-alive
-timeout), wait for the last one (an event, not a poll) up to graceful_timeout, then abort
-the rest. With TLS the listeners get the context built from this generation's certificate
-files, read here at boot; a connection counts from its accept, not from the end of its
-handshake, so a drain never cuts a handshake that was under way.
+timeout, or at once when the master is gone), wait for the last one (an event, not a poll)
+up to graceful_timeout, then abort the rest. With TLS the listeners get the context built
+from this generation's certificate files, read here at boot; a connection counts from its
+accept, not from the end of its handshake, so a drain never cuts a handshake under way.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from server.logs import AccessLogger, reopen_log_files
 from server.protocol import H1Connection
 from server.proxy import ProxyTrust
 from server.settings import WorkerSettings
+from server.shedding import LoadShedder
 from server.stats import STATS
 from server.tls import TLSConfigError, build_context
 from server.types import ASGIApp, Receive, Scope, Send
@@ -110,6 +111,8 @@ class Worker:
             return BOOT_ERROR
         ctx = self.build_context(lifespan.state)
         STATS.reset()
+        if self.settings.shedding is not None:
+            ctx.load = LoadShedder(ctx, self.settings.shedding, loop)
         factory = (lambda: ProtocolDispatch(ctx)) if http2 else (lambda: H1Connection(ctx))
         servers = [
             await loop.create_server(
@@ -137,6 +140,8 @@ class Worker:
         else:
             self.abort_all(ctx)
         self.ticker.cancel()
+        if ctx.load is not None:
+            ctx.load.stop()
         self.report(self.heartbeat(ctx))
         return OK
 
@@ -193,10 +198,19 @@ class Worker:
             tuple(STATS.responses),
             tuple(STATS.durations),
             STATS.duration_sum,
+            tuple(STATS.overload),
+            ctx.load is not None and ctx.load.in_episode,
         )
 
     async def drain(self, ctx: WorkerContext, closed: list[asyncio.Task[None]]) -> None:
         ctx.draining = True
+        if os.getppid() != self.parent_pid:
+            # Nobody will serve the client's next request here: the idle wait of a drain
+            # protects a reload, and with the master gone there is none.
+            ctx.orphaned = True
+            now = asyncio.get_running_loop().time()
+            for conn in list(ctx.connections):
+                conn.check_deadline(now)
         ctx.check_idle()
         # A SIGQUIT during the drain sets the event again and cuts the drain short.
         self.stop_requested.clear()

@@ -25,6 +25,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from server import h1_writer as w
 from server import ws_handshake as hs
+from server.errors import ClientDisconnected
 from server.flow import FlowControl
 from server.types import ASGIApp, Message, Scope
 
@@ -46,10 +47,6 @@ NORMAL, GOING_AWAY, ABNORMAL, TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 
 
 _Texts = list[str]
 _Blobs = list[bytes]
-
-
-class ClientDisconnected(OSError):
-    """send() on a WebSocket that is closed (frameworks catch OSError as a disconnect)."""
 
 
 class WSState(enum.Enum):
@@ -80,9 +77,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.offer = offer
         self.state = WSState.HANDSHAKE
         self.started = time.perf_counter()
-        negotiated = (
-            hs.negotiate_deflate(offer.extensions) if settings.per_message_deflate else None
-        )
+        deflate = settings.per_message_deflate
+        negotiated = hs.negotiate_deflate(offer.extensions) if deflate else None
         self.extensions_header = negotiated[1] if negotiated is not None else None
         # Created now, fed only once the app accepts: until then the client may not send
         # (RFC 6455 §4.1) and reading stays paused; anything early waits in `early`.
@@ -208,6 +204,8 @@ class WebSocketConnection(asyncio.Protocol):
             if kind == "websocket.send":
                 self.send_data(message)
                 await self.flow.drain()
+                if self.state is WSState.CLOSED:
+                    raise ClientDisconnected("the WebSocket closed before the client read it")
                 return
             if kind == "websocket.close":
                 self.start_close(int(message.get("code") or NORMAL), message.get("reason") or "")
@@ -322,9 +320,15 @@ class WebSocketConnection(asyncio.Protocol):
         self.closed()
 
     def closed(self) -> None:
-        """The WebSocket is over: the app hears it now, the socket closes once flushed."""
+        """The WebSocket is over: the app hears it now (a send waiting for the client to
+        read raises), the socket closes once flushed, or after send_timeout if it never is."""
         self.state = WSState.CLOSED
         self.wake()
+        self.close_deadline = 0.0
+        if self.flow.write_paused:
+            now = asyncio.get_running_loop().time()
+            self.close_deadline = now + self.ctx.settings.send_timeout_s
+            self.flow.resume_writing()
         self.transport.close()
 
     def shutdown(self) -> None:
@@ -347,6 +351,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self.ping(now)
         elif state is WSState.CLOSING and now >= self.close_deadline:
             self.closed()
+        elif state is WSState.CLOSED and self.close_deadline and now >= self.close_deadline:
+            self.transport.abort()
 
     def ping(self, now: float) -> None:
         interval = self.settings.ping_interval_s
@@ -363,6 +369,11 @@ class WebSocketConnection(asyncio.Protocol):
         self.wake()
         self.transport.abort()
 
+    def reuse_mark(self) -> None:
+        """A WebSocket never gives way to a new connection (server.capacity)."""
+
+    close_idle = abort
+
     # -- helpers ---------------------------------------------------------------------------
     def queue_full(self) -> bool:
         return len(self.queue) >= QUEUE_MAX_MESSAGES or self.queued_bytes >= QUEUE_MAX_BYTES
@@ -377,18 +388,12 @@ class WebSocketConnection(asyncio.Protocol):
     def handshake_done(self, status: int) -> None:
         ctx = self.ctx
         ctx.requests += 1
-        if ctx.access_logger is None:
+        access = ctx.access_logger
+        if access is None:
             return
         scope = self.scope
         target = scope["path"]
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        ctx.access_logger.log(
-            scope["client"],
-            "GET",
-            target,
-            scope["http_version"],
-            status,
-            0,
-            time.perf_counter() - self.started,
-        )
+        duration_s = time.perf_counter() - self.started
+        access.log(scope["client"], "GET", target, scope["http_version"], status, 0, duration_s)

@@ -96,6 +96,11 @@ class AbandonUpgrade:
 
 
 @dataclass(frozen=True, slots=True)
+class StopListening:
+    """Close the master's listening sockets (unix socket files stay until exit)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """Tell the service manager (sd_notify) about a state change; `text` is for STATUS."""
 
@@ -116,5 +121,6 @@ Action = (
     | ReopenLogs
     | StartUpgrade
     | AbandonUpgrade
+    | StopListening
     | Notify
 )

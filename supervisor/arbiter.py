@@ -30,7 +30,7 @@ from typing import Any
 
 from server import channel as ch
 from server.exitcodes import CONFIG_ERROR
-from server.logs import configure_logging, reopen_log_files
+from server.logs import configure_logging, reopen_log_files, tell_terminal
 from supervisor import health
 from supervisor.actions import (
     AbandonUpgrade,
@@ -47,6 +47,7 @@ from supervisor.actions import (
     Spawn,
     StartTemplate,
     StartUpgrade,
+    StopListening,
 )
 from supervisor.config_loader import ConfigError
 from supervisor.config_schema import Config
@@ -58,15 +59,13 @@ from supervisor.events import (
     SignalReceived,
     SpawnFailed,
     Tick,
-    UpgradeFailed,
-    UpgradeStarted,
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from supervisor.fleet import RUNNING, Policy, SupervisorState, initial_state
+from supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
 from supervisor.generations import Generation, Resources
 from supervisor.logsetup import apply_logging
-from supervisor.pidfile import Pidfile, PidfileError
+from supervisor.pidfile import PidfileError
 from supervisor.privileges import apply_umask
 from supervisor.process import reap_children, send_signal, spawn_worker, wait_for
 from supervisor.reload import status_text
@@ -75,7 +74,7 @@ from supervisor.sockets import BindError
 from supervisor.state import next_deadline, step
 from supervisor.status import status_path, write_status
 from supervisor.template_link import TemplateLinks
-from supervisor.upgrade import start_new_master, takeover_from
+from supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
 from supervisor.watcher import WatcherError
 
 logger = logging.getLogger("serve.master")
@@ -84,8 +83,6 @@ logger = logging.getLogger("serve.master")
 MASTER_CRASH_EXIT = 1
 # Larger than any message server.channel encodes.
 DATAGRAM_MAX = 65536
-# The old master's pidfile during a USR2 upgrade (nginx's name for it).
-OLD_PIDFILE_SUFFIX = ".oldbin"
 _WATCHER = "watcher"
 
 
@@ -104,19 +101,30 @@ def run_master(config: Config, reload_config: Callable[[], Config] | None = None
         return CONFIG_ERROR
     takeover = takeover_from(os.environ)
     try:
-        resources = Resources(config)
+        resources = Resources(config, inherited_metrics(os.environ, takeover))
     except (PidfileError, BindError, WatcherError, ValueError, ConfigError) as exc:
         # Found at start: an operator error, like a bad config value.
         logger.error("%s", exc)
+        _tell_terminal(config, str(exc))
         return CONFIG_ERROR
     try:
         state = initial_state(Policy.from_config(config), config.workers)
         with SignalCatcher() as catcher:
             master = _Master(resources, state, catcher, reload_config or (lambda: config))
-            return master.run(MasterStarted(takeover))
+            code = master.run(MasterStarted(takeover))
+            if code != 0:
+                _tell_terminal(config, master.exit_reason)
+            return code
     finally:
         resources.close()
         logger.info("serve stopped")
+
+
+def _tell_terminal(config: Config, message: str) -> None:
+    """Repeat a fatal error on stderr when the log goes elsewhere (log_file, log_config),
+    so the operator or the journal sees why serve stopped."""
+    if config.log_file is not None or config.log_config is not None:
+        tell_terminal(f"serve: error: {message}\n")
 
 
 class _Master:
@@ -138,6 +146,7 @@ class _Master:
         if resources.watcher is not None:
             self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
+        self._crash = ""
         self._started_at = time.time()
         if resources.metrics is not None:
             resources.metrics.attach(self._selector, lambda: self._state)
@@ -157,6 +166,7 @@ class _Master:
             ReopenLogs: self._reopen_logs,
             StartUpgrade: self._start_upgrade,
             AbandonUpgrade: self._abandon_upgrade,
+            StopListening: lambda _: self._res.sockets.stop_listening(),
             Notify: self._notify,
         }
 
@@ -166,8 +176,9 @@ class _Master:
             while self._exit_code is None:
                 self._wake()
             return self._exit_code
-        except Exception:
+        except Exception as exc:
             logger.exception("master loop failed (generation %d)", self._state.generation)
+            self._crash = f"master loop failed: {exc!r}; see the log"
             self._kill_all()
             return MASTER_CRASH_EXIT
         finally:
@@ -176,6 +187,11 @@ class _Master:
                 sock.close()
             self._templates.close()
             self._selector.close()
+
+    @property
+    def exit_reason(self) -> str:
+        """Why the loop ended with a non-zero code, in one line."""
+        return self._crash or self._state.exit_reason or f"exit code {self._exit_code}"
 
     def _wake(self) -> None:
         deadlines = [next_deadline(self._state)]
@@ -199,6 +215,9 @@ class _Master:
                 key.data(mask)
         if self._res.metrics is not None:
             self._res.metrics.expire(time.monotonic())
+            if handed_over(self._state):
+                # The new master serves the metrics listener from now on.
+                self._res.metrics.suspend()
         for pid, exitcode in reap_children():
             # A template's answer naming this worker was sent before the worker could
             # become our child: read it first, so the exit is not taken for a stranger's.
@@ -256,13 +275,15 @@ class _Master:
         self._watch_channel(pid, ours)
         return WorkerSpawned(pid, action.slot, action.generation, settings.max_requests)
 
-    def _master_only(self, generation: Generation) -> list[socket.socket]:
-        """The master's sockets that a child forked for `generation` closes."""
+    def _master_only(self, generation: Generation) -> list[socket.socket | int]:
+        """The master's sockets and descriptors (the pidfile's lock) that a child forked for
+        `generation` closes."""
         return [
             *self._channels.values(),
             *self._templates.sockets(),
             *self._res.sockets.others(generation),
             *(self._res.metrics.sockets() if self._res.metrics else ()),
+            *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
         ]
 
     def _watch_channel(self, pid: int, ours: socket.socket) -> None:
@@ -291,34 +312,10 @@ class _Master:
             logger.error("cannot reopen the log file: %s", exc.strerror or exc)
 
     def _start_upgrade(self, action: StartUpgrade) -> Event:
-        pidfile = self._res.pidfile
-        try:
-            if pidfile is not None:
-                pidfile.rename(OLD_PIDFILE_SUFFIX)
-        except PidfileError as exc:
-            return UpgradeFailed(str(exc))
-        if self._res.metrics is not None:
-            # The new master binds the same metrics address.
-            self._res.metrics.suspend()
-        try:
-            pid = start_new_master(self._res.sockets.listeners, self._catcher.reset_in_child)
-        except OSError as exc:
-            self._abandon_upgrade(AbandonUpgrade())
-            return UpgradeFailed(f"fork: {exc.strerror or exc}")
-        return UpgradeStarted(pid)
+        return hand_over(self._res, self._catcher.reset_in_child)
 
     def _abandon_upgrade(self, action: AbandonUpgrade) -> None:
-        if self._res.metrics is not None:
-            self._res.metrics.resume()
-        old = self._res.pidfile
-        if old is None or not old.path.endswith(OLD_PIDFILE_SUFFIX):
-            return
-        try:
-            self._res.pidfile = Pidfile.create(old.path.removesuffix(OLD_PIDFILE_SUFFIX))
-        except PidfileError as exc:
-            logger.error("%s", exc)
-            return
-        old.remove()
+        take_back(self._res)
 
     def _notify(self, action: Notify) -> None:
         notifier = self._res.notifier

@@ -4,13 +4,13 @@
 Rules:
 - This is the only module of the project that calls sys.exit; exit codes follow
   server.exitcodes (2 for a config error, whatever run_master returns otherwise). Control
-  commands exit 0 when done, 1 when no master runs (or it did not stop in time), 2 on a
-  config error, like `nginx -s` and init scripts' `status`.
+  commands (supervisor.control) exit 0 when done, 1 when no master runs or it did not do
+  what was asked (a failed reload, a stop that timed out), 2 on a config error, like
+  `nginx -s` and init scripts' `status`.
 - The first word picks a subcommand; anything else is the run form, so an APP never
   collides with a subcommand that does not exist yet.
 - Control commands read the same layers as the run form (-c FILE, SERVE_*, flags) to find
-  the pidfile, and signal the pid written there; the status table comes from the status
-  file the master writes next to its pidfile.
+  the pidfile; supervisor.control does the rest.
 - Flags record only what the user passed (argparse.SUPPRESS defaults), so the YAML and
   SERVE_* layers underneath survive. Flag values go to the loader as text, so a bad flag and
   a bad YAML value are checked by the same code and reported the same way.
@@ -20,22 +20,23 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
-import select
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from server import exitcodes
-from supervisor import __version__
-from supervisor.config_loader import ConfigError, config_as_yaml, load_config
+from supervisor import __version__, control
+from supervisor.config_loader import (
+    ConfigError,
+    config_as_yaml,
+    load_config,
+    unknown_env_warnings,
+)
 from supervisor.config_schema import Config, ReloadSpec
-from supervisor.pidfile import PidfileError, process_exists, read_pid
-from supervisor.status import StatusError, format_status, read_status, status_path
+from supervisor.preflight import PreflightError, preflight
+from supervisor.upgrade import INTERNAL_ENV
 
 _USAGE = (
     "serve [APP] [options]\n"
@@ -45,22 +46,17 @@ _USAGE = (
 _DESCRIPTION = "Run an ASGI app under a supervisor of forked worker processes."
 _EPILOG = (
     "subcommands:\n"
-    "  check    validate the config, print it as YAML and exit (2 on a config error)\n"
-    "  reload   send HUP to the running master: reload the config, roll the workers\n"
+    "  check    validate the config, import the app (in a child process), apply log_config,\n"
+    "           test the binds; print the config as YAML (exit 2 on a config error, 4 when\n"
+    "           the app does not import)\n"
+    "  reload   send HUP to the running master and wait until the new workers are ready\n"
+    "           (exit 0) or the reload failed and the old ones serve on (exit 1)\n"
     "  stop     send TERM to the running master and wait until it has exited\n"
-    "  status   list the master and its workers: pid, generation, state, age, RSS\n"
+    "  status   list the master, its last reload and its workers: pid, generation, state,\n"
+    "           age, RSS\n"
     "The control commands find the master through `pidfile` and exit 1 when none runs.\n\n"
     "Settings are layered: defaults < config file < SERVE_<KEY> environment < flags."
 )
-# Exit code of a control command that found no running master.
-NOT_RUNNING = 1
-# How much longer than shutdown_delay + graceful_timeout `serve stop` waits: the master's own
-# final steps.
-_STOP_MARGIN_S = 10.0
-
-
-class _NotRunning(Exception):
-    """No master to control; str() is the message."""
 
 
 # Flags that take one value, with the metavar shown in --help; help text is the field doc.
@@ -91,13 +87,41 @@ _VALUE_FLAGS = (
 
 
 def _doc(key: str) -> str:
-    docs = {f.name: str(f.metadata["doc"]) for f in dataclasses.fields(Config)}
-    return docs[key].replace("%", "%%")
+    return _field_doc(Config, key)
 
 
 def _reload_doc(key: str) -> str:
-    docs = {f.name: str(f.metadata["doc"]) for f in dataclasses.fields(ReloadSpec)}
-    return docs[key].replace("%", "%%")
+    return _field_doc(ReloadSpec, key)
+
+
+def _field_doc(spec: type[Any], key: str) -> str:
+    """The field's doc and its default, escaped for argparse's % formatting."""
+    field = {f.name: f for f in dataclasses.fields(spec)}[key]
+    default = field.default
+    if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    text = str(field.metadata["doc"])
+    # A switch's False and an empty value say nothing the doc does not.
+    silent = default is None or default is False or default is dataclasses.MISSING
+    if not silent and default not in ("", ()):
+        shown = ", ".join(default) if isinstance(default, tuple) else default
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+def _with_host_port(values: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's --host/--port, turned into the bind they mean."""
+    host, port = values.pop("host", None), values.pop("port", None)
+    if host is None and port is None:
+        return values
+    if "bind" in values:
+        raise ConfigError(
+            None, None, None, "--host/--port", "give either --bind or --host/--port, not both"
+        )
+    host = host or "127.0.0.1"
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    values["bind"] = [f"{address}:{port or 8000}"]
+    return values
 
 
 def _version() -> str:
@@ -114,11 +138,19 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
+        # `--header X` must not become --header-timeout, nor `--server` --server-header.
+        allow_abbrev=False,
     )
     parser.add_argument("app", nargs="?", metavar="APP", help=_doc("app"))
     parser.add_argument("-c", "--config", metavar="FILE", help="YAML config file")
     parser.add_argument(
         "--bind", action="append", metavar="ADDRESS", help=_doc("bind") + "; repeatable"
+    )
+    parser.add_argument(
+        "--host", metavar="HOST", help="sets bind to HOST:PORT, with --port (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", metavar="PORT", help="sets bind to HOST:PORT, with --host (default: 8000)"
     )
     for key, metavar in _VALUE_FLAGS:
         flag = "--" + key.replace("_", "-")
@@ -136,7 +168,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help=_reload_doc("dirs") + "; repeatable, replaces reload.dirs",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-V", "--version", action="version", version=_version())
     return parser
 
 
@@ -147,8 +179,10 @@ def _loader(
 
     The master calls it again on SIGHUP: the file is read afresh, the flags stay on top.
     """
-    values = vars(parser.parse_args(argv))
+    values = _with_host_port(vars(parser.parse_args(argv)))
     path = values.pop("config", None)
+    for warning in unknown_env_warnings(os.environ, INTERNAL_ENV):
+        print(f"serve: warning: {warning}", file=sys.stderr)
 
     def load() -> Config:
         config = load_config(path, os.environ, values)
@@ -170,6 +204,7 @@ def _check(argv: list[str]) -> int:
     parser = _parser("serve check", "Validate the config and print the effective settings.")
     load, path = _loader(parser, argv)
     config = load()
+    preflight(config)
     source = path if path is not None else "no config file"
     print(f"# effective config ({source}, SERVE_* environment and flags applied)")
     print(config_as_yaml(config), end="")
@@ -184,105 +219,32 @@ def _run(argv: list[str]) -> int:
     return run_master(config, reload_config=load)
 
 
-def _control_target(name: str, argv: list[str]) -> tuple[Config, str, int]:
-    """The config, pidfile and live master pid a control command acts on."""
-    parser = _parser(f"serve {name}", f"Control a running serve master ({name}).")
-    values = vars(parser.parse_args(argv))
-    config = load_config(values.pop("config", None), os.environ, values, load_files=False)
-    if config.pidfile is None:
-        raise ConfigError(
-            None,
-            None,
-            None,
-            "pidfile",
-            f"not set: serve {name} finds the master through it; set 'pidfile:' in the "
-            "config file (-c FILE) or pass --pidfile FILE",
-        )
-    try:
-        pid = read_pid(config.pidfile)
-    except PidfileError as exc:
-        raise _NotRunning(f"serve is not running: {exc}") from None
-    if not process_exists(pid):
-        raise _NotRunning(
-            f"serve is not running: pidfile {config.pidfile} names process {pid}, which is gone"
-        )
-    return config, config.pidfile, pid
+def _control(name: str, command: Callable[[Config], int]) -> Callable[[list[str]], int]:
+    """The subcommand `serve NAME`: load the config (without its files) and run `command`."""
 
+    def run(argv: list[str]) -> int:
+        parser = _parser(f"serve {name}", f"Control a running serve master ({name}).")
+        values = vars(parser.parse_args(argv))
+        config = load_config(values.pop("config", None), os.environ, values, load_files=False)
+        if config.pidfile is None:
+            raise ConfigError(
+                None,
+                None,
+                None,
+                "pidfile",
+                f"not set: serve {name} finds the master through it; set 'pidfile:' in the "
+                "config file (-c FILE) or pass --pidfile FILE",
+            )
+        return command(config)
 
-def _signal_master(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        raise _NotRunning(f"serve is not running: process {pid} is gone") from None
-
-
-def _reload(argv: list[str]) -> int:
-    _, _, pid = _control_target("reload", argv)
-    _signal_master(pid, signal.SIGHUP)
-    print(f"sent HUP to serve master {pid}: reloading")
-    return exitcodes.OK
-
-
-def _stop(argv: list[str]) -> int:
-    config, _, pid = _control_target("stop", argv)
-    timeout = config.graceful_timeout + config.shutdown_delay + _STOP_MARGIN_S
-    with _exit_watch(pid) as exited:
-        _signal_master(pid, signal.SIGTERM)
-        if not exited(timeout):
-            print(f"serve: error: master {pid} did not stop within {timeout:g} s", file=sys.stderr)
-            return NOT_RUNNING
-    print(f"serve master {pid} stopped")
-    return exitcodes.OK
-
-
-@contextlib.contextmanager
-def _exit_watch(pid: int) -> Iterator[Callable[[float], bool]]:
-    """Yield wait(timeout) -> True once `pid` exited. A pidfd (Linux 5.3+), opened before
-    the signal is sent, cannot be fooled by pid reuse and sees a zombie as exited."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-
-    def wait(timeout: float) -> bool:
-        if pidfd is not None:
-            return bool(select.select([pidfd], [], [], timeout)[0])
-        deadline = time.monotonic() + timeout
-        while process_exists(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    try:
-        yield wait
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _status(argv: list[str]) -> int:
-    _, pidfile, pid = _control_target("status", argv)
-    try:
-        snapshot = read_status(status_path(pidfile))
-    except StatusError as exc:
-        print(f"serve master {pid} is running; no worker status yet ({exc})")
-        return exitcodes.OK
-    if snapshot.get("master_pid") != pid:
-        print(
-            f"serve: warning: status file is from master {snapshot.get('master_pid')}, "
-            f"not from the running master {pid}",
-            file=sys.stderr,
-        )
-    print(format_status(snapshot), end="")
-    return exitcodes.OK
+    return run
 
 
 _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": _check,
-    "reload": _reload,
-    "stop": _stop,
-    "status": _status,
+    "reload": _control("reload", control.reload_master),
+    "stop": _control("stop", control.stop_master),
+    "status": _control("status", control.show_status),
 }
 
 
@@ -295,10 +257,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         command, rest = _SUBCOMMANDS[args[0]], args[1:]
     try:
         code = command(rest)
+    except PreflightError as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
     except ConfigError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         code = exitcodes.CONFIG_ERROR
-    except _NotRunning as exc:
+    except control.NotRunning as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
-        code = NOT_RUNNING
+        code = control.NOT_RUNNING
     sys.exit(code)

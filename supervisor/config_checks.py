@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from server.h2_settings import MAX_WINDOW_SIZE
-from supervisor.config_schema import parse_bind
+from supervisor.config_bind import parse_bind
 
 ACCESS_LOG_FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")
 _ACCESS_LOG_SAMPLE = dict(

@@ -247,14 +247,30 @@ def _override_values(values: Mapping[str, object], from_keywords: bool) -> _Laye
     return raws
 
 
-def _env_values(env: Mapping[str, str]) -> _Layer:
-    raws: _Layer = {}
+def _env_names() -> dict[str, str]:
+    """Every SERVE_* variable the loader reads, with the key it sets."""
     names = {f"SERVE_{key.replace('.', '_').upper()}": key for key in LEAF_KEYS}
     names.update({f"SERVE_{key.upper()}": f"{key}.enabled" for key in NESTED if _has_switch(key)})
-    for var, key in names.items():
+    return names
+
+
+def _env_values(env: Mapping[str, str]) -> _Layer:
+    raws: _Layer = {}
+    for var, key in _env_names().items():
         if var in env:
             raws[key] = (RawValue(env[var], text=True), _Source(var))
     return raws
+
+
+def unknown_env_warnings(env: Mapping[str, str], internal: tuple[str, ...] = ()) -> list[str]:
+    """One line per SERVE_* variable in `env` that sets nothing (a misspelt key is ignored
+    silently otherwise), with a did-you-mean; `internal` names variables serve sets itself."""
+    known = tuple(_env_names())
+    return [
+        f"{var}: {_unknown('environment variable, ignored', var, known)}"
+        for var in sorted(env)
+        if var.startswith("SERVE_") and var not in known and var not in internal
+    ]
 
 
 def _build(values: Mapping[str, Any]) -> Config:

@@ -3,16 +3,14 @@
 Rules: frozen slotted dataclasses and no IO. config_loader.py is the only code that builds
 a Config from YAML, environment and CLI; configs/reference.yaml mirrors this file and a test
 keeps the two in sync. Field metadata carries the doc line ("doc") used by that test and by
-`serve check`. BindSpec/parse_bind turn one `bind` entry into a typed address here, so
-sockets.py can use them without importing the YAML loader. A nested mapping (`reload:`,
-`ssl:`, `metrics:`) is its own frozen dataclass, listed in NESTED so the loader and
-converters find its fields; one with an `enabled` field may also be written as true/false.
+`serve check`. supervisor.config_bind turns one `bind` entry into a typed address.
+A nested mapping (`reload:`, `ssl:`, `metrics:`, `shedding:`) is its own frozen dataclass,
+listed in NESTED so the loader and converters find its fields; one with an `enabled` field
+may also be written as true/false.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -27,81 +25,11 @@ from server.settings import (
 )
 from server.types import ASGIApp
 from server.ws_settings import WSMode, WSSettings
+from supervisor.config_shedding import SheddingSpec
 
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LogFormat = Literal["text", "json"]
-
-
-BIND_FORMS = "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
-# RFC 1123 host name label: letters, digits and inner hyphens, 1-63 characters.
-_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-@dataclass(frozen=True, slots=True)
-class BindSpec:
-    """One listen address. TCP specs have host and port; unix specs have path; fd specs
-    name a socket inherited from the parent process."""
-
-    kind: Literal["tcp", "unix", "fd"]
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    fd: int = -1
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        if self.kind == "fd":
-            return f"fd://{self.fd}"
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
-
-
-def parse_bind(value: str) -> BindSpec:
-    """Parse HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; raise ValueError with a reason."""
-    if value.startswith("fd://"):
-        number = value[len("fd://") :]
-        if not (number.isascii() and number.isdigit()):
-            raise ValueError(f"expected a file descriptor number in {value!r}")
-        return BindSpec(kind="fd", fd=int(number))
-    if value.startswith("unix:"):
-        path = value[len("unix:") :]
-        if not path:
-            raise ValueError(f"empty socket path in {value!r}")
-        return BindSpec(kind="unix", path=path)
-    host, sep, port_text = value.rpartition(":")
-    if not sep:
-        raise ValueError(f"expected {BIND_FORMS}, got {value!r}")
-    if not (port_text.isascii() and port_text.isdigit()):
-        raise ValueError(f"invalid port {port_text!r} in {value!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} out of range 0-65535 in {value!r}")
-    return BindSpec(kind="tcp", host=_parse_host(host, value), port=port)
-
-
-def _parse_host(host: str, value: str) -> str:
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            return str(ipaddress.IPv6Address(host[1:-1]))
-        except ValueError:
-            raise ValueError(f"invalid IPv6 address {host!r} in {value!r}") from None
-    if ":" in host:
-        raise ValueError(f"IPv6 addresses need brackets, like '[::1]:8000', got {value!r}")
-    if not host:
-        raise ValueError(f"missing host in {value!r} (0.0.0.0 listens on every interface)")
-    labels = host.removesuffix(".").split(".")
-    # An all-numeric last label can only be an IPv4 address (RFC 3696 section 2).
-    if labels[-1].isdigit():
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(f"invalid IPv4 address {host!r} in {value!r}") from None
-    if len(host) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
-        raise ValueError(f"invalid host name {host!r} in {value!r}")
-    return host
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -312,6 +240,17 @@ class Config:
     limit_concurrency: int | None = field(
         default=None, metadata=_doc("open connections per worker before answering 503")
     )
+    max_connections: int | None = field(
+        default=None,
+        metadata=_doc("open connections per worker; the oldest idle one makes room; null: no cap"),
+    )
+    request_timeout: float | None = field(
+        default=None,
+        metadata=_doc("seconds an app may take to complete a response (then 504); null: none"),
+    )
+    shedding: SheddingSpec = field(
+        default=SheddingSpec(), metadata=_doc("503 new requests while requests wait too long")
+    )
     max_body_size: int | None = field(
         default=100 * 1024 * 1024,
         metadata=_doc("largest request body in bytes (413 above it); null for no limit"),
@@ -365,6 +304,9 @@ class Config:
             send_timeout_s=self.send_timeout,
             graceful_timeout_s=self.graceful_timeout,
             limit_concurrency=self.limit_concurrency,
+            request_timeout_s=self.request_timeout,
+            max_connections=self.max_connections,
+            shedding=self.shedding.settings(),
             proxy_headers=self.proxy_headers,
             forwarded_allow_ips=self.forwarded_allow_ips,
             server_header=self.server_header,
@@ -383,6 +325,7 @@ NESTED: dict[str, type[Any]] = {
     "ssl": SSLSpec,
     "http2": HTTP2Spec,
     "metrics": MetricsSpec,
+    "shedding": SheddingSpec,
 }
 
 

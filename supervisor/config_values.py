@@ -39,11 +39,21 @@ SIZE_KEYS = frozenset(
 # Permission bits, octal when written as text.
 OCTAL_KEYS = frozenset({"umask", "socket_mode"})
 # Zero would reject every client (header_timeout) or new worker (boot_timeout,
-# worker_timeout), drop every response that fills a socket buffer (send_timeout) or spin the
-# master (health_interval); zero is meaningful for the others:
+# worker_timeout), drop every response that fills a socket buffer (send_timeout), answer
+# every request 504 (request_timeout), shed everything (shedding.*) or spin the master
+# (health_interval); zero is meaningful for the others:
 # stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
 _POSITIVE_SECONDS_KEYS = frozenset(
-    {"header_timeout", "send_timeout", "boot_timeout", "worker_timeout", "health_interval"}
+    {
+        "header_timeout",
+        "send_timeout",
+        "boot_timeout",
+        "worker_timeout",
+        "health_interval",
+        "request_timeout",
+        "shedding.target",
+        "shedding.interval",
+    }
 )
 # Counts where 0 means "off".
 _COUNT_KEYS = frozenset({"max_requests", "max_requests_jitter"})

@@ -15,13 +15,14 @@ retiring worker still serves while the occupant that replaces it boots.
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from server.channel import WorkerHeartbeat
-from server.stats import ZERO_DURATIONS, ZERO_RESPONSES
+from server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
 from supervisor.actions import Action, SendSignal
 from supervisor.config_schema import Config
 
@@ -31,6 +32,10 @@ BACKOFF_MAX_S = 10.0
 STOP_MARGIN_S = 5.0
 # A worker asked to quit, or one stopped before it was ever ready, has nothing to drain.
 QUIT_GRACE_S = 2.0
+# A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
+STABLE_READY_S = 5.0
+# A slot whose last this many workers died before they were stable is crash-looping.
+CRASH_LOOP_FAILURES = 5
 
 
 class WorkerState(Enum):
@@ -95,11 +100,16 @@ class Traffic:
     responses: tuple[int, ...] = ZERO_RESPONSES
     durations: tuple[int, ...] = ZERO_DURATIONS
     duration_sum: float = 0.0
+    overload: tuple[int, ...] = ZERO_OVERLOAD
 
     @classmethod
     def of(cls, heartbeat: WorkerHeartbeat) -> Traffic:
         return cls(
-            heartbeat.requests, heartbeat.responses, heartbeat.durations, heartbeat.duration_sum
+            heartbeat.requests,
+            heartbeat.responses,
+            heartbeat.durations,
+            heartbeat.duration_sum,
+            heartbeat.overload,
         )
 
     def plus(self, other: Traffic) -> Traffic:
@@ -108,6 +118,7 @@ class Traffic:
             tuple(a + b for a, b in zip(self.responses, other.responses, strict=True)),
             tuple(a + b for a, b in zip(self.durations, other.durations, strict=True)),
             self.duration_sum + other.duration_sum,
+            tuple(a + b for a, b in zip(self.overload, other.overload, strict=True)),
         )
 
 
@@ -128,11 +139,15 @@ class WorkerRecord:
     # Open connections and what it served, at its last heartbeat.
     connections: int = 0
     traffic: Traffic = Traffic()
+    # Shedding load (server.shedding) at its last heartbeat.
+    shedding: bool = False
     # When it reported READY; None while it never did (decides backoff and drain deadline).
     ready_at: float | None = None
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
     kill_at: float | None = None
     signals_sent: frozenset[int] = frozenset()
+    # What it reported before it exited without getting ready (WorkerBootFailed).
+    boot_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +162,8 @@ class TemplateRecord:
     # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
     kill_at: float | None = None
     signals_sent: frozenset[int] = frozenset()
+    # What it reported before it exited without importing the app (WorkerBootFailed).
+    boot_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,18 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadRecord:
+    """The latest reload, which `serve reload` waits for and `serve status` shows."""
+
+    started: float
+    reason: str  # what asked for it: "SIGHUP", "files changed"
+    generation: int | None = None  # known once its config is loaded
+    result: str | None = None  # None while under way, then "ok" or "failed"
+    finished: float | None = None
+    detail: str = ""  # why it failed
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorState:
     policy: Policy
     slots: Mapping[int, SlotRecord]
@@ -177,6 +206,8 @@ class SupervisorState:
     last_generation: int = 1
     phase: Phase = Phase.BOOTING
     exit_code: int = 0
+    # Why exit_code is not 0, in one line for the operator's terminal.
+    exit_reason: str = ""
     # Set while RELOADING: the serving generation to return to if the new one fails.
     rollback: Rollback | None = None
     # Why a reload was asked for while the fleet could not start one (booting, reloading).
@@ -192,6 +223,7 @@ class SupervisorState:
     # Workers replaced, by RESTART_REASONS; reloads by result ("ok", "failed").
     restarts: Mapping[str, int] = field(default_factory=dict)
     reloads: Mapping[str, int] = field(default_factory=dict)
+    last_reload: ReloadRecord | None = None
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
     # With preload: template processes by pid; when the current generation, while it has
@@ -216,6 +248,11 @@ def backoff_delay(failures: int) -> float:
     return min(BACKOFF_FIRST_S * 2.0 ** min(failures - 1, 32), BACKOFF_MAX_S)
 
 
+def workers_text(count: int) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
 def exit_text(exitcode: int) -> str:
     """'exited with code N' or 'killed by SIGNAME' for an os.waitstatus_to_exitcode value."""
     if exitcode >= 0:
@@ -225,6 +262,16 @@ def exit_text(exitcode: int) -> str:
     except ValueError:
         name = f"signal {-exitcode}"
     return f"killed by {name}"
+
+
+def exit_line(record: WorkerRecord, exitcode: int, expected: bool) -> tuple[int, str]:
+    """The level and text of the master's log line for a worker's exit."""
+    text = exit_text(exitcode)
+    if expected and record.ready_at is None and -exitcode in record.signals_sent:
+        # Our stop signal came before the worker's loop could catch it: stopped as asked.
+        return logging.INFO, f"worker {record.pid} stopped while booting ({text})"
+    level = logging.INFO if expected and exitcode == 0 else logging.WARNING
+    return level, f"worker {record.pid} {text}"
 
 
 def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
@@ -238,8 +285,37 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
     return None
 
 
+def is_live(state: SupervisorState, now: float) -> bool:
+    """/healthz: no slot is crash-looping, that is, lost its last CRASH_LOOP_FAILURES
+    workers before they were stable and has no stable worker again yet. (That the loop
+    turns is proven by the answer itself.)"""
+    for number, slot in state.slots.items():
+        if slot.failures < CRASH_LOOP_FAILURES:
+            continue
+        record = occupant(state, number)
+        if record is None or record.ready_at is None or now - record.ready_at < STABLE_READY_S:
+            return False
+    return True
+
+
+def handed_over(state: SupervisorState) -> bool:
+    """USR2: our stop began while the new master we started lives, so it serves now."""
+    return state.upgrade_pid is not None and state.phase not in (
+        Phase.BOOTING,
+        Phase.SERVING,
+        Phase.RELOADING,
+    )
+
+
+def answers_ready(state: SupervisorState) -> bool:
+    """/readyz: is_ready(), except that during a USR2 upgrade either master answers for
+    both: the old one accepted USR2 only while it served, and the new one stops it only
+    once its own workers are ready."""
+    return state.takeover_from is not None or handed_over(state) or is_ready(state)
+
+
 def is_ready(state: SupervisorState) -> bool:
-    """/readyz: a worker serves, and no stop has begun (DELAYING counts as begun)."""
+    """A worker serves, and no stop has begun (DELAYING counts as begun)."""
     if state.phase not in (Phase.BOOTING, Phase.SERVING, Phase.RELOADING):
         return False
     return any(record.state in SERVING_STATES for record in state.workers.values())
@@ -250,8 +326,14 @@ def counted_restarts(state: SupervisorState, reason: str, count: int = 1) -> Sup
     return replace(state, restarts=restarts)
 
 
-def counted_reload(state: SupervisorState, result: str) -> SupervisorState:
-    return replace(state, reloads={**state.reloads, result: state.reloads.get(result, 0) + 1})
+def counted_reload(
+    state: SupervisorState, result: str, now: float, detail: str = ""
+) -> SupervisorState:
+    """Count a reload that ended with `result` and record it as the latest."""
+    last = state.last_reload or ReloadRecord(now, "reload")
+    last = replace(last, result=result, finished=now, detail=detail)
+    reloads = {**state.reloads, result: state.reloads.get(result, 0) + 1}
+    return replace(state, reloads=reloads, last_reload=last)
 
 
 def by_pid(state: SupervisorState) -> list[WorkerRecord]:

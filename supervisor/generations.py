@@ -74,6 +74,13 @@ class Generation:
         return self.config.user, self.config.group
 
 
+def _shown(url: str, config: Config) -> str:
+    """The listener's URL as clients use it: https when TLS is on."""
+    if config.ssl.certfile is not None and url.startswith("http://"):
+        return "https://" + url.removeprefix("http://")
+    return url
+
+
 class Sockets:
     """Every listening socket the master holds, by the bind string that named it."""
 
@@ -103,7 +110,7 @@ class Sockets:
             )
             listeners = dict(zip(config.bind, bound, strict=True))
         for listener in listeners.values():
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
         return cls(listeners, inherited is not None, config.bind)
 
     @property
@@ -130,7 +137,7 @@ class Sockets:
             new, config.backlog, socket_mode=config.socket_mode, reuse_port=config.reuse_port
         )
         for value, listener in zip(new, bound, strict=True):
-            logger.info("Listening on %s", listener.url)
+            logger.info("Listening on %s", _shown(listener.url, config))
             self._listeners[value] = listener
         return Generation(config, settings, tuple(dict.fromkeys(config.bind)))
 
@@ -154,6 +161,11 @@ class Sockets:
             logger.info("Closing %s", listener.url)
             close_listeners([listener])
 
+    def stop_listening(self) -> None:
+        """Close every socket; close() still removes the unix socket files we created."""
+        for listener in self._listeners.values():
+            listener.sock.close()
+
     def close(self, *, unlink: bool = True) -> None:
         close_listeners(self._listeners.values(), unlink=unlink)
         self._listeners.clear()
@@ -162,12 +174,14 @@ class Sockets:
 class Resources:
     """What the master holds for its whole life; close() gives it all back."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, inherited_metrics: tuple[int, str] | None = None) -> None:
         """Create the pidfile, bind (or adopt) the sockets, start the reload watcher.
 
-        Raises PidfileError, BindError, ValueError, ConfigError or WatcherError, holding
-        nothing then.
+        `inherited_metrics` is the metrics listener's descriptor and bind that a USR2
+        upgrade handed over. Raises PidfileError, BindError, ValueError, ConfigError or
+        WatcherError, holding nothing then.
         """
+        metrics_fd = _adopted_metrics_fd(config, inherited_metrics)
         self.pidfile = Pidfile.create(config.pidfile) if config.pidfile else None
         self.watcher: Watcher | None = None
         self.metrics: MetricsServer | None = None
@@ -183,12 +197,19 @@ class Resources:
             self.generations[1] = self.sockets.prepare(config)
             if config.reload.enabled:
                 self.watcher = Watcher.start(config.reload)
+                spec = config.reload
+                logger.info(
+                    "Reload: watching %s for %s (excluding %s)",
+                    ", ".join(os.path.abspath(d) for d in spec.dirs),
+                    " ".join(spec.include),
+                    " ".join(spec.exclude),
+                )
             if config.metrics.bind is not None:
                 # Imported only when configured: prometheus_client costs every master and
                 # every forked worker start time and memory.
                 from supervisor.metrics import MetricsServer
 
-                self.metrics = MetricsServer(config.metrics.bind)
+                self.metrics = MetricsServer(config.metrics.bind, metrics_fd)
         except BaseException:
             self.close()
             raise
@@ -203,6 +224,8 @@ class Resources:
         except (ConfigError, ValueError, BindError) as exc:
             return GenerationFailed(action.generation, str(exc))
         self.generations[action.generation] = generation
+        if not isinstance(config.app, str):
+            logger.warning("the app is an object: the new workers run the code of the first")
         return GenerationLoaded(action.generation, config.workers, Policy.from_config(config))
 
     def commit_generation(self, action: CommitGeneration) -> None:
@@ -239,3 +262,16 @@ class Resources:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path(self.pidfile.path))
             self.pidfile.remove()
+
+
+def _adopted_metrics_fd(config: Config, inherited: tuple[int, str] | None) -> int | None:
+    """The handed-over metrics descriptor if our config binds the same address; closed
+    otherwise, or the address would stay taken and unanswered."""
+    if inherited is None:
+        return None
+    fd, bind = inherited
+    if config.metrics.bind == bind:
+        return fd
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    return None

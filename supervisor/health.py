@@ -6,8 +6,9 @@ event for state.step(), which compares the memory with max_worker_memory and kee
 /metrics; a worker that exited between the list and the read is left out (its exit is
 reaped and reported separately). snapshot()
 turns the master's state into the mapping `serve status` shows (supervisor/status.py
-writes it to disk): monotonic times become Unix timestamps so another process can compute
-ages.
+writes it to disk), with the latest reload's outcome: monotonic times become Unix
+timestamps so another process can compute ages and `serve reload` can tell a reload that
+started after its signal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from supervisor.events import HealthSampled
-from supervisor.fleet import SupervisorState, by_pid
+from supervisor.fleet import ReloadRecord, SupervisorState, by_pid
 
 
 def probe(pids: Iterable[int]) -> HealthSampled:
@@ -58,10 +59,27 @@ def snapshot(
         "phase": state.phase.value,
         "started_at": round(started_at, 3),
         "workers": workers,
+        "last_reload": _reload_snapshot(state.last_reload, wall_offset),
+    }
+
+
+def _reload_snapshot(last: ReloadRecord | None, wall_offset: float) -> dict[str, object] | None:
+    if last is None:
+        return None
+    finished = None if last.finished is None else round(last.finished + wall_offset, 3)
+    return {
+        # Not rounded: `serve reload` compares it with the time it sent HUP, which may be
+        # less than a millisecond earlier.
+        "started_at": last.started + wall_offset,
+        "finished_at": finished,
+        "reason": last.reason,
+        "generation": last.generation,
+        "result": last.result,
+        "detail": last.detail,
     }
 
 
 def shape(state: SupervisorState) -> tuple[object, ...]:
     """What changes the status worth telling at once (not each heartbeat's counters)."""
     workers = tuple((r.pid, r.generation, r.state) for r in by_pid(state))
-    return state.phase, state.generation, state.desired, workers
+    return state.phase, state.generation, state.desired, workers, state.last_reload

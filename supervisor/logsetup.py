@@ -10,30 +10,43 @@ their generation's WorkerSettings carry.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from server.logs import configure_logging
 from supervisor.config_loader import ConfigError, read_log_config
 from supervisor.config_schema import Config
 
+LogFormat = Literal["text", "json"]
+
 
 def apply_logging(config: Config) -> str | None:
     """Configure the master's logging from `config`; None, or one line saying what failed."""
+    return _configure(config.log_level, config.log_format, config.log_file, config.log_config)
+
+
+def try_log_config(path: str, level: str, log_format: LogFormat) -> str | None:
+    """Apply the log_config file `path` in this process (`serve check`'s child); None, or
+    one line saying what failed."""
+    return _configure(level, log_format, None, path)
+
+
+def _configure(
+    level: str, log_format: LogFormat, log_file: str | None, log_config_path: str | None
+) -> str | None:
     try:
-        log_config = read_log_config(config.log_config) if config.log_config else None
+        log_config = read_log_config(log_config_path) if log_config_path else None
     except ConfigError as exc:
         return str(exc)
     try:
-        configure_logging(
-            config.log_level, config.log_format, config.log_file, log_config=log_config
-        )
+        configure_logging(level, log_format, log_file, log_config=log_config)
     except OSError as exc:
-        return f"cannot open log_file {config.log_file}: {exc.strerror or exc}"
+        return f"cannot open log_file {log_file}: {exc.strerror or exc}"
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         # dictConfig's errors: it names the part ("Unable to configure handler 'file'") and
         # chains the cause.
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        configure_logging(config.log_level, config.log_format)
-        return f"log_config {config.log_config}: {exc}{cause}"
+        configure_logging(level, log_format)
+        return f"log_config {log_config_path}: {exc}{cause}"
     return None
 
 

@@ -12,10 +12,12 @@ Rules:
 - One request per connection (`Connection: close`): GET or HEAD, a head of at most
   MAX_HEAD_BYTES, no body read. /metrics is prometheus_client's exposition of the registry
   (text format, or OpenMetrics when the Accept header asks for it; the series are in
-  metrics_series.py); /healthz is 200 whenever the loop answers; /readyz is 200 or 503 as
-  fleet.is_ready() says of the state at that moment.
-- USR2: suspend() closes the listener before the new master starts, so that one can bind
-  the same address; resume() binds it again when the upgrade fails.
+  metrics_series.py); /healthz (liveness) is 200 while the loop answers, unless
+  fleet.is_live() finds the workers crash-looping (503); /readyz is 200 or 503 as
+  fleet.answers_ready() says of the state at that moment.
+- USR2: the listener goes to the new master with the app's sockets (handover()), so the
+  address never stops answering. Both masters accept on it until the new one takes over;
+  then the old one closes its copy (suspend()) and lets its clients finish.
 - The collectors run inside the loop; a failure in one is a 500 for that scrape, logged,
   never the master's death.
 """
@@ -35,9 +37,9 @@ from http import HTTPStatus
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from supervisor.fleet import SupervisorState, is_ready
+from supervisor.fleet import SupervisorState, answers_ready, is_live
 from supervisor.metrics_series import build_registry
-from supervisor.sockets import BindError, Listener, bind_one, close_listeners
+from supervisor.sockets import BindError, Listener, adopt_fd, bind_one, close_listeners
 
 logger = logging.getLogger("serve.master")
 
@@ -51,6 +53,7 @@ ACCEPT_PAUSE_S = 1.0
 _RECV_BYTES = 4096
 _TEXT = "text/plain; charset=utf-8"
 _PATHS = ("/metrics", "/healthz", "/readyz")
+_CRASH_LOOPING = b"crash-looping: workers keep dying before they are stable\n"
 # Callback stored as a selector key's data: called with the ready event mask.
 Callback = Callable[[int], None]
 
@@ -78,9 +81,12 @@ class Answer:
 class Endpoints:
     """What each path answers; pure but for the collectors the registry runs."""
 
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, ready: Callable[[], bool], live: Callable[[], bool]
+    ) -> None:
         self._registry = registry
         self._ready = ready
+        self._live = live
 
     def answer(self, method: str, target: str, accept: str) -> Answer:
         path = target.partition("?")[0]
@@ -89,7 +95,7 @@ class Endpoints:
         if method not in ("GET", "HEAD"):
             return Answer(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         if path == "/healthz":
-            return Answer(200, b"ok\n")
+            return Answer(200, b"ok\n") if self._live() else Answer(503, _CRASH_LOOPING)
         if path == "/readyz":
             return Answer(200, b"ready\n") if self._ready() else Answer(503, b"not ready\n")
         encoder, content_type = choose_encoder(accept)
@@ -129,23 +135,23 @@ class _Client:
 class MetricsServer:
     """The listener and its clients; attach() puts them in the master's selector."""
 
-    def __init__(self, bind: str) -> None:
-        """Bind `bind` (HOST:PORT); raises BindError naming the address."""
+    def __init__(self, bind: str, inherited_fd: int | None = None) -> None:
+        """Bind `bind` (HOST:PORT), or adopt `inherited_fd`, the listener an upgrading
+        master handed over for the same `bind`; raises BindError naming the address."""
         self._bind = bind
-        self._listener: Listener | None = None
         self._clients: list[_Client] = []
         self._selector: selectors.BaseSelector | None = None
         self._endpoints: Endpoints | None = None
         self._accept_paused_until: float | None = None
-        self._listen()
-
-    def _listen(self) -> None:
         try:
-            listener = bind_one(self._bind, BACKLOG)
+            if inherited_fd is None:
+                listener = bind_one(bind, BACKLOG)
+            else:
+                listener = adopt_fd(inherited_fd, BACKLOG)
         except BindError as exc:
             raise BindError(f"metrics.bind: {exc}") from None
         listener.sock.setblocking(False)
-        self._listener = listener
+        self._listener: Listener | None = listener
         logger.info("Metrics on %s (/metrics, /healthz, /readyz)", listener.url)
 
     def attach(
@@ -154,7 +160,9 @@ class MetricsServer:
         """Serve from `selector`'s loop the series and readiness of `state()` at each request."""
         self._selector = selector
         registry = build_registry(state, time.monotonic())
-        self._endpoints = Endpoints(registry, lambda: is_ready(state()))
+        self._endpoints = Endpoints(
+            registry, lambda: answers_ready(state()), lambda: is_live(state(), time.monotonic())
+        )
         self._watch_listener()
 
     def _watch_listener(self) -> None:
@@ -181,8 +189,12 @@ class MetricsServer:
             self._accept_paused_until = None
             self._watch_listener()
 
+    def handover(self) -> tuple[Listener, str] | None:
+        """The listener and the bind that named it, for a USR2 upgrade's new master."""
+        return None if self._listener is None else (self._listener, self._bind)
+
     def suspend(self) -> None:
-        """Stop listening (a USR2 upgrade's new master binds the address); clients finish."""
+        """Stop accepting (the new master serves the listener now); clients finish."""
         listener, self._listener = self._listener, None
         if listener is None:
             return
@@ -190,17 +202,6 @@ class MetricsServer:
             self._selector.unregister(listener.sock)
         self._accept_paused_until = None
         close_listeners([listener])
-
-    def resume(self) -> None:
-        """Listen again after suspend(); a failure is logged, the master serves on without."""
-        if self._listener is not None:
-            return
-        try:
-            self._listen()
-        except BindError as exc:
-            logger.error("metrics stay off: %s", exc)
-            return
-        self._watch_listener()
 
     def close(self) -> None:
         """Close every socket (the selector is closed, or about to be)."""

@@ -23,18 +23,30 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from server.stats import DURATION_BUCKETS_S
+from server.stats import DURATION_BUCKETS_S, OVERLOAD_EVENTS
 from supervisor.fleet import (
     RESTART_REASONS,
     SupervisorState,
     Traffic,
     WorkerState,
+    answers_ready,
     by_pid,
-    is_ready,
 )
 
 RELOAD_RESULTS = ("ok", "failed")
 STATUS_CLASS_LABELS = ("1xx", "2xx", "3xx", "4xx", "5xx")
+OVERLOAD_DOCS = dict(
+    zip(
+        OVERLOAD_EVENTS,
+        (
+            "Requests whose app was cancelled at request_timeout",
+            "Requests answered 503 while their worker was shedding load",
+            "Idle connections closed to make room for new ones (max_connections, fd limit)",
+            "New connections answered 503 at once: none idle to close under the cap",
+        ),
+        strict=True,
+    )
+)
 
 
 def build_registry(state: Callable[[], SupervisorState], started_at: float) -> CollectorRegistry:
@@ -67,7 +79,7 @@ class FleetCollector:
 
 def _fleet(state: SupervisorState) -> Iterator[Metric]:
     yield GaugeMetricFamily(
-        "serve_ready", "1 while /readyz answers 200, else 0", value=int(is_ready(state))
+        "serve_ready", "1 while /readyz answers 200, else 0", value=int(answers_ready(state))
     )
     yield GaugeMetricFamily(
         "serve_generation", "Generation new workers start from", value=state.generation
@@ -105,7 +117,11 @@ def _workers(state: SupervisorState) -> Iterator[Metric]:
             rss.add_metric([str(record.pid), str(record.generation)], record.rss)
             cpu.add_metric([str(record.pid), str(record.generation)], record.cpu_s)
     connections.add_metric([], sum(record.connections for record in state.workers.values()))
-    yield from (rss, cpu, connections)
+    shedding = GaugeMetricFamily(
+        "serve_workers_shedding", "Workers answering new requests 503 (loop lag over target)"
+    )
+    shedding.add_metric([], sum(record.shedding for record in state.workers.values()))
+    yield from (rss, cpu, connections, shedding)
 
 
 def _templates(state: SupervisorState) -> Iterator[Metric]:
@@ -157,6 +173,8 @@ def _traffic(state: SupervisorState) -> Iterator[Metric]:
         responses.add_metric([label], count)
     yield responses
     yield _duration_histogram(total)
+    for (name, doc), count in zip(OVERLOAD_DOCS.items(), total.overload, strict=True):
+        yield CounterMetricFamily(f"serve_{name}", doc, value=count)
 
 
 def _duration_histogram(total: Traffic) -> Metric:

@@ -99,6 +99,7 @@ def reported(state: SupervisorState, event: TemplateReported, now: float) -> Res
     message = event.message
     if isinstance(message, WorkerBootFailed):
         text = f"template {event.pid} cannot load the app: {message.message}"
+        state = _with(state, replace(record, boot_error=message.message))
         return state, [Log(logging.ERROR, text)]
     if not isinstance(message, WorkerReady) or record.ready_at is not None:
         return state, []
@@ -121,11 +122,12 @@ def exited(state: SupervisorState, event: ChildExited, now: float) -> Result:
         return state, [Log(level, text)]
     actions: list[Action] = [Log(logging.WARNING, text)]
     if record.ready_at is None and state.phase is Phase.RELOADING:
-        state, more = reload.abort_reload(state, now)
+        state, more = reload.abort_reload(state, now, record.boot_error or text)
         return state, actions + more
     if record.ready_at is None and state.phase is Phase.BOOTING:
         if event.exitcode in HALT_CODES:
-            reason = f"the app cannot be loaded (exit code {event.exitcode})"
+            why = f": {record.boot_error}" if record.boot_error else ""
+            reason = f"the app cannot be loaded (exit code {event.exitcode}){why}"
             state, more = halt_boot(state, event.exitcode, reason)
             return state, actions + more
         if state.template_failures + 1 >= BOOT_ATTEMPTS_MAX:

@@ -55,14 +55,15 @@ def spawn_worker(
     listeners: Sequence[socket.socket],
     channel: socket.socket,
     reset_child: Callable[[], None],
-    close_in_child: Iterable[socket.socket],
+    close_in_child: Iterable[socket.socket | int],
     *,
     identity: tuple[str | None, str | None] = (None, None),
 ) -> int:
     """Fork a worker that runs server.entry.run_worker; return its pid in the master.
 
     `reset_child` runs first in the child (signal handlers back to their defaults); the
-    sockets in `close_in_child` are the master's own (its ends of the workers' channels);
+    sockets and descriptors in `close_in_child` are the master's own (its ends of the
+    workers' channels, the pidfile's lock);
     `identity` is the (user, group) the worker switches to. Raises OSError when fork(2)
     fails.
     """
@@ -77,7 +78,7 @@ def spawn_worker(
 def fork_child(
     body: Callable[[], int],
     reset_child: Callable[[], None],
-    close_in_child: Iterable[socket.socket],
+    close_in_child: Iterable[socket.socket | int],
 ) -> int:
     """Fork a child of the master that runs `body` and exits with what it returns; return
     its pid. The child is prepared as the module docstring says. Raises OSError."""
@@ -87,10 +88,10 @@ def fork_child(
     def prepare_child() -> None:
         reset_child()
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-        for sock in master_only:
+        for item in master_only:
             # detach() first: the socket object must not close a reused fd number later.
             with contextlib.suppress(OSError):
-                os.close(sock.detach())
+                os.close(item if isinstance(item, int) else item.detach())
         die_with_parent()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 

@@ -46,6 +46,7 @@ from supervisor.fleet import (
     SERVING_STATES,
     Phase,
     Policy,
+    ReloadRecord,
     Rollback,
     SlotRecord,
     SupervisorState,
@@ -59,6 +60,7 @@ from supervisor.fleet import (
     occupant,
     with_slot,
     with_worker,
+    workers_text,
 )
 
 Result = tuple[SupervisorState, list[Action]]
@@ -74,12 +76,12 @@ def status_text(state: SupervisorState) -> str:
     return f"{phase}: {ready} of {state.desired} workers ready (generation {generation})"
 
 
-def request_reload(state: SupervisorState, reason: str) -> Result:
+def request_reload(state: SupervisorState, reason: str, now: float) -> Result:
     """Start a reload now if the fleet is serving, queue it while one is under way."""
     if state.phase is Phase.SERVING:
         generation = state.last_generation + 1
         message = f"{reason}: loading the config for generation {generation}"
-        state = replace(state, queued_reload=None)
+        state = replace(state, queued_reload=None, last_reload=ReloadRecord(now, reason))
         return state, [Log(logging.INFO, message), Notify("reloading"), LoadGeneration(generation)]
     if state.phase in (Phase.BOOTING, Phase.RELOADING):
         message = f"{reason}: reload queued until generation {state.generation} is ready"
@@ -91,8 +93,10 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
     if state.phase is not Phase.SERVING or event.generation <= state.last_generation:
         return state, [DropGeneration(event.generation)]
     rollback = Rollback(state.generation, state.policy, state.desired)
+    last = state.last_reload
     state = replace(
         state,
+        last_reload=last and replace(last, generation=event.generation),
         generation=event.generation,
         last_generation=event.generation,
         policy=event.policy,
@@ -102,13 +106,13 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
         template_due=0.0,
         template_failures=0,
     )
-    message = f"generation {event.generation}: starting {event.workers} workers"
+    message = f"generation {event.generation}: starting {workers_text(event.workers)}"
     return state, [Log(logging.INFO, message)]
 
 
-def generation_failed(state: SupervisorState, event: GenerationFailed) -> Result:
+def generation_failed(state: SupervisorState, event: GenerationFailed, now: float) -> Result:
     message = f"reload failed: {event.reason}; generation {state.generation} keeps serving"
-    state = counted_reload(state, "failed")
+    state = counted_reload(state, "failed", now, event.reason)
     return state, [Log(logging.ERROR, message), Notify("ready", status_text(state))]
 
 
@@ -122,7 +126,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
             return state, []
     if state.phase is Phase.BOOTING:
         return _first_ready(replace(state, phase=Phase.SERVING))
-    state = counted_reload(replace(state, phase=Phase.SERVING, rollback=None), "ok")
+    state = counted_reload(replace(state, phase=Phase.SERVING, rollback=None), "ok", now)
     message = f"generation {state.generation} ready; retiring the previous workers"
     actions: list[Action] = [
         Log(logging.INFO, message),
@@ -140,7 +144,7 @@ def promote_ready(state: SupervisorState, now: float) -> Result:
 
 def _first_ready(state: SupervisorState) -> Result:
     actions: list[Action] = [
-        Log(logging.INFO, f"serve ready ({state.desired} workers)"),
+        Log(logging.INFO, f"serve ready ({workers_text(state.desired)})"),
         Notify("ready", status_text(state)),
     ]
     old = state.takeover_from
@@ -155,14 +159,16 @@ def _first_ready(state: SupervisorState) -> Result:
     return state, actions
 
 
-def abort_reload(state: SupervisorState, now: float) -> Result:
-    """A worker of the new generation died before READY: stop that generation, keep ours."""
+def abort_reload(state: SupervisorState, now: float, why: str) -> Result:
+    """A worker of the new generation died before READY (`why`): stop that generation,
+    keep ours."""
     rollback = state.rollback
     if rollback is None:
         return state, []
     failed = state.generation
+    detail = f"generation {failed} failed to boot: {why}"
     state = replace(
-        counted_reload(state, "failed"),
+        counted_reload(state, "failed", now, detail),
         generation=rollback.generation,
         policy=rollback.policy,
         phase=Phase.SERVING,
@@ -278,6 +284,9 @@ def abort_silent(state: SupervisorState, now: float) -> Result:
             f"{timeout:g}s): its event loop is blocked; SIGABRT dumps its stack"
         )
         actions += [Log(logging.ERROR, message), SendSignal(record.pid, signal.SIGABRT)]
+        # A stopped worker (SIGSTOP) keeps SIGABRT pending and would hold its clients for
+        # the whole grace: SIGCONT lets it dump and die now (a running one ignores it).
+        actions.append(SendSignal(record.pid, signal.SIGCONT))
     return state, actions
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from supervisor.config_schema import BindSpec, parse_bind
+from supervisor.config_bind import BindSpec, parse_bind
 
 logger = logging.getLogger("serve.master")
 
@@ -156,19 +156,24 @@ def listener_fds_env(listeners: Sequence[Listener], pid: int) -> dict[str, str]:
 
 
 def exec_with_listeners(
-    argv: Sequence[str], env: Mapping[str, str], listeners: Sequence[Listener]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    listeners: Sequence[Listener],
+    extra: Sequence[Listener] = (),
 ) -> NoReturn:
     """In a freshly forked child: put the listeners on fds 3, 4, ... and exec `argv`.
 
-    The new program finds them with inherited_from_systemd(). Never returns; raises OSError
-    if the exec fails.
+    The new program finds them with inherited_from_systemd(). The `extra` sockets follow
+    on the next descriptors, outside LISTEN_FDS (the caller tells the new program where, as
+    upgrade.py does for the metrics listener). Never returns; raises OSError if the exec
+    fails.
     """
-    first_free = LISTEN_FDS_START + len(listeners)
+    every = [*listeners, *extra]
+    first_free = LISTEN_FDS_START + len(every)
     # Move every socket above the target range first: a listener may already sit on a
     # number another one must take.
     moved = [
-        fcntl.fcntl(listener.sock.fileno(), fcntl.F_DUPFD_CLOEXEC, first_free)
-        for listener in listeners
+        fcntl.fcntl(listener.sock.fileno(), fcntl.F_DUPFD_CLOEXEC, first_free) for listener in every
     ]
     for index, fd in enumerate(moved):
         os.dup2(fd, LISTEN_FDS_START + index, inheritable=True)

@@ -6,9 +6,9 @@ state plus the Actions to execute, which only arbiter.py executes. Each stop sig
 at most once per worker (fleet.ask_to_stop says why).
 
 The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
-the stop signals, shutdown_delay and overdue kills in stopping.py, the preload templates
-in preload.py. The counters /metrics shows (restarts by reason, reloads, the traffic of
-exited workers) are kept here, where the decisions are.
+the stop signals, shutdown_delay and overdue kills in stopping.py, TTIN/TTOU in
+scaling.py, the preload templates in preload.py. The counters /metrics shows (restarts by
+reason, reloads, the traffic of exited workers) are kept here, where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from server.channel import WorkerBootFailed, WorkerHeartbeat
 from server.exitcodes import BOOT_ERROR
-from supervisor import preload, reload, stopping
+from supervisor import preload, reload, scaling, stopping
 from supervisor.actions import (
     Action,
     Halt,
@@ -53,6 +53,7 @@ from supervisor.events import (
 )
 from supervisor.fleet import (
     RUNNING,
+    STABLE_READY_S,
     STOPPING,
     Phase,
     SlotRecord,
@@ -64,15 +65,13 @@ from supervisor.fleet import (
     backoff_delay,
     by_pid,
     counted_restarts,
+    exit_line,
     exit_text,
     occupant,
     with_slot,
     with_worker,
 )
 from supervisor.stopping import BOOT_ATTEMPTS_MAX, HALT_CODES, halt_boot
-
-# A worker that stayed ready this long proved that its slot boots: its exit resets the backoff.
-STABLE_READY_S = 5.0
 
 Result = tuple[SupervisorState, list[Action]]
 
@@ -131,11 +130,11 @@ def _handle(state: SupervisorState, event: Event, now: float) -> Result:
     if isinstance(event, GenerationLoaded):
         return reload.generation_loaded(state, event)
     if isinstance(event, GenerationFailed):
-        return reload.generation_failed(state, event)
+        return reload.generation_failed(state, event, now)
     if isinstance(event, HealthSampled):
         return _handle_health(state, event)
     if isinstance(event, FilesChanged):
-        return _handle_files(state, event)
+        return _handle_files(state, event, now)
     if isinstance(event, MasterStarted):
         return replace(state, takeover_from=event.takeover_from), []
     if isinstance(event, (UpgradeStarted, UpgradeFailed)):
@@ -187,10 +186,12 @@ def _handle_message(state: SupervisorState, event: WorkerMessageReceived, now: f
             requests=message.requests,
             connections=message.connections,
             traffic=Traffic.of(message),
+            shedding=message.shedding,
         )
         return with_worker(state, record), []
     if isinstance(message, WorkerBootFailed):
         text = f"worker {event.pid} failed to boot: {message.message}"
+        state = with_worker(state, replace(record, boot_error=message.message))
         return state, [Log(logging.ERROR, text)]
     if record.ready_at is not None:
         return state, []
@@ -215,8 +216,7 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
         exited_traffic=state.exited_traffic.plus(record.traffic),
     )
     expected = record.state is WorkerState.DRAINING
-    level = logging.INFO if expected and event.exitcode == 0 else logging.WARNING
-    actions: list[Action] = [Log(level, f"worker {event.pid} {exit_text(event.exitcode)}")]
+    actions: list[Action] = [Log(*exit_line(record, event.exitcode, expected))]
     if state.phase not in RUNNING or expected:
         return state, actions
     if (
@@ -224,7 +224,8 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
         and record.generation == state.generation
         and record.ready_at is None
     ):
-        state, more = reload.abort_reload(state, now)
+        why = record.boot_error or f"worker {event.pid} {exit_text(event.exitcode)}"
+        state, more = reload.abort_reload(state, now, why)
         return state, actions + more
     state, more = _schedule_respawn(state, record, event.exitcode, now)
     return state, actions + more
@@ -251,7 +252,8 @@ def _schedule_respawn(
     failures = 0 if stable else slot.failures + 1
     if state.phase is Phase.BOOTING and record.ready_at is None:
         if exitcode in HALT_CODES:
-            return halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode})")
+            why = f": {record.boot_error}" if record.boot_error else ""
+            return halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode}){why}")
         if failures >= BOOT_ATTEMPTS_MAX:
             reason = f"workers died {failures} times before getting ready ({exit_text(exitcode)})"
             return halt_boot(state, BOOT_ERROR, reason)
@@ -288,14 +290,14 @@ def _handle_health(state: SupervisorState, event: HealthSampled) -> Result:
     return state, []
 
 
-def _handle_files(state: SupervisorState, event: FilesChanged) -> Result:
+def _handle_files(state: SupervisorState, event: FilesChanged, now: float) -> Result:
     shown = ", ".join(event.paths[:5]) + (" ..." if len(event.paths) > 5 else "")
-    state, actions = reload.request_reload(state, "files changed")
+    state, actions = reload.request_reload(state, "files changed", now)
     return state, [Log(logging.INFO, f"changed: {shown}"), *actions]
 
 
 def handle_hup(state: SupervisorState, now: float) -> Result:
-    return reload.request_reload(state, "SIGHUP")
+    return reload.request_reload(state, "SIGHUP", now)
 
 
 def handle_usr1(state: SupervisorState, now: float) -> Result:
@@ -310,30 +312,6 @@ def handle_usr2(state: SupervisorState, now: float) -> Result:
     return reload.request_upgrade(state)
 
 
-def handle_ttin(state: SupervisorState, now: float) -> Result:
-    if state.phase not in (Phase.BOOTING, Phase.SERVING):
-        return state, [Log(logging.WARNING, f"SIGTTIN ignored while {state.phase.value}")]
-    desired = state.desired + 1
-    state = with_slot(state, state.desired, SlotRecord())
-    return state, [Log(logging.INFO, f"SIGTTIN: scaling up to {desired} workers")]
-
-
-def handle_ttou(state: SupervisorState, now: float) -> Result:
-    if state.phase not in (Phase.BOOTING, Phase.SERVING):
-        return state, [Log(logging.WARNING, f"SIGTTOU ignored while {state.phase.value}")]
-    if state.desired <= 1:
-        return state, [Log(logging.WARNING, "SIGTTOU: keeping the last worker")]
-    slot = state.desired - 1
-    slots = {number: record for number, record in state.slots.items() if number != slot}
-    retired = occupant(state, slot)
-    state = replace(state, slots=slots)
-    actions: list[Action] = [Log(logging.INFO, f"SIGTTOU: scaling down to {len(slots)} workers")]
-    if retired is not None:
-        state, more = ask_to_stop(state, retired, signal.SIGTERM, now)
-        actions += more
-    return state, actions
-
-
 def handle_chld(state: SupervisorState, now: float) -> Result:
     # The loop reaps on every wake-up and reports each exit as ChildExited.
     return state, []
@@ -346,8 +324,8 @@ _SIGNAL_HANDLERS: dict[int, Callable[[SupervisorState, float], Result]] = {
     signal.SIGHUP: handle_hup,
     signal.SIGUSR1: handle_usr1,
     signal.SIGUSR2: handle_usr2,
-    signal.SIGTTIN: handle_ttin,
-    signal.SIGTTOU: handle_ttou,
+    signal.SIGTTIN: scaling.handle_ttin,
+    signal.SIGTTOU: scaling.handle_ttou,
     signal.SIGCHLD: handle_chld,
 }
 
@@ -382,7 +360,7 @@ def _converge(state: SupervisorState, now: float) -> Result:
 def _start_queued_reload(state: SupervisorState, now: float) -> Result:
     if state.phase is not Phase.SERVING or state.queued_reload is None:
         return state, []
-    return reload.request_reload(state, state.queued_reload)
+    return reload.request_reload(state, state.queued_reload, now)
 
 
 def _spawn_due(state: SupervisorState, now: float) -> Result:

@@ -5,8 +5,10 @@ Rules:
   file next to the pidfile (pidfile + ".status.json").
 - Writes are atomic (temporary file in the same directory, then rename), so a reader sees
   the old snapshot or the new one, never half of one.
-- The snapshot is a mapping: master_pid, generation, phase, started_at and workers, a list
-  of {pid, generation, state, started_at, rss, requests}. Times are Unix timestamps
+- The snapshot is a mapping: master_pid, generation, phase, started_at, workers, a list
+  of {pid, generation, state, started_at, rss, requests}, and last_reload, null or
+  {started_at, finished_at, reason, generation, result, detail} (result null while the
+  reload is under way, then "ok" or "failed"). Times are Unix timestamps
   (time.time()), so another process can compute ages; rss is bytes or null.
 - The reader trusts nothing: a field of the wrong type shows as "-", never a traceback.
 """
@@ -78,6 +80,9 @@ def format_status(snapshot: Mapping[str, object], now: float | None = None) -> s
         f"  up {_age(snapshot.get('started_at'), now)}"
         f"  workers {len(rows)}"
     )
+    reload_line = _reload_line(snapshot.get("last_reload"), now)
+    if reload_line:
+        master += "\n" + reload_line
     table = [_COLUMNS, *rows]
     widths = [max(len(row[index]) for row in table) for index in range(len(_COLUMNS))]
     lines = [
@@ -85,6 +90,31 @@ def format_status(snapshot: Mapping[str, object], now: float | None = None) -> s
         for row in table
     ]
     return "\n".join([master, *lines]) + "\n"
+
+
+def _reload_line(last: object, now: float) -> str | None:
+    if not isinstance(last, Mapping):
+        return None
+    reason = _text(last.get("reason"))
+    result = last.get("result")
+    if result is None:
+        return f"last reload: under way for {_age(last.get('started_at'), now)} ({reason})"
+    line = f"last reload: {_text(result)} {_age(last.get('finished_at'), now)} ago ({reason}"
+    generation = last.get("generation")
+    line += f", generation {generation})" if isinstance(generation, int) else ")"
+    detail = last.get("detail")
+    return f"{line}: {detail}" if isinstance(detail, str) and detail else line
+
+
+def reload_outcome(snapshot: Mapping[str, object], since: float) -> Mapping[str, object] | None:
+    """The last reload if it started at `since` (Unix time) or later and has ended."""
+    last = snapshot.get("last_reload")
+    if not isinstance(last, Mapping) or last.get("result") is None:
+        return None
+    started = last.get("started_at")
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or started < since:
+        return None
+    return last
 
 
 def _worker_row(worker: Mapping[str, object], now: float) -> tuple[str, ...]:

@@ -10,6 +10,10 @@ end_delay() on every Tick.
 - One more INT stops waiting: DELAYING drains now, STOPPING becomes QUITTING.
 - QUIT stops at once: workers get SIGQUIT.
 - The service manager hears STOPPING=1 once, when the first of these arrives.
+- When the drain starts the master closes its listeners, as every worker does on its TERM:
+  a new connection is refused at once instead of waiting in a backlog nobody accepts from
+  until the master exits and the kernel resets it. A new master (USR2) or a new generation
+  holds its own copies, so only a stop closes them.
 - At first start, an app that cannot boot (exit code 3 or 4 from a worker or a preload
   template, or too many deaths before READY) stops the master with that code.
 """
@@ -21,7 +25,7 @@ import signal
 from dataclasses import replace
 
 from server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
-from supervisor.actions import Action, Log, Notify, SendSignal
+from supervisor.actions import Action, Log, Notify, SendSignal, StopListening
 from supervisor.fleet import (
     RUNNING,
     STOPPING,
@@ -45,7 +49,7 @@ IMMEDIATE = "shutting down (immediate)"
 
 
 def begin_stop(state: SupervisorState, phase: Phase, message: str) -> Result:
-    actions: list[Action] = [Log(logging.INFO, message)]
+    actions: list[Action] = [Log(logging.INFO, message), StopListening()]
     if state.phase in RUNNING and state.phase is not Phase.DELAYING:
         actions.append(Notify("stopping"))
     return replace(state, phase=phase, stop_at=None), actions
@@ -65,10 +69,18 @@ def handle_term(state: SupervisorState, now: float) -> Result:
 def handle_int(state: SupervisorState, now: float) -> Result:
     # The operator pressed Ctrl-C once more while waiting: stop waiting.
     if state.phase is Phase.DELAYING:
-        return begin_stop(state, Phase.STOPPING, f"{GRACEFUL} without the rest of shutdown_delay")
-    if state.phase is Phase.STOPPING:
+        message = f"{GRACEFUL} without the rest of shutdown_delay"
+        state, actions = begin_stop(state, Phase.STOPPING, message)
+    elif state.phase is Phase.STOPPING:
         return begin_stop(state, Phase.QUITTING, IMMEDIATE)
-    return handle_term(state, now)
+    else:
+        state, actions = handle_term(state, now)
+    # Tell the one at the terminal what the next Ctrl-C does.
+    if state.phase is Phase.DELAYING:
+        actions.append(Log(logging.INFO, "press Ctrl-C again to drain now"))
+    elif state.phase is Phase.STOPPING:
+        actions.append(Log(logging.INFO, "press Ctrl-C again to stop at once"))
+    return state, actions
 
 
 def handle_quit(state: SupervisorState, now: float) -> Result:
@@ -86,7 +98,7 @@ def end_delay(state: SupervisorState, now: float) -> Result:
 
 def halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
     """The first generation cannot boot: stop, and exit with `code` once everything is gone."""
-    state = replace(state, phase=Phase.STOPPING, exit_code=code)
+    state = replace(state, phase=Phase.STOPPING, exit_code=code, exit_reason=reason)
     return state, [Log(logging.ERROR, f"{reason}; stopping"), Notify("stopping")]
 
 

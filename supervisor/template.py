@@ -61,7 +61,7 @@ def spawn_template(
     listeners: Sequence[socket.socket],
     control: socket.socket,
     reset_child: Callable[[], None],
-    close_in_child: Iterable[socket.socket],
+    close_in_child: Iterable[socket.socket | int],
     *,
     identity: tuple[str | None, str | None] = (None, None),
 ) -> int:

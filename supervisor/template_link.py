@@ -66,7 +66,7 @@ class TemplateLinks:
         action: StartTemplate,
         generation: Generation,
         listeners: Sequence[socket.socket],
-        close_in_child: Iterable[socket.socket],
+        close_in_child: Iterable[socket.socket | int],
     ) -> Event:
         """Fork the template and watch its control socket: TemplateStarted, or
         TemplateStartFailed."""

@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
-_LISTEN_RE = re.compile(r"Listening on http://([\d.]+|\[[0-9a-f:]+\]):(\d+)")
+_LISTEN_RE = re.compile(r"Listening on https?://([\d.]+|\[[0-9a-f:]+\]):(\d+)")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:

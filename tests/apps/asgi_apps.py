@@ -61,8 +61,12 @@ async def wait_disconnect(receive: Any, send: Any) -> None:
     await read_body(receive)
     message = await receive()
     log(f"received {message['type']}")
-    # Sending after the client left must be harmless.
-    await respond(send, 200, b"too late")
+    # Sending after the client left raises an OSError (ASGI spec 2.4).
+    try:
+        await respond(send, 200, b"too late")
+    except OSError as exc:
+        log(f"send after disconnect raised {type(exc).__name__}")
+        raise
     log("send after disconnect returned")
 
 
@@ -87,13 +91,19 @@ async def push(send: Any, flag: str) -> None:
 
 
 async def big_stream(send: Any, count: int) -> None:
-    """Stream `count` chunks of 64 KiB, logging progress, so a test can see send() block."""
+    """Stream `count` chunks of 64 KiB, logging progress, so a test can see send() block,
+    and how the stream ended: a send that raised (the client is gone) or the last chunk."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
     chunk = b"x" * 65536
     for i in range(count):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError as exc:
+            log(f"send raised {type(exc).__name__} after chunk {i}")
+            return
         log(f"sent chunk {i + 1}")
     await send({"type": "http.response.body", "body": b""})
+    log(f"stream of {count} chunks complete")
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:

@@ -136,12 +136,16 @@ async def declared_length(scope: Scope, receive: Any, send: Any) -> None:
 
 
 async def until_disconnect(scope: Scope, receive: Any, send: Any) -> None:
-    """Read until http.disconnect, then try to answer: send() must return quietly."""
+    """Read until http.disconnect, then try to answer: send() must raise an OSError."""
     while (await receive())["type"] != "http.disconnect":
         pass
     log("disconnect seen")
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"too late"})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"too late"})
+    except OSError as exc:
+        log(f"send after the reset raised {type(exc).__name__}")
+        raise
     log("send after the reset returned")
 
 

@@ -96,3 +96,20 @@ async def scope_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.send", "text": json.dumps(view)})
     message = await receive()
     log(f"scope app {message['type']} {message.get('code')}")
+
+
+async def ticker(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raw ASGI: accept, then send 64 KiB messages until a send raises; report which."""
+    if scope["type"] != "websocket":
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    log("ticker accepted")
+    sent = 0
+    while True:
+        try:
+            await send({"type": "websocket.send", "bytes": b"x" * 65536})
+        except OSError as exc:
+            log(f"ticker send raised {type(exc).__name__} after {sent} messages")
+            return
+        sent += 1

@@ -154,18 +154,17 @@ _EXTRA_NAME = st.text(st.sampled_from(_TCHAR), min_size=1, max_size=10).filter(
 
 
 @st.composite
-def _chunked(draw: st.DrawFn, body: bytes) -> tuple[bytes, int]:
+def _chunked(draw: st.DrawFn, body: bytes, lead_bws: bool) -> tuple[bytes, int]:
     """body in chunks, with hex sizes in either case, extensions and trailers; and the
     size of the trailer lines."""
     out, pos = [], 0
+    extension = chunk_extensions(lead_bws)
     while pos < len(body):
         size = draw(st.integers(1, len(body) - pos))
         digits = draw(st.sampled_from(["%x", "%X", "0%x"])) % size
-        out.append(
-            digits.encode() + draw(_extension()) + b"\r\n" + body[pos : pos + size] + b"\r\n"
-        )
+        out.append(digits.encode() + draw(extension) + b"\r\n" + body[pos : pos + size] + b"\r\n")
         pos += size
-    out.append(draw(st.sampled_from([b"0", b"000"])) + draw(_extension()) + b"\r\n")
+    out.append(draw(st.sampled_from([b"0", b"000"])) + draw(extension) + b"\r\n")
     trailers = [
         name.encode() + b":" + draw(_value()) + b"\r\n"
         for name in draw(st.lists(_EXTRA_NAME, max_size=3))
@@ -173,18 +172,34 @@ def _chunked(draw: st.DrawFn, body: bytes) -> tuple[bytes, int]:
     return b"".join(out + trailers) + b"\r\n", sum(map(len, trailers))
 
 
-def _extension() -> st.SearchStrategy[bytes]:
-    name = st.text(st.sampled_from(_TCHAR), min_size=1, max_size=5).map(str.encode)
-    value = name | st.sampled_from([b'"q"', b'"a b\\"c"', b'""'])
-    one = st.tuples(name, st.none() | value).map(
-        lambda nv: b";" + nv[0] + (b"" if nv[1] is None else b"=" + nv[1])
-    )
-    return st.lists(one, max_size=2).map(b"".join)
+# RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# chunk-ext-val = token / quoted-string (RFC 9110 §5.6.4: qdtext or a quoted-pair inside).
+_BWS = st.sampled_from([b"", b"", b"", b" ", b"\t", b" \t "])
+_TOKEN = st.text(st.sampled_from(_TCHAR), min_size=1, max_size=5).map(str.encode)
+_QDTEXT = [bytes([b]) for b in (0x09, 0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F), 0xFF)]
+_QUOTED_PAIR = [b"\\" + bytes([b]) for b in (0x09, 0x20, *range(0x21, 0x7F), 0x80)]
+_QUOTED = st.lists(st.sampled_from(_QDTEXT + _QUOTED_PAIR), max_size=6).map(
+    lambda parts: b'"' + b"".join(parts) + b'"'
+)
 
 
 @st.composite
-def requests(draw: st.DrawFn, version: str | None = None) -> Request:
-    """One valid request, with any framing, connection options and fields."""
+def _extension(draw: st.DrawFn, lead_bws: bool) -> bytes:
+    """One chunk extension from the grammar; without `lead_bws`, nothing before its ';'."""
+    ext = (draw(_BWS) if lead_bws else b"") + b";" + draw(_BWS) + draw(_TOKEN)
+    if draw(st.booleans()):
+        ext += draw(_BWS) + b"=" + draw(_BWS) + draw(_TOKEN | _QUOTED)
+    return ext
+
+
+def chunk_extensions(lead_bws: bool = True) -> st.SearchStrategy[bytes]:
+    return st.lists(_extension(lead_bws), max_size=3).map(b"".join)
+
+
+@st.composite
+def requests(draw: st.DrawFn, version: str | None = None, lead_bws: bool = True) -> Request:
+    """One valid request, with any framing, connection options and fields; `lead_bws`:
+    chunk extensions may have whitespace before their ';'."""
     method = draw(st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]))
     version = version or draw(st.sampled_from(["1.1", "1.1", "1.1", "1.0"]))
     target, has_authority = draw(_target(method))
@@ -199,7 +214,7 @@ def requests(draw: st.DrawFn, version: str | None = None) -> Request:
     chunked = version == "1.1" and draw(st.booleans())
     request = Request(method, target, version, fields, body)
     if chunked:
-        request.chunked, request.trailer_size = draw(_chunked(body))
+        request.chunked, request.trailer_size = draw(_chunked(body, lead_bws))
         fields.append((draw(_mixed_case("transfer-encoding")), b" " + draw(_mixed_case("chunked"))))
     elif body or draw(st.booleans()):
         length = b"%d" % len(body)

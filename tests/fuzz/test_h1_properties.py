@@ -106,8 +106,9 @@ def test_random_bytes_keep_the_invariants(data: st.DataObject, raw: bytes, limit
 @FUZZ
 @given(st.data(), requests(version="1.1").filter(lambda request: request.chunked is not None))
 def test_mutated_chunked_bodies_keep_the_invariants(data: st.DataObject, request: Request) -> None:
-    # Chunk-size lines and trailers are checked twice, by the body scanner (sizes, limits)
-    # and by llhttp (syntax): whichever sees a fault first must not depend on the reads.
+    # The body scanner reads chunk-size lines (grammar, sizes, limits) and the trailer
+    # section's size, llhttp the chunk data's CRLF and the trailers' syntax: whichever
+    # sees a fault first must not depend on the reads.
     # The limits let the head through and bite on the body and the trailers.
     head, chunked = request.head(), request.chunked or b""
     limits = Limits(

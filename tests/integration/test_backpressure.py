@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -93,3 +94,48 @@ def test_client_not_reading_blocks_the_apps_send(start_serve: StartServe) -> Non
             received += len(data)
     assert received > chunks * 65536
     assert progress() == chunks
+
+
+def test_pipelined_requests_a_client_never_reads_cost_little_memory(
+    start_serve: StartServe,
+) -> None:
+    # Each connection pipelines far more tiny requests than socket buffers hold and reads
+    # no answer: the worker must stop reading, as for any other backpressure, rather than
+    # parse a whole read (thousands of requests) into waiting request cycles.
+    server = start_serve("asgi_apps:app", "--no-access-log")
+    worker = only_worker(server)
+    connections, flood = 16, 8 * MIB
+    request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    data = request * (flood // len(request))
+    sent = [0] * connections
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(connections)]
+
+    def pipeline(index: int) -> None:
+        sock = socks[index]
+        with contextlib.suppress(OSError):
+            view = memoryview(data)
+            while view:
+                count = sock.send(view[: 64 * 1024])
+                sent[index] += count
+                view = view[count:]
+
+    baseline = rss_bytes(worker)
+    threads = [
+        threading.Thread(target=pipeline, args=(i,), daemon=True) for i in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        stuck_at = settled(lambda: sum(sent))
+        assert stuck_at < connections * len(data)
+        growth = rss_bytes(worker) - baseline
+        assert growth < connections * MIB, f"{growth / MIB:.1f} MiB for {connections} connections"
+        # The worker still serves everyone else.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as other:
+            other.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in socks:
+            sock.close()
+        for thread in threads:
+            thread.join(10)

@@ -164,6 +164,44 @@ def test_header_values_are_trimmed(hostile_server: ServeProcess) -> None:
     assert b'["x-pad", "value"]' in response
 
 
+# RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# and RFC 9110 §5.6.3: a recipient parses and removes BWS. Extensions are ignored.
+VALID_CHUNK_LINES = (b"5 ; name=value", b"5; a; b=c", b"5;a = b", b'5\t;\tq = "x \\" y"', b"5;a")
+INVALID_CHUNK_LINES = {
+    "bare-cr": b"5;a\rb",
+    "missing-name": b"5; =b",
+    "empty-extension": b"5;;a",
+    "control-character": b"5;a=\x01",
+    "unterminated-quoted-value": b'5;a="open',
+    "trailing-whitespace": b"5;a=b ",
+    "space-in-size": b"5 5",
+}
+
+
+def chunked_echo(line: bytes) -> bytes:
+    return (
+        b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + line + b"\r\nhello\r\n0\r\n\r\n"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("line", VALID_CHUNK_LINES)
+def test_chunk_extensions_with_whitespace_are_accepted(
+    hostile_server: ServeProcess, line: bytes
+) -> None:
+    response = raw_request(hostile_server.port, chunked_echo(line))
+    assert status_of(response) == 200, response
+    assert response.endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_CHUNK_LINES))
+def test_chunk_lines_outside_the_grammar_are_refused(
+    hostile_server: ServeProcess, name: str
+) -> None:
+    assert_rejected(raw_request(hostile_server.port, chunked_echo(INVALID_CHUNK_LINES[name])), 400)
+    assert_still_serves(hostile_server)
+
+
 LIMITS: dict[str, tuple[bytes, int]] = {
     "request-line-414": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "head-431": (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),

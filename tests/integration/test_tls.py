@@ -211,3 +211,9 @@ def test_a_drain_lets_a_handshake_under_way_finish(tmp_path: Path, ca: trustme.C
         assert started.proc.wait_exit() == 0
     finally:
         started.proc.kill_group()
+
+
+def test_the_banner_names_https(server: TLSServer) -> None:
+    log = server.proc.log()
+    assert f"Listening on https://127.0.0.1:{server.proc.port}" in log
+    assert "Listening on http://" not in log

@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Event, Ping
 
-from tests.conftest import ServeProcess, StartServe, write_config
+from tests.conftest import ServeProcess, StartServe, wait_until, write_config
 
 pytestmark = pytest.mark.system
 
@@ -218,3 +218,30 @@ def test_sigterm_closes_open_sockets_with_1001(start_serve: StartServe, tmp_path
     assert codes == [1001, 1001]
     assert server.wait_exit(30) == 0
     assert server.log().count("app: ws disconnect 1001") == 2
+
+
+def test_a_send_blocked_on_a_client_that_stopped_reading_raises_once_it_is_dropped(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    # The client reads nothing, so it never answers a ping either: the ping timeout drops
+    # it, and the app's send() that waits for the client to read must raise an OSError
+    # (ASGI spec 2.4) instead of waiting on for a socket that is gone. The close frame
+    # never gets out either: the socket is aborted after send_timeout.
+    server = serve_ws(
+        start_serve,
+        tmp_path,
+        "ws_apps:ticker",
+        ws_ping_interval=1.0,
+        ws_ping_timeout=1.0,
+        send_timeout=1,
+    )
+    [worker] = server.worker_pids()
+    fds = Path(f"/proc/{worker}/fd")
+    idle_fds = len(list(fds.iterdir()))
+    sock, _ = raw_handshake(server.port, "/")
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        server.wait_log("app: ticker accepted")
+        log = server.wait_log(r"app: ticker send raised ClientDisconnected after \d+", timeout=15)
+        wait_until(lambda: len(list(fds.iterdir())) == idle_fds, timeout=10)
+    assert "exception in the ASGI app" not in log

@@ -41,6 +41,27 @@ def test_sigterm_finishes_in_flight_request_then_exits_0(start_serve: StartServe
     assert "app: lifespan shutdown complete" in server.log()
 
 
+def test_a_new_connection_is_refused_at_once_while_a_slow_request_drains(
+    start_serve: StartServe,
+) -> None:
+    # Every process holding the listener closes it on TERM: a connection the kernel
+    # accepted would sit in the backlog unanswered and be reset when the master exits.
+    server = start_serve("asgi_apps:app", "--workers", "2")
+    results: list[httpx.Response] = []
+    client = threading.Thread(
+        target=lambda: results.append(httpx.get(server.url + "/slow?s=4", timeout=30))
+    )
+    client.start()
+    server.wait_log("slow request started")
+    server.signal(signal.SIGTERM)
+    server.wait_log("shutting down")
+    wait_until(lambda: refused(server.port), timeout=1.0)
+    assert not results, "refused only once the drain was over"
+    client.join(30)
+    assert results[0].status_code == 200
+    assert server.wait_exit(30) == 0
+
+
 def test_idle_keep_alive_connection_gets_its_next_request_answered(
     start_serve: StartServe,
 ) -> None:

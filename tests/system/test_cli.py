@@ -111,3 +111,53 @@ def test_version() -> None:
     result = serve("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("serve 0.1.0 ")
+
+
+def test_short_version_flag() -> None:
+    assert serve("-V").stdout == serve("--version").stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "bind"),
+    [
+        (["--host", "0.0.0.0", "--port", "9000"], ["0.0.0.0:9000"]),
+        (["--port", "9000"], ["127.0.0.1:9000"]),
+        (["--host", "::1"], ["[::1]:8000"]),
+    ],
+)
+def test_host_and_port_set_bind_as_in_uvicorn(flags: list[str], bind: list[str]) -> None:
+    result = serve("check", "examples.hello:app", *flags)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["bind"] == bind
+
+
+def test_host_and_bind_together_are_an_error() -> None:
+    result = serve("check", "examples.hello:app", "--bind", "127.0.0.1:1", "--port", "2")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "serve: error: --host/--port: give either --bind or --host/--port, not both\n"
+    )
+
+
+@pytest.mark.parametrize("flag", ["--header", "--server", "--max-requests-jit"])
+def test_flags_are_never_abbreviated(flag: str) -> None:
+    result = serve("check", "examples.hello:app", flag, "5")
+    assert result.returncode == 2
+    assert f"unrecognized arguments: {flag} 5" in result.stderr
+
+
+def test_a_misspelt_environment_variable_is_warned_about() -> None:
+    result = serve("check", "examples.hello:app", env={"SERVE_WOKERS": "3"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "serve: warning: SERVE_WOKERS: unknown environment variable, ignored "
+        "(did you mean 'SERVE_WORKERS'?)\n"
+    )
+    assert yaml.safe_load(result.stdout)["workers"] == 1
+
+
+def test_help_shows_the_defaults() -> None:
+    result = serve("--help")
+    assert result.returncode == 0
+    assert "number of worker processes (default: 1)" in result.stdout
+    assert "(default: 127.0.0.1:8000)" in result.stdout

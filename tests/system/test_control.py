@@ -77,7 +77,9 @@ def test_reload_sends_hup_and_the_workers_roll(start_serve: StartServe, config: 
     old = set(two_workers(serve))
     result = control("reload", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"sent HUP to serve master {serve.pid}: reloading\n"
+    assert result.stdout == f"serve master {serve.pid} reloaded: generation 2 is ready\n"
+    # Ready means the new workers serve: the old ones are only draining.
+    assert "generation 2 ready; retiring the previous workers" in serve.log()
     new = wait_until(lambda: (p := set(serve.worker_pids())) and len(p) == 2 and not p & old and p)
     assert len(new) == 2
     assert serve.proc.poll() is None
@@ -132,7 +134,7 @@ def test_a_stale_pidfile_means_not_running(command: str, config: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: serve is not running: pidfile {pidfile} names process {gone}, "
-        "which is gone\n"
+        "which is gone (no master holds the pidfile)\n"
     )
 
 
@@ -157,5 +159,5 @@ def test_a_second_master_refuses_a_live_pidfile(start_serve: StartServe, config:
     first = running(start_serve, config)
     second = start_serve(config=config, wait=False)
     assert second.wait_exit() == 2
-    assert f"names running process {first.pid}" in second.log()
+    assert f"names running serve master {first.pid}" in second.log()
     assert (config.parent / "serve.pid").read_text() == f"{first.pid}\n"

@@ -158,12 +158,13 @@ def test_verify_reports_a_misspelt_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_runs_serve_under_notify_with_a_hup_reload(name: str) -> None:
+def test_service_runs_serve_under_notify_with_a_waiting_reload(name: str) -> None:
     unit = parse_unit(UNIT_DIR / name)
     assert value(unit, "Service", "Type") == "notify"
     assert value(unit, "Service", "NotifyAccess") == "main"
     assert value(unit, "Service", "ExecStart") == f"/usr/local/bin/serve -c {CONFIG_PATH}"
-    assert value(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # `serve reload` waits for the outcome, so a failed reload fails `systemctl reload`.
+    assert value(unit, "Service", "ExecReload") == f"/usr/local/bin/serve reload -c {CONFIG_PATH}"
     assert value(unit, "Service", "KillMode") == "mixed"
     assert value(unit, "Service", "Restart") == "on-failure"
     assert seconds(value(unit, "Service", "WatchdogSec")) > 0

@@ -147,6 +147,17 @@ def test_sigterm_while_a_worker_boots_stops_promptly(start_serve: StartServe) ->
     assert "serve ready" not in serve.log()
 
 
+def test_a_worker_stopped_while_importing_the_app_is_no_warning(start_serve: StartServe) -> None:
+    serve = start_serve("master_slow_import_app:app", wait=False)
+    serve.wait_log("app: import is waiting")
+    [pid] = serve.worker_pids()
+    serve.signal(signal.SIGTERM)
+    assert serve.wait_exit(timeout=15) == 0
+    log = serve.log()
+    assert f"INFO serve.master: worker {pid} stopped while booting (killed by SIGTERM)" in log
+    assert "WARNING" not in log
+
+
 def test_ttin_and_ttou_change_the_number_of_workers(start_serve: StartServe) -> None:
     serve = start_serve("master_apps:app")
     [first] = worker_count(serve, 1)
@@ -155,7 +166,7 @@ def test_ttin_and_ttou_change_the_number_of_workers(start_serve: StartServe) -> 
     [second] = set(worker_count(serve, 2)) - {first}
     serve.wait_log(f"worker {second} ready")
     serve.signal(signal.SIGTTOU)
-    serve.wait_log("SIGTTOU: scaling down to 1 workers")
+    serve.wait_log("SIGTTOU: scaling down to 1 worker\n")
     assert worker_count(serve, 1) == [first]
     serve.signal(signal.SIGTTOU)
     serve.wait_log("SIGTTOU: keeping the last worker")

@@ -179,7 +179,7 @@ def test_the_docker_healthcheck_passes_against_a_real_master(
     assert run_healthcheck(f"{target}/readyz") == 0
     assert run_healthcheck(f"{target}/nothing-here") == 1
     assert serve.stop() == 0
-    assert run_healthcheck(f"{target}/healthz") == 1
+    assert run_healthcheck(f"{target}/readyz") == 1
 
 
 def test_no_metrics_listener_unless_configured(start_serve: StartServe) -> None:

@@ -160,7 +160,7 @@ def test_an_app_that_cannot_be_imported_stops_the_first_start_with_exit_code_4(
     assert serve.wait_exit() == 4
     log = serve.log()
     assert "template" in log and "cannot load the app: cannot import module" in log
-    assert "the app cannot be loaded (exit code 4); stopping" in log
+    assert "the app cannot be loaded (exit code 4): cannot import module" in log
     assert "worker" not in log.replace("workers", "")
 
 

@@ -57,3 +57,25 @@ def test_run_rejects_a_misspelt_setting(tmp_path: Path) -> None:
     assert "did you mean 'workers'" in proc.log()
     assert proc.log().startswith("ConfigError")
     proc.kill_group()
+
+
+def test_run_refuses_reload_with_an_app_object(tmp_path: Path) -> None:
+    # Forked workers would serve the object they inherited, whatever the edit: a reload
+    # that reports "generation 2 ready" with the old code is worse than none.
+    script = tmp_path / "main.py"
+    script.write_text(
+        SCRIPT.replace("workers=2, access_log=False", "reload=True").replace(
+            "    sys.exit(", "    try:\n        sys.exit("
+        )
+        + "    except Exception as exc:\n        print(type(exc).__name__, exc)\n"
+    )
+    proc = launch([], tmp_path / "out.log", cwd=tmp_path, script=script)
+    try:
+        assert proc.wait_exit(30) == 0
+        assert proc.log() == (
+            "ConfigError reload: needs the app as an import string, like "
+            "supervisor.run('main:app', reload=True): an app object reaches the workers "
+            "through fork, so a reload could not import the edited code\n"
+        )
+    finally:
+        proc.kill_group()

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,51 @@ def test_a_blocked_worker_is_aborted_with_its_stack_in_the_log_and_replaced(
     assert answer_pid(serve) == fresh
 
 
+def keep_alive_clients(serve: ServeProcess, count: int) -> dict[int, list[socket.socket]]:
+    """`count` keep-alive connections that each got one answer, by the pid that served it."""
+    by_pid: dict[int, list[socket.socket]] = {}
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", serve.port), timeout=30)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        by_pid.setdefault(int(body), []).append(sock)
+    return by_pid
+
+
+def test_a_stopped_worker_releases_its_clients_soon_after_worker_timeout_with_a_stack(
+    start_serve: StartServe,
+) -> None:
+    # SIGSTOP keeps the SIGABRT pending: only a SIGCONT lets faulthandler run at once
+    # instead of the worker's clients waiting for the SIGKILL after the abort grace.
+    serve = start_serve(APP, "--workers", "2", "--worker-timeout", "2")
+    workers = wait_until(lambda: (pids := serve.worker_pids()) and len(pids) == 2 and pids)
+    by_pid = keep_alive_clients(serve, 8)
+    try:
+        stopped = max(by_pid, key=lambda pid: len(by_pid[pid]))
+        os.kill(stopped, signal.SIGSTOP)
+        start = time.monotonic()
+        for sock in by_pid[stopped]:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        for sock in by_pid[stopped]:
+            assert connection_ends(sock)
+        hang = time.monotonic() - start
+        # worker_timeout 2 s, plus a heartbeat interval and a tick of slack; the abort
+        # grace (5 s) used to come on top.
+        assert hang < 4.5, hang
+        log = serve.wait_log(f"worker {stopped} killed by SIGABRT")
+        assert "Fatal Python error: Aborted" in log
+        wait_until(lambda: len(serve.worker_pids()) == 2 and stopped not in serve.worker_pids())
+        [fresh] = set(serve.worker_pids()) - set(workers)
+        serve.wait_log(f"worker {fresh} ready")
+        full = time.monotonic() - start
+    finally:
+        for socks in by_pid.values():
+            for sock in socks:
+                sock.close()
+    assert full < 8.0, full
+
+
 def test_a_blocked_worker_retired_by_a_reload_is_aborted_before_its_graceful_timeout(
     start_serve: StartServe,
 ) -> None:
@@ -101,6 +147,35 @@ def test_workers_of_a_master_killed_with_sigkill_are_gone_within_two_seconds(
     wait_until(lambda: all(is_gone(pid) for pid in workers), timeout=2.0)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", serve.port), timeout=5).close()
+
+
+def test_orphaned_workers_close_idle_connections_at_once_and_finish_in_flight_ones(
+    start_serve: StartServe,
+) -> None:
+    serve = start_serve(APP, "--workers", "2", "--keep-alive-timeout", "60")
+    wait_until(lambda: len(serve.worker_pids()) == 2)
+    workers = serve.worker_pids()
+    idle = [sock for socks in keep_alive_clients(serve, 4).values() for sock in socks]
+    busy = socket.create_connection(("127.0.0.1", serve.port), timeout=30)
+    try:
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        serve.wait_log("app: slow request started")
+        os.kill(serve.pid, signal.SIGKILL)
+        start = time.monotonic()
+        for sock in idle:
+            assert connection_ends(sock)
+        answer = b""
+        while chunk := busy.recv(65536):
+            answer += chunk
+        wait_until(lambda: all(is_gone(pid) for pid in workers), timeout=10)
+        life = time.monotonic() - start
+    finally:
+        for sock in [*idle, busy]:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b"connection: close" in answer.lower()
+    # The slow request's second, and a tick: not the 60 s keep-alive timeout.
+    assert life < 3.0, life
 
 
 def test_workers_that_always_die_before_ready_make_the_master_exit_3(

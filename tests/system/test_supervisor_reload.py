@@ -128,6 +128,7 @@ def test_reload_mode_rolls_the_workers_on_a_change_but_not_on_a_syntax_error(
     )
     # No .pyc: a rewrite within the same second must not be served from a stale cache.
     serve = start_serve(config=config, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert f"Reload: watching {code} for *.py (excluding .* *.pyc __pycache__)" in serve.log()
     assert answer(serve) == "first"
     [first] = forked_workers(serve)
     wait_until(lambda: watching(serve))

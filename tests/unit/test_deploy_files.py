@@ -37,7 +37,7 @@ DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 LOCK = "requirements/runtime.lock"
 K8S_DIR = ROOT / "deploy" / "k8s"
 CONFIG_PATH = "/etc/serve/prod.yaml"
-HEALTH_URL = "http://127.0.0.1:9100/healthz"
+HEALTH_URL = "http://127.0.0.1:9100/readyz"
 HEALTH_PORT = urlsplit(HEALTH_URL).port
 # Headroom for the master process in the pod's memory limit (it holds no app state).
 MASTER_OVERHEAD_BYTES = 128 * 2**20
@@ -205,7 +205,7 @@ def test_image_runs_serve_with_the_prod_config() -> None:
     assert HEALTH_PORT in exposed
 
 
-def test_healthcheck_is_python_urllib_on_healthz() -> None:
+def test_healthcheck_is_python_urllib_on_readyz() -> None:
     options, command = healthcheck()
     assert command[:2] == ["python", "-c"] and len(command) == 3
     assert command[2].count(HEALTH_URL) == 1
@@ -216,7 +216,7 @@ def test_healthcheck_is_python_urllib_on_healthz() -> None:
 
 class _Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/healthz" else 503)
+        self.send_response(200 if self.path == "/readyz" else 503)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -226,7 +226,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_port() -> Iterator[int]:
-    """A real HTTP server: 200 on /healthz, 503 on any other path."""
+    """A real HTTP server: 200 on /readyz, 503 on any other path."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
@@ -239,7 +239,7 @@ def health_port() -> Iterator[int]:
 
 
 def run_healthcheck(target: str) -> int:
-    """The HEALTHCHECK's Python code with `target` for 127.0.0.1:9100/healthz; its exit status."""
+    """The HEALTHCHECK's Python code with `target` for 127.0.0.1:9100/readyz; its exit status."""
     code = healthcheck()[1][2].replace(HEALTH_URL.removeprefix("http://"), target)
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
@@ -247,7 +247,7 @@ def run_healthcheck(target: str) -> int:
     return result.returncode
 
 
-@pytest.mark.parametrize(("path", "expected"), [("/healthz", 0), ("/readyz", 1)])
+@pytest.mark.parametrize(("path", "expected"), [("/readyz", 0), ("/healthz", 1)])
 def test_healthcheck_exit_status_follows_the_answer(
     health_port: int, path: str, expected: int
 ) -> None:
@@ -259,7 +259,7 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # 1 is "unhealthy"; Docker reserves 2, so the command must never exit with it.
-    assert run_healthcheck(f"127.0.0.1:{port}/healthz") == 1
+    assert run_healthcheck(f"127.0.0.1:{port}/readyz") == 1
 
 
 def test_dockerignore_keeps_junk_out_and_what_the_image_copies_in() -> None:
@@ -351,6 +351,8 @@ def test_probes_hit_health_endpoints_on_the_metrics_port() -> None:
     serve, metrics_port = container(), port_of(k8s_config()["metrics"]["bind"])
     assert serve["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert serve["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Started means serving: /healthz is 200 before any worker is ready.
+    assert serve["startupProbe"]["httpGet"]["path"] == "/readyz"
     for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert probe_port(serve[kind]) == metrics_port, kind
     startup = serve["startupProbe"]
@@ -419,3 +421,15 @@ def test_service_hpa_and_pdb_point_at_the_deployment() -> None:
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= (
         labels.items()
     )
+
+
+def test_every_file_the_deploy_files_point_to_exists() -> None:
+    deploy = ROOT / "deploy"
+    named = {
+        match
+        for path in deploy.rglob("*")
+        if path.is_file()
+        for match in re.findall(r"\bdeploy/[\w./-]+\w", path.read_text())
+    }
+    assert "deploy/README.md" in named
+    assert [name for name in sorted(named) if not (ROOT / name).exists()] == []

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from server.cycle import Cycle, ResponseState
+from server.errors import ClientDisconnected
 
 
 class NeverPaused:
@@ -153,19 +154,35 @@ def test_asgi_misuse_raises(messages: list[dict[str, Any]]) -> None:
         run(scenario())
 
 
-def test_after_disconnect_receive_reports_it_and_send_is_a_no_op() -> None:
-    async def scenario() -> tuple[dict[str, Any], list[tuple[Any, ...]], ResponseState]:
+def test_after_disconnect_receive_reports_it_and_send_raises_an_oserror() -> None:
+    async def scenario() -> tuple[dict[str, Any], list[type[BaseException]], list[Any]]:
         cycle, owner = make(has_body=True)
         cycle.disconnect()
         message = await cycle.receive()
-        await cycle.send(START)
-        await cycle.send({"type": "http.response.body", "body": b"ignored"})
-        return dict(message), owner.calls, cycle.response
+        raised = []
+        for sent in (START, {"type": "http.response.body", "body": b"ignored"}):
+            with pytest.raises(OSError) as info:
+                await cycle.send(sent)
+            raised.append(type(info.value))
+        return dict(message), raised, owner.calls
 
-    message, calls, state = run(scenario())
+    message, raised, calls = run(scenario())
     assert message == {"type": "http.disconnect"}
+    # ASGI spec 2.4: a server-specific OSError subclass, nothing written.
+    assert raised == [ClientDisconnected, ClientDisconnected]
     assert calls == []
-    assert state is ResponseState.DONE
+
+
+def test_a_disconnect_raised_from_send_is_no_app_error(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+
+    cycle, owner = make()
+    cycle.disconnect()
+    run(cycle.run(app))
+    assert owner.calls == [("finished",)]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 @pytest.mark.parametrize("when", ["before-start", "after-start-before-body"])

@@ -35,9 +35,10 @@ TEXT_LINE = re.compile(
 
 @pytest.fixture
 def clean_loggers() -> Iterator[None]:
-    """Give back the "serve" loggers exactly as they were (configure_logging mutates them)."""
+    """Give back the "serve" loggers and the root logger exactly as they were
+    (configure_logging mutates them)."""
     saved = []
-    for name in (LOGGER_NAME, ACCESS_LOGGER_NAME):
+    for name in (LOGGER_NAME, ACCESS_LOGGER_NAME, None):
         logger = logging.getLogger(name)
         saved.append((logger, list(logger.handlers), logger.level, logger.propagate))
     yield
@@ -152,6 +153,12 @@ def test_configure_logging_is_idempotent_in_process() -> None:
     assert serve.level == logging.DEBUG
     assert serve.propagate is False
     assert logging.getLogger(ACCESS_LOGGER_NAME).getEffectiveLevel() == logging.INFO
+    # With JSON lines the app's records (root) go through the same handler, once.
+    root = logging.getLogger()
+    assert [h for h in root.handlers if type(h).__name__ == "_ServeHandler"] == owned
+    assert root.level == logging.DEBUG
+    configure_logging("info", "text")
+    assert not [h for h in root.handlers if type(h).__name__ == "_ServeHandler"]
 
 
 @pytest.mark.usefixtures("clean_loggers")

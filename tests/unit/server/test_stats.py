@@ -7,7 +7,14 @@ import json
 import pytest
 
 from server import channel as ch
-from server.stats import DURATION_BUCKETS_S, ZERO_DURATIONS, ZERO_RESPONSES, ResponseStats
+from server.stats import (
+    DURATION_BUCKETS_S,
+    SHED,
+    ZERO_DURATIONS,
+    ZERO_OVERLOAD,
+    ZERO_RESPONSES,
+    ResponseStats,
+)
 
 
 def test_record_counts_status_classes_and_duration_buckets() -> None:
@@ -38,11 +45,13 @@ def test_a_status_outside_the_classes_counts_only_in_the_histogram(status: int) 
 def test_reset_starts_from_zero() -> None:
     stats = ResponseStats()
     stats.record(200, 1.0)
+    stats.overload[SHED] += 1
     stats.reset()
-    assert (stats.responses, stats.durations, stats.duration_sum) == (
+    assert (stats.responses, stats.durations, stats.duration_sum, stats.overload) == (
         list(ZERO_RESPONSES),
         list(ZERO_DURATIONS),
         0.0,
+        list(ZERO_OVERLOAD),
     )
 
 
@@ -50,6 +59,8 @@ def test_a_heartbeat_with_counters_survives_the_channel() -> None:
     durations = (1, *ZERO_DURATIONS[1:-1], 2)
     heartbeat = ch.WorkerHeartbeat(3, 1, (0, 2, 0, 1, 0), durations, 20.5)
     assert ch.decode(ch.encode(heartbeat)) == heartbeat
+    overloaded = ch.WorkerHeartbeat(3, 1, overload=(1, 2, 3, 4), shedding=True)
+    assert ch.decode(ch.encode(overloaded)) == overloaded
 
 
 def test_a_heartbeat_without_counters_decodes_with_zeros() -> None:
@@ -58,6 +69,7 @@ def test_a_heartbeat_without_counters_decodes_with_zeros() -> None:
     assert isinstance(decoded, ch.WorkerHeartbeat)
     assert decoded.responses == ZERO_RESPONSES
     assert decoded.durations == ZERO_DURATIONS
+    assert (decoded.overload, decoded.shedding) == (ZERO_OVERLOAD, False)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +83,8 @@ def test_a_heartbeat_without_counters_decodes_with_zeros() -> None:
         {"durations": [True] * len(ZERO_DURATIONS)},
         {"duration_sum": "1"},
         {"duration_sum": None},
+        {"overload": [0, 1]},
+        {"overload": [0, 1, 2, -3]},
     ],
 )
 def test_counters_of_the_wrong_shape_make_the_heartbeat_unreadable(

@@ -9,8 +9,9 @@ import pytest
 
 import supervisor
 from server.types import Receive, Scope, Send
+from supervisor.config_bind import BindSpec, parse_bind
 from supervisor.config_loader import ConfigError, config_as_yaml, load_config
-from supervisor.config_schema import BindSpec, Config, parse_bind
+from supervisor.config_schema import Config
 from supervisor.config_values import parse_size
 from tests.unit.supervisor.config_text import Load, error_of
 
@@ -89,6 +90,11 @@ from tests.unit.supervisor.config_text import Load, error_of
             "bind:\n  - 127.0.0.1:8000\n  - ::1:8000\n",
             "conf.yaml:3:5: bind[1]: IPv6 addresses need brackets, like '[::1]:8000', "
             "got '::1:8000'",
+        ),
+        (
+            'bind: "http://127.0.0.1:8000/"\n',
+            "conf.yaml:1:7: bind: a bind takes no scheme: write '127.0.0.1:8000', not "
+            "'http://127.0.0.1:8000/'",
         ),
         (
             "bind:\n  - 127.0.0.1:8000\n  - 127.0.0.1:8000\n",

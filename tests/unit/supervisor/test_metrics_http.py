@@ -3,6 +3,7 @@ thread polls a selector and calls the callbacks its keys carry."""
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import time
@@ -203,21 +204,31 @@ def test_a_failing_collector_is_a_500_not_a_dead_master(master: Master) -> None:
     def broken() -> SupervisorState:
         raise RuntimeError("collector bug")
 
-    endpoints = Endpoints(build_registry(broken, 0.0), lambda: True)
+    endpoints = Endpoints(build_registry(broken, 0.0), lambda: True, lambda: True)
     assert endpoints.answer("GET", "/metrics", "").status == 500
     assert endpoints.answer("GET", "/healthz", "").status == 200
 
 
-def test_suspend_frees_the_address_and_resume_listens_again(master: Master) -> None:
+def test_a_handed_over_listener_is_adopted_and_suspend_closes_only_our_copy(
+    master: Master,
+) -> None:
     port = master.port
-    master.server.suspend()
-    assert master.server.sockets() == []
-    with socket.socket() as other:
-        # What a USR2 master does: bind the same address while this one still runs.
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        other.bind(("127.0.0.1", port))
-    master.server.resume()
-    assert split(get(master, "/healthz"))[0] == 200
+    handed = master.server.handover()
+    assert handed is not None
+    listener, bind = handed
+    assert bind == "127.0.0.1:0"
+    # What the USR2 master gets: a duplicate of the same kernel socket.
+    successor = MetricsServer(bind, inherited_fd=os.dup(listener.sock.fileno()))
+    try:
+        master.server.suspend()
+        assert master.server.sockets() == []
+        assert master.server.handover() is None
+        [adopted] = successor.sockets()
+        assert adopted.getsockname()[1] == port
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        successor.close()
 
 
 def test_binding_a_taken_address_is_a_bind_error(master: Master) -> None:

@@ -15,7 +15,7 @@ from supervisor.events import (
     MasterStarted,
     WorkerMessageReceived,
 )
-from supervisor.fleet import Phase, Policy, Traffic, is_ready
+from supervisor.fleet import Phase, Policy, Traffic, answers_ready, is_ready
 from supervisor.reload import MIB
 from supervisor.state import STABLE_READY_S, next_deadline
 from tests.unit.supervisor.test_step import POLICY, Script, messages, notes, signals, spawns
@@ -87,7 +87,10 @@ def test_term_again_waits_on_int_cuts_the_delay_short_and_a_second_int_quits() -
     script.signal(signal.SIGTERM)
     assert script.signal(signal.SIGTERM, after=1.0) == []
     cut = script.signal(signal.SIGINT, after=1.0)
-    assert messages(cut) == ["shutting down (graceful) without the rest of shutdown_delay"]
+    assert messages(cut) == [
+        "shutting down (graceful) without the rest of shutdown_delay",
+        "press Ctrl-C again to stop at once",
+    ]
     assert notes(cut) == []
     assert signals(cut) == [(100, signal.SIGTERM)]
     quit_ = script.signal(signal.SIGINT)
@@ -226,3 +229,29 @@ def test_health_samples_keep_memory_and_cpu_of_known_workers() -> None:
     # A sample without CPU keeps the last one.
     script.feed(HealthSampled(((100, 6 * MIB),)))
     assert (script.state.workers[100].rss, script.state.workers[100].cpu_s) == (6 * MIB, 1.5)
+
+
+def test_during_a_usr2_upgrade_both_masters_answer_ready() -> None:
+    old = Script(workers=1)
+    old.start_serving()
+    old.signal(signal.SIGUSR2)
+    assert answers_ready(old.state)
+    old.signal(signal.SIGTERM)
+    # The new master stopped us: it serves, so the shared /readyz stays 200.
+    assert not is_ready(old.state)
+    assert answers_ready(old.state)
+    new = Script(workers=1)
+    new.feed(MasterStarted(takeover_from=old.upgrade_pid))
+    assert not is_ready(new.state)
+    assert answers_ready(new.state)
+    new.ready(100)
+    assert new.state.takeover_from is None
+    assert answers_ready(new.state)
+
+
+def test_the_first_ctrl_c_says_what_a_second_one_does() -> None:
+    script = Script(workers=1, policy=DELAY)
+    script.start_serving()
+    first = script.signal(signal.SIGINT)
+    assert messages(first)[-1] == "press Ctrl-C again to drain now"
+    assert script.phase() is Phase.DELAYING

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.pidfile import Pidfile, PidfileError, process_exists, read_pid
+from supervisor.pidfile import (
+    ForeignPidError,
+    Pidfile,
+    PidfileError,
+    process_exists,
+    read_pid,
+    running_master,
+)
 
 
 def dead_pid() -> int:
@@ -55,14 +62,77 @@ def test_garbage_pidfile_is_replaced(tmp_path: Path) -> None:
     assert read_pid(str(path)) == os.getpid()
 
 
-def test_live_owner_is_refused(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+def lock_in_child(path: Path) -> subprocess.Popen[str]:
+    """A process that holds a flock on `path` (like a master) until killed."""
+    code = (
+        "import fcntl, sys, time\n"
+        f"stream = open({str(path)!r})\n"
+        "fcntl.flock(stream, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def test_a_locked_pidfile_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "serve.pid"
+    path.write_text("4242\n")
+    holder = lock_in_child(path)
+    try:
+        with pytest.raises(PidfileError) as info:
+            Pidfile.create(str(path))
+        assert str(info.value) == f"pidfile {path} names running serve master 4242"
+        assert path.read_text() == "4242\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["serve.pid"]
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_a_live_pid_without_the_lock_is_stale(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "serve.pid"
     path.write_text(f"{sleeper.pid}\n")
+    pidfile = Pidfile.create(str(path))
+    assert read_pid(str(path)) == os.getpid()
+    assert f"(process {sleeper.pid} holds no lock on it)" in caplog.text
+    pidfile.remove()
+
+
+def test_running_master_trusts_the_lock_and_its_holder(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    path = tmp_path / "serve.pid"
+    pidfile = Pidfile.create(str(path))
+    assert running_master(str(path)) == os.getpid()
+    path.write_text(f"{sleeper.pid}\n")
+    with pytest.raises(ForeignPidError) as info:
+        running_master(str(path))
+    assert str(info.value) == (
+        f"pidfile {path} names process {sleeper.pid}, but serve master {os.getpid()} holds it"
+    )
+    pidfile.close()
     with pytest.raises(PidfileError) as info:
-        Pidfile.create(str(path))
-    assert str(info.value) == f"pidfile {path} names running process {sleeper.pid}"
-    assert path.read_text() == f"{sleeper.pid}\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["serve.pid"]
+        running_master(str(path))
+    assert str(info.value) == (
+        f"pidfile {path} names process {sleeper.pid}, which is not a serve master "
+        "(no master holds the pidfile)"
+    )
+
+
+def test_the_lock_follows_a_rename_and_ends_with_close(tmp_path: Path) -> None:
+    path = tmp_path / "serve.pid"
+    pidfile = Pidfile.create(str(path))
+    pidfile.rename(".oldbin")
+    assert running_master(str(path) + ".oldbin") == os.getpid()
+    # A new master's file beside it is not blocked by the old lock.
+    newer = Pidfile.create(str(path))
+    pidfile.remove()
+    newer.remove()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_zombie_is_not_running(tmp_path: Path) -> None:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.status import StatusError, format_status, read_status, status_path, write_status
+from supervisor.status import (
+    StatusError,
+    format_status,
+    read_status,
+    reload_outcome,
+    status_path,
+    write_status,
+)
 
 NOW = 1_700_000_000.0
 SNAPSHOT: dict[str, object] = {
@@ -55,6 +62,38 @@ def test_format_status_table() -> None:
         "101    3    ready     1m05s  45.5MiB  1200\n"
         "99999  2    draining  5s     -        7\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("last", "line"),
+    [
+        (
+            {"started_at": NOW - 3, "reason": "SIGHUP", "result": None},
+            "last reload: under way for 3s (SIGHUP)",
+        ),
+        (
+            {"finished_at": NOW - 70, "reason": "SIGHUP", "generation": 4, "result": "ok"},
+            "last reload: ok 1m10s ago (SIGHUP, generation 4)",
+        ),
+        (
+            {"finished_at": NOW - 2, "reason": "files changed", "result": "failed", "detail": "x"},
+            "last reload: failed 2s ago (files changed): x",
+        ),
+    ],
+)
+def test_format_status_shows_the_last_reload(last: dict[str, object], line: str) -> None:
+    lines = format_status({**SNAPSHOT, "last_reload": last}, now=NOW).splitlines()
+    assert lines[1] == line
+    assert lines[2].startswith("PID ")
+
+
+def test_reload_outcome_is_an_ended_reload_that_started_since() -> None:
+    last = {"started_at": NOW, "result": "ok"}
+    assert reload_outcome({"last_reload": last}, NOW) == last
+    assert reload_outcome({"last_reload": last}, NOW + 0.001) is None
+    assert reload_outcome({"last_reload": {**last, "result": None}}, NOW) is None
+    assert reload_outcome({"last_reload": None}, NOW) is None
+    assert reload_outcome({"last_reload": {**last, "started_at": "x"}}, NOW) is None
 
 
 def test_format_status_survives_bad_fields() -> None:

@@ -287,6 +287,7 @@ def test_second_sigint_during_graceful_stop_quits_immediately() -> None:
     script.start_serving()
     first = script.signal(signal.SIGINT)
     assert signals(first) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
+    assert messages(first)[-1] == "press Ctrl-C again to stop at once"
     second = script.signal(signal.SIGINT)
     assert "shutting down (immediate)" in messages(second)
     assert signals(second) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
@@ -405,6 +406,21 @@ def test_an_unexpected_exit_is_a_warning_and_a_requested_one_is_not() -> None:
     script.signal(signal.SIGTERM)
     stopped = script.exited(101, 0)
     assert [a.level for a in stopped if isinstance(a, Log)] == [logging.INFO]
+
+
+def test_a_booting_worker_that_our_stop_signal_killed_is_no_warning() -> None:
+    script = Script(workers=2)
+    script.feed(MasterStarted())
+    script.ready(100)
+    script.signal(signal.SIGTERM)
+    # Killed by our SIGTERM before its loop could catch it: a stop, as asked.
+    booting = script.exited(101, -signal.SIGTERM)
+    assert [(a.level, a.message) for a in booting if isinstance(a, Log)] == [
+        (logging.INFO, "worker 101 stopped while booting (killed by SIGTERM)")
+    ]
+    # A ready worker catches SIGTERM and drains: dying of it is not what was asked.
+    ready = script.exited(100, -signal.SIGTERM)
+    assert [a.level for a in ready if isinstance(a, Log)] == [logging.WARNING]
 
 
 @pytest.mark.parametrize(

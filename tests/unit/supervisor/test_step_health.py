@@ -6,7 +6,14 @@ import signal
 
 from supervisor.actions import Halt, ProbeHealth, Spawn
 from supervisor.events import GenerationLoaded, HealthSampled, MasterStarted
-from supervisor.fleet import Phase, Policy, WorkerState
+from supervisor.fleet import (
+    CRASH_LOOP_FAILURES,
+    STABLE_READY_S,
+    Phase,
+    Policy,
+    WorkerState,
+    is_live,
+)
 from supervisor.reload import ABORT_GRACE_S, MIB
 from supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
 from tests.unit.supervisor.test_step import (
@@ -125,7 +132,7 @@ def test_a_worker_without_heartbeat_is_aborted_for_its_stack_and_replaced_at_onc
         "worker 100 sent no heartbeat for 3.0s (worker_timeout 3s): "
         "its event loop is blocked; SIGABRT dumps its stack"
     )
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == [Spawn(0, 1)]
     assert script.state.workers[100].state is WorkerState.DRAINING
     script.ready(102)
@@ -160,7 +167,7 @@ def test_a_worker_draining_after_a_reload_that_hangs_is_aborted_for_its_stack() 
     assert signals(script.heartbeat(101, after=0.5)) == []
     actions = script.heartbeat(101, after=0.5)
     assert messages(actions)[0].startswith("worker 100 sent no heartbeat for 3.0s")
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == []
     # Replaced once, by the reload; the abort of a drain replaces nobody.
     assert script.state.restarts == {"reload": 1}
@@ -174,7 +181,7 @@ def test_a_retiring_worker_that_hangs_is_aborted_without_a_second_replacement() 
     script.start_serving()
     script.heartbeat(100, requests=3)
     actions = script.tick(LIMITED.worker_timeout_s)
-    assert signals(actions) == [(100, signal.SIGABRT)]
+    assert signals(actions) == [(100, signal.SIGABRT), (100, signal.SIGCONT)]
     assert spawns(actions) == []
 
 
@@ -204,3 +211,18 @@ def test_the_limit_of_a_reloaded_generation_applies_after_commit() -> None:
     assert script.state.policy == LIMITED
     assert script.phase() is Phase.SERVING
     assert POLICY.max_worker_memory is None
+
+
+def test_liveness_fails_while_a_slot_crash_loops_and_recovers_once_a_worker_is_stable() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    for crash in range(CRASH_LOOP_FAILURES):
+        assert is_live(script.state, script.now), crash
+        [pid] = script.pids()
+        script.exited(pid, 1, after=0.5)
+        script.tick(after=60.0)
+        [pid] = script.pids()
+        script.ready(pid)
+    assert not is_live(script.state, script.now)
+    assert not is_live(script.state, script.now + STABLE_READY_S - 0.1)
+    assert is_live(script.state, script.now + STABLE_READY_S)

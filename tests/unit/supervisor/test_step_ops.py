@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 
-from supervisor.actions import AbandonUpgrade, Log, ReopenLogs, StartUpgrade
+from supervisor.actions import AbandonUpgrade, Log, ReopenLogs, StartUpgrade, StopListening
 from supervisor.events import MasterStarted, UpgradeFailed
 from tests.unit.supervisor.test_step import Script, messages, notes, signals, spawns
 
@@ -33,6 +33,14 @@ def test_usr2_starts_one_new_master_and_then_waits_for_it() -> None:
     stop = script.signal(signal.SIGTERM)
     assert signals(stop) == [(100, signal.SIGTERM)]
     assert notes(stop) == ["stopping"]
+
+
+def test_only_a_stop_closes_the_listeners() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    assert StopListening() not in script.signal(signal.SIGHUP)
+    assert StopListening() not in script.signal(signal.SIGUSR2)
+    assert StopListening() in script.signal(signal.SIGTERM)
 
 
 def test_a_new_master_that_dies_early_leaves_this_one_serving() -> None:

@@ -89,7 +89,9 @@ def test_a_template_that_cannot_import_the_app_halts_the_first_start_with_code_4
     failed = script.feed(TemplateReported(900, LOAD_FAILED))
     assert messages(failed) == [f"template 900 cannot load the app: {LOAD_FAILED.message}"]
     stopped = script.exited(900, APP_LOAD_ERROR)
-    assert "the app cannot be loaded (exit code 4); stopping" in messages(stopped)
+    reason = f"the app cannot be loaded (exit code 4): {LOAD_FAILED.message}"
+    assert f"{reason}; stopping" in messages(stopped)
+    assert script.state.exit_reason == reason  # what reaches stderr
     assert halts(stopped) == [Halt(APP_LOAD_ERROR)]
     assert script.asked == []
 
@@ -131,6 +133,9 @@ def test_a_reload_whose_template_cannot_import_the_app_keeps_the_old_generation(
     failed = script.exited(901, APP_LOAD_ERROR)
     assert DropGeneration(2) in failed
     assert "generation 2 failed to boot; generation 1 keeps serving" in messages(failed)
+    last = script.state.last_reload
+    assert last is not None and last.result == "failed"
+    assert last.detail == f"generation 2 failed to boot: {LOAD_FAILED.message}"
     assert script.phase() is Phase.SERVING
     assert script.state.generation == 1
     assert signals(failed) == []

@@ -5,9 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 
+from server.channel import WorkerBootFailed
 from supervisor.actions import CommitGeneration, DropGeneration, LoadGeneration, Log, Spawn
-from supervisor.events import FilesChanged, GenerationFailed, GenerationLoaded, MasterStarted
-from supervisor.fleet import Phase, Policy
+from supervisor.events import (
+    FilesChanged,
+    GenerationFailed,
+    GenerationLoaded,
+    MasterStarted,
+    WorkerMessageReceived,
+)
+from supervisor.fleet import Phase, Policy, ReloadRecord
 from supervisor.state import STABLE_READY_S
 from tests.unit.supervisor.test_step import (
     POLICY,
@@ -69,7 +76,7 @@ def test_a_sighup_while_booting_waits_for_the_first_generation() -> None:
         "SIGHUP: reload queued until generation 1 is ready"
     ]
     first = script.ready(100)
-    assert "serve ready (1 workers)" in messages(first)
+    assert "serve ready (1 worker)" in messages(first)
     assert LoadGeneration(2) in first
 
 
@@ -194,3 +201,34 @@ def test_a_reload_while_stopping_is_ignored() -> None:
     actions = script.signal(signal.SIGHUP)
     assert messages(actions) == ["SIGHUP: reload ignored while stopping"]
     assert [a for a in actions if isinstance(a, LoadGeneration)] == []
+
+
+def test_the_last_reload_records_its_start_end_and_why_it_failed() -> None:
+    script = Script(workers=1)
+    script.start_serving()
+    assert script.state.last_reload is None
+    started = script.now + 1.0
+    script.signal(signal.SIGHUP, after=1.0)
+    assert script.state.last_reload == ReloadRecord(started, "SIGHUP", generation=2)
+    script.feed(WorkerMessageReceived(101, WorkerBootFailed(4, "SyntaxError in app.py")))
+    script.exited(101, 4, after=0.5)
+    assert script.state.last_reload == ReloadRecord(
+        started,
+        "SIGHUP",
+        generation=2,
+        result="failed",
+        finished=started + 0.5,
+        detail="generation 2 failed to boot: SyntaxError in app.py",
+    )
+    script.load = lambda generation: GenerationFailed(generation, BAD_YAML)
+    script.signal(signal.SIGHUP, after=1.0)
+    assert script.state.last_reload == ReloadRecord(
+        script.now, "SIGHUP", result="failed", finished=script.now, detail=BAD_YAML
+    )
+    script.load = lambda generation: GenerationLoaded(generation, 1, POLICY)
+    script.feed(FilesChanged(("app.py",)), after=1.0)
+    script.ready(102, after=0.25)
+    assert script.state.last_reload == ReloadRecord(
+        script.now - 0.25, "files changed", generation=3, result="ok", finished=script.now
+    )
+    assert script.state.reloads == {"failed": 2, "ok": 1}
