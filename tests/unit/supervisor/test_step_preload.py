@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from server.channel import WorkerBootFailed, WorkerReady
 from server.exitcodes import APP_LOAD_ERROR
-from supervisor.actions import Action, DropGeneration, Halt, Spawn, StartTemplate
+from supervisor.actions import Action, DropGeneration, Halt, Spawn, StartTemplate, StopListening
 from supervisor.events import (
     Event,
     GenerationLoaded,
@@ -204,10 +204,31 @@ def test_stopping_ends_the_template_and_halts_once_it_is_gone_too() -> None:
     script = PreloadScript()
     workers = script.start_serving()
     stopping = script.signal(signal.SIGTERM)
+    assert StopListening() in stopping
     assert sorted(signals(stopping)) == [(pid, signal.SIGTERM) for pid in [*workers, 900]]
     for pid in workers:
         assert halts(script.exited(pid, 0)) == []
     assert halts(script.exited(900, -signal.SIGTERM)) == [Halt(0)]
+
+
+def test_ttin_asks_the_template_for_one_more_worker_and_ttou_stops_one() -> None:
+    script = PreloadScript()
+    workers = script.start_serving()
+    up = script.signal(signal.SIGTTIN)
+    assert spawns(up) == [Spawn(2, 1)]
+    assert not any(isinstance(a, StartTemplate) for a in up)
+    script.answer_forks()
+    assert len(script.pids()) == 3
+    down = script.signal(signal.SIGTTOU)
+    assert signals(down) == [(max(script.pids()), signal.SIGTERM)]
+    assert set(workers) < set(script.pids())
+
+
+def test_ttin_while_the_template_imports_waits_for_it() -> None:
+    script = PreloadScript()
+    script.feed(MasterStarted())
+    assert spawns(script.signal(signal.SIGTTIN)) == []
+    assert spawns(script.template_ready(900)) == [Spawn(0, 1), Spawn(1, 1), Spawn(2, 1)]
 
 
 def test_a_template_that_ignores_its_sigterm_is_killed_after_the_grace() -> None:
