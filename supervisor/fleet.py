@@ -287,8 +287,11 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
 
 def is_live(state: SupervisorState, now: float) -> bool:
     """/healthz: no slot is crash-looping, that is, lost its last CRASH_LOOP_FAILURES
-    workers before they were stable and has no stable worker again yet. (That the loop
-    turns is proven by the answer itself.)"""
+    workers before they were stable and has no stable worker again yet, and no preload
+    template failed that many times in a row (no worker can be forked then). (That the
+    loop turns is proven by the answer itself.)"""
+    if state.template_failures >= CRASH_LOOP_FAILURES:
+        return False
     for number, slot in state.slots.items():
         if slot.failures < CRASH_LOOP_FAILURES:
             continue

@@ -18,7 +18,7 @@ from supervisor.events import (
     TemplateStartFailed,
     WorkerSpawned,
 )
-from supervisor.fleet import QUIT_GRACE_S, Phase, backoff_delay
+from supervisor.fleet import CRASH_LOOP_FAILURES, QUIT_GRACE_S, Phase, backoff_delay, is_live
 from supervisor.state import STABLE_READY_S, next_deadline
 from tests.unit.supervisor.test_step import POLICY, Script, halts, messages, signals, spawns
 
@@ -274,3 +274,17 @@ def test_a_template_that_answered_its_forks_has_no_deadline() -> None:
     assert template.kill_at is None
     later = signals(script.tick(POLICY.boot_timeout_s * 2))
     assert [pid for pid, _ in later if pid == template.pid] == []
+
+
+def test_liveness_fails_while_templates_keep_failing_and_recovers_with_one_that_imports() -> None:
+    script = PreloadScript()
+    script.start_serving()
+    for attempt in range(CRASH_LOOP_FAILURES):
+        assert is_live(script.state, script.now), attempt
+        [template] = script.state.templates
+        script.exited(template, -signal.SIGKILL)
+        script.tick(backoff_delay(attempt + 1))
+    assert not is_live(script.state, script.now)
+    [template] = script.state.templates
+    script.template_ready(template)
+    assert is_live(script.state, script.now)
