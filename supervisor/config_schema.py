@@ -142,6 +142,10 @@ class Config:
     )
     http2: HTTP2Spec = field(default=HTTP2Spec(), metadata=_doc("HTTP/2 (h2 and h2c)"))
     workers: int = field(default=1, metadata=_doc("number of worker processes"))
+    preload: bool = field(
+        default=False,
+        metadata=_doc("import the app once per generation in a template that forks the workers"),
+    )
     lifespan: LifespanMode = field(default="auto", metadata=_doc("ASGI lifespan: auto, on or off"))
     log_level: LogLevel = field(
         default="info", metadata=_doc("critical, error, warning, info or debug")
