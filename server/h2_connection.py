@@ -59,9 +59,16 @@ _WHOLE, _GONE = Sent.WHOLE, Sent.GONE
 
 def server_connection(settings: H2Settings) -> H2Connection:
     """h2's state machine for one connection, advertising our limits in its SETTINGS."""
-    conn = H2Connection(
-        H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+    config = H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=True,
+        # server.h2_scope builds every response and trailer field list already checked,
+        # lowercased and trimmed; h2's second pass cost a sixth of a small response.
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
     )
+    conn = H2Connection(config)
     conn.local_settings = Settings(
         client=False,
         initial_values={
@@ -84,6 +91,8 @@ class H2Session(asyncio.Protocol):
     ) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
+        # A write_out() is scheduled for this turn of the loop (write_soon).
+        self.flush_due = False
         self.transport = transport
         self.flow = flow
         self.info = info
@@ -247,9 +256,18 @@ class H2Session(asyncio.Protocol):
         return list(self._date_fields)
 
     def write_out(self) -> None:
+        self.flush_due = False
         data = self.conn.data_to_send()
         if data and not self.closed and self.ending.phase is not _LINGERING:
             self.transport.write(data)
+
+    def write_soon(self) -> None:
+        """What h2 has ready goes out when the loop next runs its callbacks, with what the
+        other streams add meanwhile: the responses a turn of the loop completes on this
+        connection leave in one write, not one each (h2load -m4: a quarter of the writes)."""
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self.write_out)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and not self.closed:
@@ -263,7 +281,7 @@ class H2Session(asyncio.Protocol):
         self.outbound.add(stream)
         if not self.write_paused:
             self.send_queued(stream)
-        self.write_out()
+        self.write_soon()
 
     def pump_all(self) -> None:
         if not self.write_paused and not self.closed:
@@ -303,6 +321,7 @@ class H2Session(asyncio.Protocol):
     # -- closing, deadlines, drain -------------------------------------------------------------
     def shut(self) -> None:
         """Stop every stream now and close once what is written is flushed."""
+        self.write_out()
         self.closed = True
         self.streams.lose_all()
         if not self.transport.is_closing():

@@ -121,6 +121,30 @@ class ServeProcess:
         self._log_file.close()
 
 
+def serve_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without SERVE_* variables, with the repo importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra or {})
+    return env
+
+
+def run_serve(
+    *args: str, cwd: Path = APPS_DIR, env: dict[str, str] | None = None, timeout: float = 90.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `serve ARGS` to its end (check, reload, stop, status, a start that fails) and
+    return its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "serve", *args],
+        cwd=cwd,
+        env=serve_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 StartServe = Callable[..., ServeProcess]
 
 
@@ -134,10 +158,7 @@ def launch(
 ) -> ServeProcess:
     """Start `python -m serve ARGS` (or `python SCRIPT ARGS`) with the repo importable
     and no SERVE_* variables leaking in from the caller's environment."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-    full_env["PYTHONPATH"] = str(ROOT)
-    full_env["PYTHONUNBUFFERED"] = "1"
-    full_env.update(env or {})
+    full_env = serve_env({"PYTHONUNBUFFERED": "1", **(env or {})})
     entry = [str(script)] if script is not None else ["-m", "serve"]
     return ServeProcess([sys.executable, *entry, *args], cwd, log_path, full_env)
 

@@ -4,34 +4,17 @@ without taking the port. What passes check starts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_serve
 
 pytestmark = pytest.mark.system
 
 
-def serve(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "serve.supervisor", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_an_app_that_does_not_import_fails_check_with_exit_4(tmp_path: Path) -> None:
-    result = serve("check", "nosuchmodule:app", cwd=tmp_path)
+    result = run_serve("check", "nosuchmodule:app", cwd=tmp_path)
     assert result.returncode == 4
     assert result.stderr == (
         "serve: error: app: cannot import module 'nosuchmodule' for app 'nosuchmodule:app': "
@@ -43,7 +26,7 @@ def test_an_app_that_does_not_import_fails_check_with_exit_4(tmp_path: Path) -> 
 def test_an_app_whose_import_hangs_fails_check_after_boot_timeout(tmp_path: Path) -> None:
     (tmp_path / "hangs.py").write_text("import time\ntime.sleep(60)\napp = None\n")
     (tmp_path / "serve.yaml").write_text("app: hangs:app\nboot_timeout: 1\n")
-    result = serve("check", "-c", "serve.yaml", cwd=tmp_path)
+    result = run_serve("check", "-c", "serve.yaml", cwd=tmp_path)
     assert result.returncode == 4
     assert result.stderr == (
         "serve: error: app: importing 'hangs:app' took longer than boot_timeout (1s)\n"
@@ -58,7 +41,7 @@ def test_a_log_config_that_dictconfig_rejects_fails_check(tmp_path: Path) -> Non
         "root:\n  handlers: [out]\n"
     )
     (tmp_path / "serve.yaml").write_text("app: app:app\nlog_config: logging.yaml\n")
-    result = serve("check", "-c", "serve.yaml", cwd=tmp_path)
+    result = run_serve("check", "-c", "serve.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(
         "serve: error: log_config logging.yaml: Unable to configure formatter 'custom'"
@@ -70,7 +53,7 @@ def test_a_log_config_that_dictconfig_rejects_fails_check(tmp_path: Path) -> Non
 def test_a_unix_socket_in_a_missing_directory_fails_check(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("async def app(scope, receive, send): pass\n")
     socket_path = tmp_path / "missing" / "serve.sock"
-    result = serve("check", "app:app", "--bind", f"unix:{socket_path}", cwd=tmp_path)
+    result = run_serve("check", "app:app", "--bind", f"unix:{socket_path}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
         f"serve: error: bind: cannot bind unix:{socket_path}: directory "
@@ -81,7 +64,7 @@ def test_a_unix_socket_in_a_missing_directory_fails_check(tmp_path: Path) -> Non
 def test_a_host_that_is_not_ours_fails_check(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("async def app(scope, receive, send): pass\n")
     # TEST-NET-1 (RFC 5737): never an address of this machine.
-    result = serve("check", "app:app", "--bind", "192.0.2.1:8000", cwd=tmp_path)
+    result = run_serve("check", "app:app", "--bind", "192.0.2.1:8000", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
         "serve: error: bind: cannot bind 192.0.2.1:8000: Cannot assign requested address\n"
@@ -97,5 +80,5 @@ def test_a_port_in_use_passes_check(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = serve("check", "app:app", "--bind", f"127.0.0.1:{port}", cwd=tmp_path)
+        result = run_serve("check", "app:app", "--bind", f"127.0.0.1:{port}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

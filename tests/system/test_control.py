@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -10,23 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import APPS_DIR, ROOT, ServeProcess, StartServe, wait_until, write_config
+from tests.conftest import (
+    ServeProcess,
+    StartServe,
+    run_serve,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.system
-
-
-def control(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "serve.supervisor", *args],
-        cwd=APPS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ def test_status_lists_the_master_and_every_worker(start_serve: StartServe, confi
     workers = two_workers(serve)
 
     def listed() -> str | None:
-        result = control("status", "-c", str(config))
+        result = run_serve("status", "-c", str(config))
         assert result.returncode == 0, result.stderr
         ready = [re.search(rf"^{pid} +1 +ready ", result.stdout, re.M) for pid in workers]
         return result.stdout if all(ready) else None
@@ -75,7 +66,7 @@ def test_status_lists_the_master_and_every_worker(start_serve: StartServe, confi
 def test_reload_sends_hup_and_the_workers_roll(start_serve: StartServe, config: Path) -> None:
     serve = running(start_serve, config)
     old = set(two_workers(serve))
-    result = control("reload", "-c", str(config))
+    result = run_serve("reload", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"serve master {serve.pid} reloaded: generation 2 is ready\n"
     # Ready means the new workers serve: the old ones are only draining.
@@ -88,7 +79,7 @@ def test_reload_sends_hup_and_the_workers_roll(start_serve: StartServe, config: 
 def test_stop_waits_until_the_master_exited(start_serve: StartServe, config: Path) -> None:
     serve = running(start_serve, config)
     workers = two_workers(serve)
-    result = control("stop", "-c", str(config))
+    result = run_serve("stop", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"serve master {serve.pid} stopped\n"
     # It has exited already: only the test (its parent) has not collected it yet.
@@ -100,7 +91,7 @@ def test_stop_waits_until_the_master_exited(start_serve: StartServe, config: Pat
 
 @pytest.mark.parametrize("command", ["reload", "stop", "status"])
 def test_no_pidfile_means_not_running(command: str, config: Path) -> None:
-    result = control(command, "-c", str(config))
+    result = run_serve(command, "-c", str(config))
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: serve is not running: cannot read pidfile {config.parent / 'serve.pid'}:"
@@ -113,8 +104,8 @@ def test_control_commands_do_not_need_the_tls_files(config: Path) -> None:
     # An operator may signal the master without being able to read its private key.
     text = config.read_text() + f"ssl:\n  certfile: {config.parent / 'unreadable.pem'}\n"
     config.write_text(text)
-    assert control("check", "-c", str(config)).returncode == 2
-    result = control("status", "-c", str(config))
+    assert run_serve("check", "-c", str(config)).returncode == 2
+    result = run_serve("status", "-c", str(config))
     assert result.returncode == 1
     assert "serve is not running" in result.stderr
 
@@ -130,7 +121,7 @@ def test_a_stale_pidfile_means_not_running(command: str, config: Path) -> None:
     pidfile = config.parent / "serve.pid"
     gone = dead_pid()
     pidfile.write_text(f"{gone}\n")
-    result = control(command, "-c", str(config))
+    result = run_serve(command, "-c", str(config))
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: serve is not running: pidfile {pidfile} names process {gone}, "
@@ -140,14 +131,14 @@ def test_a_stale_pidfile_means_not_running(command: str, config: Path) -> None:
 
 def test_the_pidfile_can_come_from_a_flag(tmp_path: Path) -> None:
     pidfile = tmp_path / "flag.pid"
-    result = control("status", "--pidfile", str(pidfile))
+    result = run_serve("status", "--pidfile", str(pidfile))
     assert result.returncode == 1
     assert f"cannot read pidfile {pidfile}" in result.stderr
 
 
 def test_without_a_pidfile_setting_it_is_a_config_error(tmp_path: Path) -> None:
     plain = write_config(tmp_path / "plain.yaml", app="master_apps:app")
-    result = control("stop", "-c", str(plain))
+    result = run_serve("stop", "-c", str(plain))
     assert result.returncode == 2
     assert result.stderr == (
         "serve: error: pidfile: not set: serve stop finds the master through it; set "

@@ -3,31 +3,15 @@ that a serve master holds it before they trust the pid written there."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import APPS_DIR, ROOT, StartServe, wait_until, write_config
+from tests.conftest import StartServe, run_serve, wait_until, write_config
 
 pytestmark = pytest.mark.system
-
-
-def control(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "serve.supervisor", *args],
-        cwd=APPS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -57,7 +41,7 @@ def test_a_pidfile_naming_a_stranger_is_never_signalled(
 ) -> None:
     pidfile = config.parent / "serve.pid"
     pidfile.write_text(f"{stranger.pid}\n")
-    result = control(command, "-c", str(config))
+    result = run_serve(command, "-c", str(config))
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: serve is not running: pidfile {pidfile} names process {stranger.pid}, "
@@ -78,7 +62,7 @@ def test_a_master_replaces_a_pidfile_naming_a_stranger(
     assert f"replacing stale pidfile {pidfile} (process {stranger.pid} holds no lock on it)" in (
         serve.log()
     )
-    result = control("status", "-c", str(config))
+    result = run_serve("status", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"master {serve.pid} ")
     assert stranger.poll() is None
@@ -94,7 +78,7 @@ def test_an_overwritten_pidfile_of_a_live_master_is_not_trusted(
     with pidfile.open("r+") as stream:
         stream.write(f"{stranger.pid}\n")
         stream.truncate()
-    result = control("reload", "-c", str(config))
+    result = run_serve("reload", "-c", str(config))
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: pidfile {pidfile} names process {stranger.pid}, but serve master "

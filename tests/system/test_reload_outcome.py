@@ -3,17 +3,14 @@ what a systemd ExecReload= and a deploy script act on."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import APPS_DIR, ROOT, StartServe, write_config
+from tests.conftest import StartServe, run_serve, write_config
 
 pytestmark = pytest.mark.system
 
@@ -24,20 +21,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"VERSION"})
 """
-
-
-def control(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "serve.supervisor", *args],
-        cwd=APPS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 def test_reload_waits_for_the_outcome_and_status_shows_it(
@@ -60,7 +43,7 @@ def test_reload_waits_for_the_outcome_and_status_shows_it(
     serve = start_serve(config=config)
 
     module.write_text("def app(:\n")
-    failed = control("reload", "-c", str(config))
+    failed = run_serve("reload", "-c", str(config))
     assert failed.returncode == 1, failed.stdout
     assert failed.stdout == ""
     assert re.fullmatch(
@@ -69,7 +52,7 @@ def test_reload_waits_for_the_outcome_and_status_shows_it(
         failed.stderr,
     ), failed.stderr
     assert httpx.get(serve.url, timeout=10).text == "v1"
-    status = control("status", "-c", str(config))
+    status = run_serve("status", "-c", str(config))
     assert status.returncode == 0, status.stderr
     line = status.stdout.splitlines()[1]
     assert re.fullmatch(
@@ -79,12 +62,12 @@ def test_reload_waits_for_the_outcome_and_status_shows_it(
     ), status.stdout
 
     module.write_text(GOOD_APP.replace("VERSION", "v2"))
-    done = control("reload", "-c", str(config))
+    done = run_serve("reload", "-c", str(config))
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"serve master {serve.pid} reloaded: generation 3 is ready\n"
     # Ready means serving: the answer comes from the new code at once.
     assert httpx.get(serve.url, timeout=10).text == "v2"
-    status = control("status", "-c", str(config))
+    status = run_serve("status", "-c", str(config))
     assert re.fullmatch(
         r"last reload: ok \d+s ago \(SIGHUP, generation 3\)", status.stdout.splitlines()[1]
     ), status.stdout
@@ -106,7 +89,7 @@ def test_a_reload_the_master_cannot_apply_fails_at_once(
         taken.listen()
         port = taken.getsockname()[1]
         config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
-        result = control("reload", "-c", str(config))
+        result = run_serve("reload", "-c", str(config))
     assert result.returncode == 1
     assert result.stderr == (
         f"serve: error: reload failed: cannot bind 127.0.0.1:{port}: Address already in use; "

@@ -50,6 +50,11 @@ class Peer:
             if isinstance(e, ev.DataReceived) and e.stream_id == stream_id
         )
 
+    def received(self, stream_id: int) -> int:
+        """Body bytes of the stream so far, after reading what was written."""
+        self.read()
+        return len(self.body(stream_id))
+
     def ended(self, stream_id: int) -> bool:
         self.read()
         return any(isinstance(e, ev.StreamEnded) and e.stream_id == stream_id for e in self.events)
@@ -122,8 +127,7 @@ def test_a_shut_window_holds_the_app_until_the_client_opens_it() -> None:
         await until(lambda: len(progress) == 1 and session.outbound.sending)
         stream = session.streams.open[1]
         assert stream.flow.write_paused
-        peer.read()
-        assert len(peer.body(1)) == 1500
+        await until(lambda: peer.received(1) == 1500)
         assert len(progress) == 1
         peer.h2.increment_flow_control_window(10_000, stream_id=1)
         peer.h2.increment_flow_control_window(10_000)
@@ -163,6 +167,7 @@ def test_the_drain_ends_an_idle_connection_with_goaway() -> None:
         await until(lambda: peer.ended(1))
         ctx.draining = True
         session.check_deadline(10.0)
+        await until(lambda: peer.transport.buffer)
         (goaway,) = peer.read()
         assert isinstance(goaway, ev.ConnectionTerminated)
         assert goaway.last_stream_id == 1
