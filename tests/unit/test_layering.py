@@ -112,3 +112,28 @@ def test_the_worker_never_imports_the_master() -> None:
         if module.startswith("serve.server")
     }
     assert {module: targets for module, targets in upward.items() if targets} == {}
+
+
+def worker_layer(module: str) -> int:
+    """0: shared by every protocol (cycle, scope, context, leaves); 1: one protocol's own
+    (h1_*, h2_*, ws_*, their settings aside); 2: the process (worker, entry)."""
+    name = module.rpartition(".")[2]
+    if name in ("entry", "worker"):
+        return 2
+    if name.split("_")[0] in ("h1", "h2", "ws") and not name.endswith("_settings"):
+        return 1
+    return 0
+
+
+def test_shared_worker_modules_import_no_protocol_and_protocols_no_process() -> None:
+    """What HTTP/1.1, HTTP/2 and WebSocket share (the cycle, the scope, the context) never
+    reaches up into one of them, as the cycle once did for an h1 exception."""
+    graph = import_graph()
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("serve.server.")
+        for target in targets
+        if target.startswith("serve.server.") and worker_layer(target) > worker_layer(module)
+    )
+    assert upward == []
