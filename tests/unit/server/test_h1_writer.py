@@ -62,3 +62,17 @@ def test_error_response_closes_and_has_length() -> None:
 @pytest.mark.parametrize(("status", "empty"), [(100, True), (204, True), (304, True), (200, False)])
 def test_statuses_without_content(status: int, empty: bool) -> None:
     assert (status in hf.NO_BODY_STATUSES) is empty
+
+
+def test_the_content_length_policy_is_one_for_every_protocol() -> None:
+    # The first body message may not exceed the declared length: nothing is sent yet.
+    assert hf.first_part(10, 4) == 6
+    with pytest.raises(InvalidResponse):
+        hf.first_part(3, 4)
+    # A later one that goes over raises into the app (the head is out already).
+    assert hf.next_part(6, 6) == 0
+    with pytest.raises(RuntimeError):
+        hf.next_part(6, 7)
+    # A body that ends short is reported (the connection or stream cannot end cleanly).
+    assert hf.ended_whole(0)
+    assert not hf.ended_whole(2)
