@@ -2,7 +2,8 @@
 
 Rules: the stream turns what the cycle asks into requests to its session, through the
 narrow StreamSession it is handed, and neither feeds h2 nor writes itself: the session
-(server.h2_connection) does both, and sends DATA as the flow-control windows allow. Backpressure both ways:
+(server.h2_connection) does both, and sends DATA as the flow-control windows allow.
+Backpressure both ways:
 - out: body bytes the windows do not let out yet wait in `out`; meanwhile the stream's flow
   is paused and the app's send() waits in drain(), so a stream holds at most one app message.
 - in: request body bytes reach the cycle at once but are acknowledged to h2 (which grants
