@@ -61,13 +61,19 @@ from serve.supervisor.events import (
     WorkerMessageReceived,
     WorkerSpawned,
 )
-from serve.supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
+from serve.supervisor.fleet import (
+    RUNNING,
+    Policy,
+    SupervisorState,
+    handed_over,
+    initial_state,
+    status_text,
+)
 from serve.supervisor.generations import Resources
 from serve.supervisor.logsetup import apply_logging, logging_changed
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
 from serve.supervisor.process import reap_children, send_signal, spawn_worker, wait_for
-from serve.supervisor.reload import status_text
 from serve.supervisor.signals import SignalCatcher
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step

@@ -1,7 +1,7 @@
 """The master's knowledge as frozen records: workers, slots, phase and policy.
 
 Rules: no IO, no behaviour beyond small pure queries and copy-on-write updates; state.py
-and reload.py decide, this module only describes. Records are never mutated: every change
+and the modules it calls decide, this module only describes. Records are never mutated: every change
 builds a new SupervisorState, so a step() can be replayed and compared in tests.
 
 Counters (restarts by reason, reloads by result, the traffic of exited workers) only
@@ -227,6 +227,13 @@ def backoff_delay(failures: int) -> float:
 def workers_text(count: int) -> str:
     """'1 worker', '2 workers'."""
     return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def status_text(state: SupervisorState) -> str:
+    """One line for sd_notify STATUS and the logs: phase, worker count, generation."""
+    ready = sum(1 for r in state.workers.values() if r.state is WorkerState.READY)
+    phase, generation = state.phase.value, state.generation
+    return f"{phase}: {ready} of {state.desired} workers ready (generation {generation})"
 
 
 def exit_text(exitcode: int) -> str:

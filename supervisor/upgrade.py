@@ -13,7 +13,7 @@ Rules:
   is its parent, so a stale variable never makes it signal a stranger. Once its own
   workers are ready it sends SIGTERM to the old master, which drains like on any stop.
 - The new master is the old one's child until that one exits, so the old master reaps it
-  if it dies early and then keeps serving (state.py decides, take_back() recreates the
+  if it dies early and then keeps serving (takeover.py decides, take_back() recreates the
   pidfile).
 """
 
