@@ -44,3 +44,13 @@ def run_worker(
         return APP_LOAD_ERROR
     worker = Worker(settings, app, listeners, channel)
     return uvloop.run(worker.run())
+
+
+def app_load_error(app: str, *, factory: bool, app_dir: str) -> str | None:
+    """Why a worker could not import `app` (the message it would exit with code 4 for), or
+    None when the import works: `serve check` asks this in a child process, before any fork."""
+    try:
+        load_app(app, factory=factory, app_dir=app_dir)
+    except AppLoadError as exc:
+        return str(exc)
+    return None

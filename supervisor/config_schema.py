@@ -14,17 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from serve.server.h2_settings import H2Settings
 from serve.server.settings import (
     DEFAULT_ACCESS_LOG_FORMAT,
+    ASGIApp,
     CertReqs,
+    H2Settings,
     Limits,
     TLSSettings,
     TLSVersion,
     WorkerSettings,
+    WSMode,
+    WSSettings,
 )
-from serve.server.types import ASGIApp
-from serve.server.ws_settings import WSMode, WSSettings
 from serve.supervisor.config_shedding import SheddingSpec
 
 LifespanMode = Literal["auto", "on", "off"]

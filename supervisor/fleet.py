@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from serve.server.channel import WorkerHeartbeat
-from serve.server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
+from serve.server.channel import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES, WorkerHeartbeat
 from serve.supervisor.actions import Action, SendSignal
 from serve.supervisor.config_schema import Config
 
