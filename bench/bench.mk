@@ -8,7 +8,7 @@ BENCH_ARGS  ?=
 # apt-get needs root; elsewhere go through sudo.
 BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-shedding
+.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-preload bench-shedding
 
 $(BENCH_PY):
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -41,3 +41,7 @@ bench-shedding: bench-venv
 
 bench-quick: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run --quick $(BENCH_ARGS)
+
+# Memory per worker with and without preload (bench/preload_memory.py); needs no load tool.
+bench-preload: bench-venv
+	$(BENCH_PY) -m bench.preload_memory $(BENCH_ARGS)

@@ -32,6 +32,7 @@ import h2.exceptions
 
 from bench import h2client
 from bench.app import DOWNLOAD, JSON_DOC, PLAINTEXT, STREAM_CHUNK, STREAM_CHUNKS
+from bench.servers import APP
 
 LUA = Path(__file__).resolve().parent / "scenario.lua"
 ECHO_BYTES = 64 * 1024
@@ -54,6 +55,64 @@ class Scenario:
     expected_bytes: int
     meaning: str
     protocol: str = "h1"
+    # The app every server runs for it, and the path that tells a started one is ready.
+    app: str = APP
+    ready_path: str = "/"
+    # The request body: `body_bytes` of "a", or a JSON object {"data": "aaa..."} that long.
+    json_body: bool = False
+
+    def body(self) -> bytes | None:
+        if not self.body_bytes:
+            return None
+        if self.json_body:
+            return b'{"data":"%s"}' % (b"a" * (self.body_bytes - len(b'{"data":""}')))
+        return b"a" * self.body_bytes
+
+
+def _framework_scenarios(prefix: str, app: str, framework: str) -> list[Scenario]:
+    """The four request shapes of bench/frameworks.py, against its app of `framework`."""
+    # Imported here: the framework scenarios need fastapi in the bench venv, the others not.
+    from bench.frameworks import ITEM_BYTES, ITEM_PATH, POST_ANSWER_BYTES, POST_BYTES
+
+    item = f"an `async def` JSON route with a path parameter and a query ({framework})"
+    shapes = [
+        ("", ITEM_PATH, f"GET {ITEM_PATH}: {item}"),
+        ("-sync", f"/sync{ITEM_PATH}", f"the same route as a sync `def` ({framework})"),
+        (
+            "-mw",
+            f"/mw{ITEM_PATH}",
+            f"the async route below a mount with a middleware ({framework})",
+        ),
+    ]
+    scenarios = [
+        Scenario(
+            f"{prefix}{suffix}",
+            path,
+            "GET",
+            0,
+            False,
+            ITEM_BYTES,
+            meaning,
+            app=app,
+            ready_path=ITEM_PATH,
+        )
+        for suffix, path, meaning in shapes
+    ]
+    scenarios.append(
+        Scenario(
+            f"{prefix}-post100k",
+            "/upload",
+            "POST",
+            POST_BYTES,
+            False,
+            POST_ANSWER_BYTES,
+            f"POST /upload with a 100 KiB JSON body that the app parses ({framework})",
+            app=app,
+            ready_path=ITEM_PATH,
+            json_body=True,
+        )
+    )
+    return scenarios
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -89,8 +148,15 @@ SCENARIOS: dict[str, Scenario] = {
             f"flight, c/{H2_STREAMS} connections x {H2_STREAMS} concurrent streams",
             protocol="h2",
         ),
+        *_framework_scenarios("fastapi", "bench.frameworks:fastapi_app", "FastAPI"),
+        *_framework_scenarios("starlette", "bench.frameworks:starlette_app", "Starlette"),
     )
 }  # fmt: skip
+
+
+def group_of(scenario: str) -> tuple[str, str]:
+    """A scenario's launch group: its protocol and the app every server runs for it."""
+    return SCENARIOS[scenario].protocol, SCENARIOS[scenario].app
 
 
 @dataclass(frozen=True)
@@ -116,8 +182,10 @@ def probe(port: int, scenario: Scenario) -> str | None:
     """One real request; returns what is wrong with the answer, or None when it is right."""
     if scenario.protocol == "h2":
         return _probe_h2(port, scenario)
-    body = b"a" * scenario.body_bytes if scenario.body_bytes else None
+    body = scenario.body()
     headers = {"Connection": "close"} if scenario.close else {}
+    if scenario.json_body:
+        headers["Content-Type"] = "application/json"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(scenario.method, scenario.path, body=body, headers=headers)
@@ -131,7 +199,7 @@ def probe(port: int, scenario: Scenario) -> str | None:
         return f"status {response.status}"
     if len(data) != scenario.expected_bytes:
         return f"body of {len(data)} bytes, expected {scenario.expected_bytes}"
-    if body is not None and data != body:
+    if body is not None and not scenario.json_body and data != body:
         return "echoed body differs from the request body"
     return None
 
@@ -157,6 +225,7 @@ def wrk_command(
         "-d", f"{duration_s}s", "--latency", "-s", str(LUA),
         f"http://127.0.0.1:{port}{scenario.path}", "--",
         scenario.method, str(scenario.body_bytes), "close" if scenario.close else "keep-alive",
+        "json" if scenario.json_body else "bytes",
     ]  # fmt: skip
 
 

@@ -12,14 +12,16 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load import SCENARIOS
-from bench.servers import SERVERS
+from bench.servers import SERVERS, speakers
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "bench"
+LOAD_TOOLS = {"h1": "wrk", "h2": "h2load"}
 
 
 @dataclass(frozen=True)
@@ -106,3 +108,17 @@ def parse_options(argv: list[str]) -> Options:
         chart=Path(a.chart),
         json=Path(a.json),
     )
+
+
+def cannot_run(o: Options) -> str | None:
+    """Why this plan cannot run on this machine, or None."""
+    protocols = {SCENARIOS[n].protocol for n in o.scenarios}
+    if protocols == {"h2"} and not set(o.servers) & set(speakers("h2")):
+        return f"--servers: none of them speaks HTTP/2 (those that do: {', '.join(speakers('h2'))})"
+    for tool in ["taskset", *(LOAD_TOOLS[p] for p in sorted(protocols))]:
+        if shutil.which(tool) is None:
+            return (
+                f"{tool} not found (make bench installs wrk, and h2load from nghttp2-client; "
+                "taskset is util-linux)"
+            )
+    return None

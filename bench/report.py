@@ -21,21 +21,25 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import SCENARIOS
+from bench.servers import APP
 
 STABLE_SPREAD_PCT = 10.0
 NOISY_PCT = 10.0
 BASELINE = "uvicorn"
 FLOOR = "floor"
 OURS = "serve"
-# Section 2 of the performance issue: minimum serve / uvicorn requests/s per scenario.
-TARGETS: dict[tuple[str, int], float] = {("plaintext", 1): 1.5, ("plaintext", 2): 1.3}
+# Minimum serve / uvicorn requests/s per scenario (frameworks: issue 15; sync routes 1.0x).
+TARGETS: dict[tuple[str, int], float] = {("plaintext", 1): 1.5, ("plaintext", 2): 1.3} | {
+    (f"{fw}{shape}", w): 1.0 if shape == "-sync" else 1.25
+    for fw in ("fastapi", "starlette") for shape in ("", "-sync", "-mw", "-post100k") for w in (1,2)
+}  # fmt: skip
 DEFAULT_TARGET = 1.2
 # The two servers each protocol's ratios compare with. HTTP/2: hypercorn is pure Python on the
-# h2 library, the nearest peer to serve; granian (Rust) is the fast end, as the floor is
-# for HTTP/1.1.
+# h2 library, the nearest peer to serve; granian (Rust) is the fast end, as the floor is for h1.
 REFERENCES: dict[str, tuple[str, str]] = {
     "h1": (BASELINE, FLOOR),
     "h2": ("hypercorn", "granian"),
+    "framework": (BASELINE, "granian"),
 }
 
 
@@ -192,7 +196,7 @@ def headline(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
             lines.append([
                 scenario, str(ours.workers), str(ours.concurrency), f"{ours.rps:,.0f}",
                 "-" if base is None else f"{base.rps:,.0f}", f"**{_x(vs_base)}**",
-                f">= {target:.1f}x", met, _x(cpu_ratio(rows, ours, BASELINE)), p99,
+                f">= {target:g}x", met, _x(cpu_ratio(rows, ours, BASELINE)), p99,
                 _x(ratio(rows, ours, "granian")), _x(ratio(rows, ours, FLOOR)),
             ])  # fmt: skip
     if not lines:
@@ -227,6 +231,10 @@ def headline_h2(rows: dict[Key, Row], scenarios: Sequence[str]) -> list[str]:
     return _table(header, lines)
 
 
+def _raw(scenario: str) -> bool:
+    return SCENARIOS[scenario].app == APP
+
+
 def _of(scenarios: Iterable[str], protocol: str) -> list[str]:
     return [name for name in scenarios if SCENARIOS[name].protocol == protocol]
 
@@ -235,7 +243,7 @@ def resources(rows: dict[Key, Row]) -> list[str]:
     """RSS per worker and start-to-first-response, serve against uvicorn, per worker count."""
     lines: list[list[str]] = []
     # Over HTTP/1.1 only: uvicorn runs nothing else, and serve's HTTP/2 launch is another setup.
-    h1 = {k: r for k, r in rows.items() if SCENARIOS[k[1]].protocol == "h1"}
+    h1 = {k: r for k, r in rows.items() if SCENARIOS[k[1]].protocol == "h1" and _raw(k[1])}
     for workers in sorted({k[2] for k in h1 if k[0] == OURS}):
         ours = [r for k, r in h1.items() if k[0] == OURS and k[2] == workers]
         base = [r for k, r in h1.items() if k[0] == BASELINE and k[2] == workers]
@@ -253,17 +261,15 @@ def resources(rows: dict[Key, Row]) -> list[str]:
     if not lines:
         return []
     header = [
-        "w",
-        "max RSS/worker MiB serve / uvicorn",
+        "w", "max RSS/worker MiB serve / uvicorn", "<= uvicorn", "start ms serve / uvicorn",
         "<= uvicorn",
-        "start ms serve / uvicorn",
-        "<= uvicorn",
-    ]
+    ]  # fmt: skip
     return _table(header, lines)
 
 
 def detail(rows: dict[Key, Row], scenario: str, servers: Sequence[str]) -> list[str]:
-    base, second = REFERENCES[SCENARIOS[scenario].protocol]
+    # The floor runs only the raw app: a framework scenario compares with granian instead.
+    base, second = REFERENCES[SCENARIOS[scenario].protocol if _raw(scenario) else "framework"]
     lines: list[list[str]] = []
     for workers, conc in sorted({(k[2], k[3]) for k in rows if k[1] == scenario}):
         for server in servers:

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import machine, report, sections
-from bench.load import SCENARIOS, LoadResult, h2load_command, probe, run_load, wrk_command
+from bench.load import (
+    SCENARIOS,
+    LoadResult,
+    group_of,
+    h2load_command,
+    probe,
+    run_load,
+    wrk_command,
+)
 from bench.machine import CpuUse
-from bench.options import ROOT, Options, parse_options
-from bench.servers import SERVERS, RunningServer, speakers
+from bench.options import LOAD_TOOLS, ROOT, Options, cannot_run, parse_options
+from bench.servers import APP, SERVERS, RunningServer, speakers
 
 _SETTLE_S = 0.3  # per wrk run: process start and the report line
 _START_S = 3.0  # per server start: boot, probes, stop
 _NOISE_SHARE = 0.1
 _PROTOCOLS = ("h1", "h2")
-_LOAD_TOOLS = {"h1": "wrk", "h2": "h2load"}
 _THREADS = {
     "h1": "1 wrk thread with `--latency`",
     "h2": "1 h2load thread with `--log-file` for latencies",
@@ -80,9 +86,12 @@ class Bench:
         self.cut = ""
         self.logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
         self.latency_log = self.logs / "h2load-latency.tsv"
-        self.protocols = [p for p in _PROTOCOLS if self._scenarios(p)]
+        # Launch groups: a protocol and the app every server runs for its scenarios.
+        self.groups = list(dict.fromkeys(group_of(n) for n in options.scenarios))
+        self.groups.sort(key=lambda group: _PROTOCOLS.index(group[0]))
+        self.protocols = [p for p in _PROTOCOLS if any(g[0] == p for g in self.groups)]
         self.total = sum(
-            len(options.workers) * len(self.servers(SCENARIOS[name].protocol))
+            len(options.workers) * len(self._for(name))
             * len(options.concurrency) * options.runs
             for name in options.scenarios
         )  # fmt: skip
@@ -92,16 +101,20 @@ class Bench:
         # by a tenth: on a machine that is never quiet they do not help, only make it late.
         self.noise_budget_s = _NOISE_SHARE * self.estimate_s()
 
-    def servers(self, protocol: str) -> list[str]:
-        """The chosen servers that speak `protocol`, in run order."""
-        return [n for n in self.o.servers if n in speakers(protocol)]
+    def servers(self, group: tuple[str, str]) -> list[str]:
+        """The chosen servers that run the group's protocol, app and a scenario of it, in order."""
+        shapes, able = self._scenarios(group), speakers(*group)
+        return [n for n in self.o.servers if n in able and any(map(SERVERS[n].runs, shapes))]
 
-    def _scenarios(self, protocol: str) -> list[str]:
-        return [n for n in self.o.scenarios if SCENARIOS[n].protocol == protocol]
+    def _for(self, scenario: str) -> list[str]:
+        return [n for n in self.servers(group_of(scenario)) if SERVERS[n].runs(scenario)]
+
+    def _scenarios(self, group: tuple[str, str]) -> list[str]:
+        return [n for n in self.o.scenarios if group_of(n) == group]
 
     def estimate_s(self) -> float:
         o = self.o
-        launches = sum(len(self.servers(p)) for p in self.protocols) * len(o.workers)
+        launches = sum(len(self.servers(g)) for g in self.groups) * len(o.workers)
         warmups = self.total / len(o.concurrency) / o.runs * (o.warmup + _SETTLE_S)
         return self.total * (o.duration + _SETTLE_S) + warmups + launches * (o.runs + 1) * _START_S
 
@@ -109,11 +122,13 @@ class Bench:
         for workers in self.o.workers:
             pin = pinning(workers)
             os.sched_setaffinity(0, {int(c) for c in pin.wrk_cpus.split(",")})
-            for protocol in self.protocols:
-                self._time_starts(protocol, workers, pin)
-                live = self._start_all(protocol, workers, pin)
+            for group in self.groups:
+                if group[1] == APP:
+                    # Start times are those of the raw app; a framework's import is its own.
+                    self._time_starts(group, workers, pin)
+                live = self._start_all(group, workers, pin)
                 try:
-                    for scenario in self._scenarios(protocol):
+                    for scenario in self._scenarios(group):
                         self._scenario(live, scenario, pin)
                         if time.monotonic() > self.deadline:
                             self.cut = f"stopped at the {self.o.max_minutes:.0f}-minute limit"
@@ -123,13 +138,17 @@ class Bench:
                         server.stop()
 
     def _launch(
-        self, name: str, protocol: str, workers: int, pin: Pinning, tag: str
+        self, name: str, group: tuple[str, str], workers: int, pin: Pinning, tag: str
     ) -> RunningServer | None:
         """Start one server and wait for its first answer and all its workers; None if it fails."""
-        suffix = "" if protocol == "h1" else f"-{protocol}"
+        protocol, app = group
+        suffix = ("" if protocol == "h1" else f"-{protocol}") + ("" if app == APP else f"-{app}")
         log_path = self.logs / f"{name}{suffix}-w{workers}-{tag}.log"
+        ready_path = SCENARIOS[self._scenarios(group)[0]].ready_path
+        log = log_path.open("wb")
+        spec, cpus = SERVERS[name], pin.server_cpus
         server = RunningServer(
-            SERVERS[name], workers, pin.server_cpus, ROOT, log_path.open("wb"), protocol=protocol
+            spec, workers, cpus, ROOT, log, protocol=protocol, app=app, ready_path=ready_path
         )
         try:
             ms = server.wait_ready() * 1000
@@ -137,7 +156,7 @@ class Bench:
         except RuntimeError as exc:
             server.stop()
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            self.failures[(name, workers, _every(protocol))] = (
+            self.failures[(name, workers, _every(group))] = (
                 f"{exc}; log: {' / '.join(tail) or '(empty)'}"
             )
             _progress(f"{name}{suffix} w{workers}: FAILED to start: {exc}")
@@ -145,29 +164,30 @@ class Bench:
         self.starts.append(report.StartSample(name, workers, ms, protocol))
         return server
 
-    def _time_starts(self, protocol: str, workers: int, pin: Pinning) -> None:
+    def _time_starts(self, group: tuple[str, str], workers: int, pin: Pinning) -> None:
         """Start-to-first-response, `runs` times per server, each alone on a quiet machine."""
         for rep in range(self.o.runs):
-            for name in self.servers(protocol):
-                if (name, workers, _every(protocol)) in self.failures:
+            for name in self.servers(group):
+                if (name, workers, _every(group)) in self.failures:
                     continue
                 self._wait_for_quiet()
-                server = self._launch(name, protocol, workers, pin, f"start{rep + 1}")
+                server = self._launch(name, group, workers, pin, f"start{rep + 1}")
                 if server is not None:
                     server.stop()
 
-    def _start_all(self, protocol: str, workers: int, pin: Pinning) -> list[RunningServer]:
+    def _start_all(self, group: tuple[str, str], workers: int, pin: Pinning) -> list[RunningServer]:
         # Every server stays up, idle, while the others are measured: runs of one cell are
         # then seconds apart, not minutes, and the machine's drift hits every server alike.
         live = []
-        for name in self.servers(protocol):
-            if (name, workers, _every(protocol)) not in self.failures:
-                server = self._launch(name, protocol, workers, pin, "bench")
+        for name in self.servers(group):
+            if (name, workers, _every(group)) not in self.failures:
+                server = self._launch(name, group, workers, pin, "bench")
                 if server is not None:
                     live.append(server)
         return live
 
-    def _scenario(self, live: list[RunningServer], name: str, pin: Pinning) -> None:
+    def _scenario(self, every: list[RunningServer], name: str, pin: Pinning) -> None:
+        live = [server for server in every if server.spec.runs(name)]
         ready = []
         for server in live:
             wrong = probe(server.port, SCENARIOS[name])
@@ -184,7 +204,7 @@ class Bench:
             for rep in range(1, self.o.runs + 1):
                 for server in ready:
                     self._cell(server, name, conc, rep, pin)
-        skipped = len(live) - len(ready) + len(self.servers(SCENARIOS[name].protocol)) - len(live)
+        skipped = len(self._for(name)) - len(ready)
         self.done += skipped * len(self.o.concurrency) * self.o.runs
 
     def _cell(self, server: RunningServer, name: str, conc: int, rep: int, pin: Pinning) -> None:
@@ -249,9 +269,11 @@ class Bench:
         return run_load(server.port, scenario, conc, seconds, pin.wrk_cpus, log=self.latency_log)
 
 
-def _every(protocol: str) -> str:
-    """The failure key of a server that did not start: every scenario of that protocol."""
-    return "*" if protocol == "h1" else f"* {protocol}"
+def _every(group: tuple[str, str]) -> str:
+    """The failure key of a server that did not start: every scenario of that group."""
+    protocol, app = group
+    key = "*" if protocol == "h1" else f"* {protocol}"
+    return key if app == APP else f"{key} {app}"
 
 
 def _progress(text: str, end: str = "\n") -> None:
@@ -269,7 +291,7 @@ def _meta(bench: Bench, argv: list[str]) -> report.Meta:
     pins = {w: pinning(w) for w in o.workers}
     commands = []
     for protocol in bench.protocols:
-        for name in bench.servers(protocol):
+        for name in bench.servers((protocol, APP)):
             spec = SERVERS[name]
             launcher = spec.command(protocol)
             assert launcher is not None  # bench.servers() lists only the servers that have one
@@ -293,7 +315,7 @@ def _meta(bench: Bench, argv: list[str]) -> report.Meta:
         )
         tools.append(machine.tool_version(["h2load", "--version"]))
     tools += [f"{p} {machine.version(p)}" for p in ("uvloop", "httptools")]
-    load = " or ".join(_LOAD_TOOLS[p] for p in bench.protocols)
+    load = " or ".join(LOAD_TOOLS[p] for p in bench.protocols)
     threads = " or ".join(_THREADS[p] for p in bench.protocols)
     return report.Meta(
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -340,24 +362,10 @@ def _and(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
-def _cannot_run(o: Options) -> str | None:
-    """Why this plan cannot run on this machine, or None."""
-    protocols = {SCENARIOS[n].protocol for n in o.scenarios}
-    if protocols == {"h2"} and not set(o.servers) & set(speakers("h2")):
-        return f"--servers: none of them speaks HTTP/2 (those that do: {_and(speakers('h2'))})"
-    for tool in ["taskset", *(_LOAD_TOOLS[p] for p in sorted(protocols))]:
-        if shutil.which(tool) is None:
-            return (
-                f"{tool} not found (make bench installs wrk, and h2load from nghttp2-client; "
-                "taskset is util-linux)"
-            )
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     options = parse_options(args)
-    problem = _cannot_run(options)
+    problem = cannot_run(options)
     if problem:
         _progress(f"bench: {problem}")
         return 2

@@ -1,11 +1,16 @@
--- wrk script shared by every scenario: `wrk ... -s bench/scenario.lua URL -- METHOD BODY_BYTES CONNECTION`
+-- wrk script shared by every scenario:
+-- `wrk ... -s bench/scenario.lua URL -- METHOD BODY_BYTES CONNECTION BODY_KIND` (BODY_KIND: bytes or json)
 -- It only sets the static request (wrk builds it once per thread, so there is no Lua work per
 -- request) and prints the summary as one JSON line that bench/wrk.py reads.
 
 function init(args)
    wrk.method = args[1] or "GET"
    local size = tonumber(args[2] or "0")
-   if size > 0 then
+   if size > 0 and args[4] == "json" then
+      -- {"data": "aaa..."}, `size` bytes in all (bench/load.py Scenario.body)
+      wrk.body = '{"data":"' .. string.rep("a", size - 11) .. '"}'
+      wrk.headers["Content-Type"] = "application/json"
+   elseif size > 0 then
       wrk.body = string.rep("a", size)
       wrk.headers["Content-Type"] = "application/octet-stream"
    end

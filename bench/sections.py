@@ -1,4 +1,5 @@
-"""Sections of bench/RESULTS.md that other runs than `make bench` write: chaos and soak.
+"""Sections of bench/RESULTS.md that other runs than `make bench` write: chaos, soak and
+preload memory.
 
 Rules: a section is a level-2 heading and everything up to the next level-2 heading. A run
 replaces its own section (or appends it) and leaves the rest of the file alone; bench/run.py
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Written by tests/chaos/chaos.py and tests/soak/soak.py; bench/run.py keeps them.
-KEPT_TITLES = ("Chaos", "Soak")
+# Written by tests/chaos/chaos.py, tests/soak/soak.py and bench/preload_memory.py;
+# bench/run.py keeps them.
+KEPT_TITLES = ("Chaos", "Soak", "Preload memory")
 
 
 def _split(text: str) -> list[tuple[str | None, str]]:

@@ -1,7 +1,8 @@
 """The benchmarked servers: their command lines, and starting, probing and stopping them.
 
 Rules:
-- Every server runs bench.app:app from the repository root, on 127.0.0.1 and a port chosen
+- Every server runs bench.app:app (or, for the framework scenarios, the FastAPI or Starlette
+  app of bench/frameworks.py in its place) from the repository root, on 127.0.0.1 and a port chosen
   just before start, with access logs off and its fastest loop/parser (uvloop, httptools or
   its own native one), so each peer is measured at its best documented setting.
 - A server that speaks HTTP/2 has a second command line for the h2 scenarios, launched as a
@@ -35,6 +36,8 @@ import psutil
 from bench import h2client
 
 BIN = Path(sys.executable).parent
+# The raw app every command line names; the framework scenarios put theirs in its place.
+APP = "bench.app:app"
 READY_TIMEOUT_S = 30.0
 WORKERS_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -44,7 +47,7 @@ _HELPERS = ("resource_tracker", "semaphore_tracker", "forkserver")
 
 def _serve(workers: int, port: int) -> list[str]:
     return [
-        str(BIN / "serve"), "bench.app:app", "--workers", str(workers),
+        str(BIN / "serve"), APP, "--workers", str(workers),
         "--bind", f"127.0.0.1:{port}", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
 
@@ -54,9 +57,25 @@ def _serve_h2(workers: int, port: int) -> list[str]:
     return [*_serve(workers, port), "-c", "bench/serve-h2.yaml"]
 
 
+def _serve_logging(fmt: str) -> Callable[[int, int], list[str]]:
+    # As operators run it: the access log on (the default), on stderr, which the bench
+    # sends to a file; log_level info, the default.
+    def argv(workers: int, port: int) -> list[str]:
+        argv = _serve(workers, port)
+        return [*argv[: argv.index("--no-access-log")], "--log-format", fmt]
+
+    return argv
+
+
+def _uvicorn_logging(workers: int, port: int) -> list[str]:
+    argv = _uvicorn(workers, port)
+    start = argv.index("--no-access-log")
+    return [*argv[:start], *argv[start + 3 :]]  # without --no-access-log --log-level warning
+
+
 def _uvicorn(workers: int, port: int) -> list[str]:
     return [
-        str(BIN / "uvicorn"), "bench.app:app", "--host", "127.0.0.1", "--port", str(port),
+        str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--no-access-log", "--log-level", "warning",
         "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
@@ -65,7 +84,7 @@ def _uvicorn(workers: int, port: int) -> list[str]:
 def _gunicorn(worker_class: list[str]) -> Callable[[int, int], list[str]]:
     def argv(workers: int, port: int) -> list[str]:
         return [
-            str(BIN / "gunicorn"), "bench.app:app", *worker_class, "-w", str(workers),
+            str(BIN / "gunicorn"), APP, *worker_class, "-w", str(workers),
             "-b", f"127.0.0.1:{port}", "--log-level", "warning",
         ]  # fmt: skip
 
@@ -82,7 +101,7 @@ def _granian(workers: int, port: int) -> list[str]:
     return [
         str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--loop", "uvloop", "--no-access-log",
-        "--log-level", "warning", "bench.app:app",
+        "--log-level", "warning", APP,
     ]  # fmt: skip
 
 
@@ -94,7 +113,7 @@ def _granian_h2(workers: int, port: int) -> list[str]:
 
 def _hypercorn(workers: int, port: int) -> list[str]:
     return [
-        str(BIN / "hypercorn"), "bench.app:app", "-b", f"127.0.0.1:{port}",
+        str(BIN / "hypercorn"), APP, "-b", f"127.0.0.1:{port}",
         "-w", str(workers), "-k", "uvloop", "--log-level", "warning",
     ]  # fmt: skip
 
@@ -106,6 +125,10 @@ def _floor(workers: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+# What the access-log variants (serve and uvicorn with their default access log) run.
+_LOGGED = frozenset({"plaintext"})
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """One contender: how to launch it with N workers on a port (over HTTP/1.1, and over
@@ -115,6 +138,13 @@ class ServerSpec:
     packages: tuple[str, ...]
     argv: Callable[[int, int], list[str]]
     h2_argv: Callable[[int, int], list[str]] | None = None
+    # Whether it can serve another app than bench.app:app (the floor cannot).
+    any_app: bool = True
+    # The only scenarios it runs (None: all): the access-log variants measure one shape.
+    scenarios: frozenset[str] | None = None
+
+    def runs(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
 
     def command(self, protocol: str) -> Callable[[int, int], list[str]] | None:
         """The launcher for "h1" or "h2" scenarios; None when the server cannot speak it."""
@@ -126,6 +156,9 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         ServerSpec("serve", ("serve",), _serve, _serve_h2),
         ServerSpec("uvicorn", ("uvicorn",), _uvicorn),
+        ServerSpec("serve-log", ("serve",), _serve_logging("text"), scenarios=_LOGGED),
+        ServerSpec("serve-log-json", ("serve",), _serve_logging("json"), scenarios=_LOGGED),
+        ServerSpec("uvicorn-log", ("uvicorn",), _uvicorn_logging, scenarios=_LOGGED),
         ServerSpec(
             "gunicorn+uvicorn-worker",
             ("gunicorn", "uvicorn-worker", "uvicorn"),
@@ -140,14 +173,19 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("granian", ("granian",), _granian, _granian_h2),
         # hypercorn answers HTTP/1.1 and h2c (prior knowledge or Upgrade) on the same port.
         ServerSpec("hypercorn", ("hypercorn",), _hypercorn, _hypercorn),
-        ServerSpec("floor", ("uvloop", "httptools"), _floor),
+        ServerSpec("floor", ("uvloop", "httptools"), _floor, any_app=False),
     )
 }
 
 
-def speakers(protocol: str) -> list[str]:
-    """Every known server that speaks `protocol` ("h1" or "h2"), in the order of SERVERS."""
-    return [name for name, spec in SERVERS.items() if spec.command(protocol) is not None]
+def speakers(protocol: str, app: str = APP) -> list[str]:
+    """Every known server that speaks `protocol` ("h1" or "h2") and can serve `app`, in the
+    order of SERVERS."""
+    return [
+        name
+        for name, spec in SERVERS.items()
+        if spec.command(protocol) is not None and (app == APP or spec.any_app)
+    ]
 
 
 def free_port() -> int:
@@ -161,16 +199,28 @@ class RunningServer:
     """A started server: its process group, port, protocol, start time and log file."""
 
     def __init__(
-        self, spec: ServerSpec, workers: int, cpus: str, cwd: Path, log: IO[bytes], *, protocol: str
+        self,
+        spec: ServerSpec,
+        workers: int,
+        cpus: str,
+        cwd: Path,
+        log: IO[bytes],
+        *,
+        protocol: str,
+        app: str = APP,
+        ready_path: str = "/",
     ) -> None:
         argv = spec.command(protocol)
         if argv is None:
             raise ValueError(f"{spec.name} has no {protocol} command line")
         self.spec = spec
         self.protocol = protocol
+        self.ready_path = ready_path
         self.workers = workers
         self.port = free_port()
-        self.command = ["taskset", "-c", cpus, *argv(workers, self.port)]
+        # Every command line names APP once; another app takes its place.
+        args = [app if arg == APP else arg for arg in argv(workers, self.port)]
+        self.command = ["taskset", "-c", cpus, *args]
         self._log = log
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
@@ -188,7 +238,7 @@ class RunningServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with code {self.proc.returncode} before answering")
-            if _answers(self.port, self.protocol):
+            if _answers(self.port, self.protocol, self.ready_path):
                 return time.monotonic() - self.started_at
             time.sleep(_POLL_S)
         raise RuntimeError(f"no answer within {READY_TIMEOUT_S:.0f}s")
@@ -256,13 +306,13 @@ def _is_helper(proc: psutil.Process) -> bool:
     return any(name in cmdline for name in _HELPERS)
 
 
-def _answers(port: int, protocol: str) -> bool:
+def _answers(port: int, protocol: str, path: str) -> bool:
     if protocol == "h2":
         try:
-            return h2client.get(port, "/", timeout_s=1.0).status == 200
+            return h2client.get(port, path, timeout_s=1.0).status == 200
         except (OSError, h2.exceptions.ProtocolError):
             return False
-    request = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    request = b"GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path.encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
             sock.sendall(request)

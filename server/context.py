@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from serve.server.accesslog import AccessLogger
 from serve.server.capacity import ConnectionCap
 from serve.server.cycle import Cycle
 from serve.server.deadline import RequestDeadlines
-from serve.server.logs import AccessLogger
 from serve.server.proxy import ProxyTrust
 from serve.server.settings import WorkerSettings
 from serve.server.shedding import LoadShedder

@@ -65,6 +65,8 @@ class H2Session(asyncio.Protocol):
     ) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
+        # A write_out() is scheduled for this turn of the loop (write_soon).
+        self.flush_due = False
         self.transport = transport
         self.flow = flow
         self.server, self.client, self.trusted = server, client, trusted
@@ -72,9 +74,16 @@ class H2Session(asyncio.Protocol):
         self.scheme = "http" if ssl_object is None else "https"
         self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
         settings = ctx.settings.http2
-        self.conn = H2Connection(
-            H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        config = H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # server.h2_scope builds every response and trailer field list already checked,
+            # lowercased and trimmed; h2's second pass cost a sixth of a small response.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
+        self.conn = H2Connection(config)
         self.conn.local_settings = Settings(
             client=False,
             initial_values={
@@ -266,9 +275,18 @@ class H2Session(asyncio.Protocol):
         return list(self._date_fields)
 
     def write_out(self) -> None:
+        self.flush_due = False
         data = self.conn.data_to_send()
         if data and not self.closed and self.ending.phase is not _LINGERING:
             self.transport.write(data)
+
+    def write_soon(self) -> None:
+        """What h2 has ready goes out when the loop next runs its callbacks, with what the
+        other streams add meanwhile: the responses a turn of the loop completes on this
+        connection leave in one write, not one each (h2load -m4: a quarter of the writes)."""
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self.write_out)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and not self.closed:
@@ -282,7 +300,7 @@ class H2Session(asyncio.Protocol):
         self.sending[stream.stream_id] = stream
         if not self.write_paused:
             self.send_queued(stream)
-        self.write_out()
+        self.write_soon()
 
     def pump_all(self) -> None:
         if not self.write_paused and not self.closed:
@@ -347,6 +365,7 @@ class H2Session(asyncio.Protocol):
     # -- closing, deadlines, drain -------------------------------------------------------------
     def shut(self) -> None:
         """Stop every stream now and close once what is written is flushed."""
+        self.write_out()
         self.closed = True
         for stream in self.streams.values():
             stream.lost()

@@ -7,7 +7,9 @@ headers after regular ones, repeated or missing pseudo-headers. What is left her
 request means to us, with the same target rules as HTTP/1.1 (server.h1_validate): a request we
 will not serve raises RequestRejected(status), answered on its stream without the app.
 Response fields are checked by server.h1_writer, the same way as for HTTP/1.1, so that no
-header an app sends can carry CR, LF or NUL to a proxy that turns it back into HTTP/1.1.
+header an app sends can carry CR, LF or NUL to a proxy that turns it back into HTTP/1.1, and
+come out lowercased, trimmed and without connection-specific fields: h2's own outbound
+validation and normalisation, which would do it all again per response, are off.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
 TRAILERS_EXTENSION: dict[str, object] = {"http.response.trailers": {}}
+_BLANKS = (b" ", b"\t")
 
 
 def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> RequestHead:
@@ -133,16 +136,23 @@ def response_fields(
     for name, value in headers:
         lname = name.lower()
         if lname not in _HOP_BY_HOP:
-            fields.append((lname, value))
+            fields.append((lname, _trimmed(value)))
     fields += date_fields
     return fields, declared
+
+
+def _trimmed(value: bytes) -> bytes:
+    # RFC 9113 section 8.2.1: no leading or trailing whitespace in a field value.
+    if value[:1] in _BLANKS or value[-1:] in _BLANKS:
+        return value.strip(b" \t")
+    return value
 
 
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Fields:
     """The fields of http.response.trailers, checked like response headers."""
     headers = list(headers)
     w.encode_headers(headers)
-    fields = [(name.lower(), value) for name, value in headers]
+    fields = [(name.lower(), _trimmed(value)) for name, value in headers]
     if any(name in _HOP_BY_HOP or name[:1] == b":" for name, _ in fields):
         raise w.InvalidResponse("trailers may not hold connection or pseudo-header fields")
     return fields

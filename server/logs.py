@@ -8,6 +8,8 @@ Rules:
   configures the root logger does not print our lines a second time.
 - "serve.access" stays at INFO whatever the level: the access_log switch decides whether
   access lines exist (the worker builds no AccessLogger when it is off), not log_level.
+  Workers render their access lines themselves (server.accesslog) and write them to the
+  descriptor log_stream_fd() names, the one our handler writes to, in batches.
 - A log file is opened in append mode, line-buffered, so master and workers append whole
   lines to the same file. reopen_log_files() (USR1, after logrotate moved the file) opens
   the path again before closing the old stream: a failed reopen keeps logging to the old
@@ -34,7 +36,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TextIO
 
@@ -54,7 +56,8 @@ _saved_stderr: int | None = None
 
 def escape_control(value: str) -> str:
     """Replace C0 controls (CR and LF among them) and DEL with a visible \\xNN escape."""
-    if _CONTROL.search(value) is None:
+    # isprintable() is a quick C scan that no control passes; the regex decides the rest.
+    if value.isprintable() or _CONTROL.search(value) is None:
         return value
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
 
@@ -137,6 +140,25 @@ def tell_terminal(line: str) -> None:
         os.write(fd, line.encode("utf-8", "replace"))
 
 
+def log_stream_fd() -> Callable[[], int] | None:
+    """A function giving the descriptor our handler writes to now (a reopen changes it);
+    None when log_config replaced our handler, or its stream has no descriptor."""
+    owned = [h for h in logging.getLogger(LOGGER_NAME).handlers if isinstance(h, _ServeHandler)]
+    if not owned:
+        return None
+    handler = owned[0]
+
+    def fd_now() -> int:
+        # Looked up each time: reopen() gives the handler a new stream.
+        return int(handler.stream.fileno())
+
+    try:
+        fd_now()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd_now
+
+
 def _capture_stderr(stream: TextIO) -> None:
     """Point descriptor 2 at the log file `stream` writes to."""
     global _saved_stderr
@@ -217,77 +239,3 @@ def configure_logging(
         root.addHandler(handler)
         root.setLevel(name.upper())
     logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.INFO)
-
-
-class AccessLogger:
-    """Formats and emits one access line per response on "serve.access"."""
-
-    def __init__(self, fmt: str, json: bool) -> None:
-        _check_format(fmt)
-        self._fmt = fmt
-        self._json = json
-        self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
-
-    # Positional on purpose: called once per response, it should not cost a record object.
-    def log_scope(
-        self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
-    ) -> None:
-        """One line for the request an ASGI `scope` describes."""
-        target = scope["path"]
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        self.log(
-            scope["client"],
-            scope["method"],
-            target,
-            scope["http_version"],
-            status,
-            nbytes,
-            duration_s,
-        )
-
-    def log(  # noqa: PLR0917
-        self,
-        client: tuple[str, int] | None,
-        method: str,
-        target: str,
-        http_version: str,
-        status: int,
-        nbytes: int,
-        duration_s: float,
-    ) -> None:
-        if not self._logger.isEnabledFor(logging.INFO):
-            return
-        method = escape_control(method)
-        target = escape_control(target)
-        fields: dict[str, Any] = {
-            "client": escape_control(f"{client[0]}:{client[1]}") if client else "-",
-            "request_line": f"{method} {target} HTTP/{escape_control(http_version)}",
-            "status": status,
-            "bytes": nbytes,
-            "duration_ms": duration_s * 1000.0,
-            "method": method,
-            "path": target.partition("?")[0],
-        }
-        extra = {ACCESS_FIELDS_ATTR: fields} if self._json else None
-        self._logger.info(self._fmt % fields, extra=extra)
-
-
-def _check_format(fmt: str) -> None:
-    """Fail at worker start, not on every request, when the format names an unknown field."""
-    sample = {
-        "client": "127.0.0.1:1",
-        "request_line": "GET / HTTP/1.1",
-        "status": 200,
-        "bytes": 0,
-        "duration_ms": 0.0,
-        "method": "GET",
-        "path": "/",
-    }
-    try:
-        fmt % sample
-    except (KeyError, ValueError, TypeError) as exc:
-        fields = ", ".join(sample)
-        raise ValueError(
-            f"access_log_format {fmt!r} is invalid ({type(exc).__name__}: {exc}); fields: {fields}"
-        ) from None

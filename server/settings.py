@@ -112,6 +112,10 @@ class WorkerSettings:
     server_header: str | None = "serve"
     access_log: bool = True
     access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
+    # Access lines are written once this many bytes wait (0: each at once), or this long
+    # after the oldest waiting line.
+    access_log_buffer_size: int = 64 * 1024
+    access_log_flush_interval_s: float = 1.0
     log_level: str = "info"
     log_format: LogFormat = "text"
     # None: stderr. A file is opened in append mode and reopened on USR1 (logrotate).

@@ -25,12 +25,13 @@ import socket
 import time
 
 from serve.server import channel as ch
+from serve.server.accesslog import AccessLogger
 from serve.server.context import WorkerContext, date_block
 from serve.server.errors import LifespanFailed
 from serve.server.exitcodes import BOOT_ERROR, OK
 from serve.server.h2_dispatch import ProtocolDispatch
 from serve.server.lifespan import Lifespan
-from serve.server.logs import AccessLogger, reopen_log_files
+from serve.server.logs import reopen_log_files
 from serve.server.protocol import H1Connection
 from serve.server.proxy import ProxyTrust
 from serve.server.settings import WorkerSettings
@@ -55,8 +56,10 @@ class Worker:
         app: ASGIApp,
         listeners: list[socket.socket],
         channel: socket.socket,
+        access: AccessLogger | None = None,
     ) -> None:
         self.settings = settings
+        self.access = access
         self.app = app
         self.listeners = listeners
         self.channel = channel
@@ -84,6 +87,9 @@ class Worker:
 
     def reopen_logs(self) -> None:
         """SIGUSR1 (the master forwards it after logrotate moved the file)."""
+        if self.access is not None:
+            # Lines served before the rotation belong in the rotated file.
+            self.access.flush()
         try:
             reopen_log_files()
         except OSError as exc:
@@ -147,9 +153,8 @@ class Worker:
 
     def build_context(self, state: dict[str, object]) -> WorkerContext:
         s = self.settings
-        access = AccessLogger(s.access_log_format, s.log_format == "json") if s.access_log else None
         proxy = ProxyTrust(s.forwarded_allow_ips) if s.proxy_headers else None
-        ctx = WorkerContext(s, self.app, state, access, proxy)
+        ctx = WorkerContext(s, self.app, state, self.access, proxy)
         if s.max_requests:
             ctx.app = self.with_request_limit(ctx)
         return ctx
@@ -211,6 +216,9 @@ class Worker:
             now = asyncio.get_running_loop().time()
             for conn in list(ctx.connections):
                 conn.check_deadline(now)
+        if self.access is not None:
+            # What was served so far shows now, not after a drain that may last a while.
+            self.access.flush()
         ctx.check_idle()
         # A SIGQUIT during the drain sets the event again and cuts the drain short.
         self.stop_requested.clear()

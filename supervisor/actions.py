@@ -21,6 +21,14 @@ class Spawn:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTemplate:
+    """Fork the template that imports `generation`'s app (preload); answered by
+    TemplateStarted or TemplateStartFailed."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendSignal:
     pid: int
     sig: int
@@ -102,6 +110,7 @@ class Notify:
 
 Action = (
     Spawn
+    | StartTemplate
     | SendSignal
     | Log
     | Halt

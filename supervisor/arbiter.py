@@ -2,12 +2,14 @@
 
 Rules: this is the only module that executes Actions, and it decides nothing: state.step()
 does. The loop is single-threaded (process.py says why) and never blocks anywhere but in
-one poll() on the signal self-pipe, every worker's channel, the reload watcher's pipe and
-the metrics sockets (whose keys carry the callback that serves them: supervisor.metrics),
-with a timeout taken from state.next_deadline(), the systemd watchdog and metrics clients.
-After each wake it turns what it sees into Events in a fixed order: signals, channel
-datagrams, file changes, reaped children (each child's last datagrams before its exit, so
-a WorkerBootFailed is never lost to the race with SIGCHLD), then a Tick. After the Tick it
+one poll() on the signal self-pipe, every worker's channel, the preload templates' sockets
+(template_link.py), the reload watcher's pipe and the metrics sockets (whose keys carry
+the callback that serves them: supervisor.metrics), with a timeout taken from
+state.next_deadline(), the systemd watchdog and metrics clients. After each wake it turns
+what it sees into Events in a fixed order: signals, channel datagrams, file changes,
+reaped children (each child's last datagrams and the templates' answers before its exit,
+so a WorkerBootFailed or a worker's pid is never lost to the race with SIGCHLD), then a
+Tick. After the Tick it
 publishes what changed: the status file next to the pidfile, STATUS= and WATCHDOG=1.
 
 poll rather than epoll: an epoll instance is a kernel object that a forked worker would
@@ -43,6 +45,7 @@ from serve.supervisor.actions import (
     ReopenLogs,
     SendSignal,
     Spawn,
+    StartTemplate,
     StartUpgrade,
     StopListening,
 )
@@ -52,8 +55,6 @@ from serve.supervisor.events import (
     ChildExited,
     Event,
     FilesChanged,
-    GenerationFailed,
-    GenerationLoaded,
     MasterStarted,
     SignalReceived,
     SpawnFailed,
@@ -69,8 +70,8 @@ from serve.supervisor.fleet import (
     initial_state,
     status_text,
 )
-from serve.supervisor.generations import Resources
-from serve.supervisor.logsetup import apply_logging, logging_changed
+from serve.supervisor.generations import Generation, Resources
+from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
 from serve.supervisor.process import reap_children, send_signal, spawn_worker, wait_for
@@ -78,6 +79,7 @@ from serve.supervisor.signals import SignalCatcher
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step
 from serve.supervisor.status import status_path, write_status
+from serve.supervisor.template_link import TemplateLinks
 from serve.supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
 from serve.supervisor.watcher import WatcherError
 
@@ -88,8 +90,6 @@ MASTER_CRASH_EXIT = 1
 # Larger than any message server.channel encodes.
 DATAGRAM_MAX = 65536
 _WATCHER = "watcher"
-# Keys a reload cannot apply: the master holds what they name for its whole life.
-_RESTART_KEYS = ("pidfile", "reload", "metrics")
 
 
 def run_master(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
@@ -148,6 +148,7 @@ class _Master:
         self._channels: dict[int, socket.socket] = {}
         self._selector = selectors.PollSelector()
         self._selector.register(catcher.wakeup_fd, selectors.EVENT_READ)
+        self._templates = TemplateLinks(self._selector, self._from_template, catcher.reset_in_child)
         if resources.watcher is not None:
             self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
@@ -162,10 +163,11 @@ class _Master:
             Log: self._log,
             SendSignal: self._signal,
             Spawn: self._spawn,
+            StartTemplate: self._start_template,
             Halt: self._halt,
-            LoadGeneration: self._load_generation,
-            CommitGeneration: self._commit_generation,
-            DropGeneration: self._drop_generation,
+            LoadGeneration: lambda action: resources.load_generation(action, reload_config),
+            CommitGeneration: resources.commit_generation,
+            DropGeneration: resources.drop_generation,
             ProbeHealth: self._probe,
             ReopenLogs: self._reopen_logs,
             StartUpgrade: self._start_upgrade,
@@ -189,6 +191,7 @@ class _Master:
             self._res.handed_over = self._state.upgrade_pid is not None
             for sock in self._channels.values():
                 sock.close()
+            self._templates.close()
             self._selector.close()
 
     @property
@@ -222,6 +225,9 @@ class _Master:
                 # The new master serves the metrics listener from now on.
                 self._res.metrics.suspend()
         for pid, exitcode in reap_children():
+            # A template's answer naming this worker was sent before the worker could
+            # become our child: read it first, so the exit is not taken for a stranger's.
+            self._templates.read_all()
             self._read_channel(pid)
             self._feed(ChildExited(pid, exitcode))
             self._close_channel(pid)
@@ -249,26 +255,22 @@ class _Master:
     def _halt(self, action: Halt) -> None:
         self._exit_code = action.code
 
-    def _spawn(self, action: Spawn) -> Event:
+    def _spawn(self, action: Spawn) -> Event | None:
         generation = self._res.generations[action.generation]
+        settings = generation.settings_for_worker()
+        if generation.config.preload:
+            return self._templates.ask(action, settings.max_requests)
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         except OSError as exc:
             return SpawnFailed(action.slot, action.generation, f"socketpair: {exc}")
-        settings = generation.settings_for_worker()
         try:
             pid = spawn_worker(
                 settings,
                 self._res.sockets.sockets(generation),
                 theirs,
                 reset_child=self._catcher.reset_in_child,
-                close_in_child=[
-                    ours,
-                    *self._channels.values(),
-                    *self._res.sockets.others(generation),
-                    *(self._res.metrics.sockets() if self._res.metrics else ()),
-                    *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
-                ],
+                close_in_child=[ours, *self._master_only(generation)],
                 identity=generation.identity,
             )
         except OSError as exc:
@@ -276,41 +278,34 @@ class _Master:
             return SpawnFailed(action.slot, action.generation, f"fork: {exc}")
         finally:
             theirs.close()
+        self._watch_channel(pid, ours)
+        return WorkerSpawned(pid, action.slot, action.generation, settings.max_requests)
+
+    def _master_only(self, generation: Generation) -> list[socket.socket | int]:
+        """The master's sockets and descriptors (the pidfile's lock) that a child forked for
+        `generation` closes."""
+        return [
+            *self._channels.values(),
+            *self._templates.sockets(),
+            *self._res.sockets.others(generation),
+            *(self._res.metrics.sockets() if self._res.metrics else ()),
+            *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
+        ]
+
+    def _watch_channel(self, pid: int, ours: socket.socket) -> None:
         ours.setblocking(False)
         self._channels[pid] = ours
         self._selector.register(ours, selectors.EVENT_READ, pid)
-        return WorkerSpawned(pid, action.slot, action.generation, settings.max_requests)
 
-    def _load_generation(self, action: LoadGeneration) -> Event:
-        try:
-            config = self._reload_config()
-            generation = self._res.sockets.prepare(config)
-        except (ConfigError, ValueError, BindError) as exc:
-            return GenerationFailed(action.generation, str(exc))
-        self._res.generations[action.generation] = generation
-        if not isinstance(config.app, str):
-            logger.warning("the app is an object: the new workers run the code of the first")
-        policy = Policy.from_config(config)
-        return GenerationLoaded(action.generation, config.workers, policy)
+    def _start_template(self, action: StartTemplate) -> Event:
+        generation = self._res.generations[action.generation]
+        listeners = self._res.sockets.sockets(generation)
+        return self._templates.start(action, generation, listeners, self._master_only(generation))
 
-    def _commit_generation(self, action: CommitGeneration) -> None:
-        current = self._res.generations[action.generation]
-        previous = [g.config for n, g in self._res.generations.items() if n != action.generation]
-        self._res.generations = {action.generation: current}
-        self._res.sockets.keep_only([current])
-        config = current.config
-        apply_umask(config.umask)
-        for key in _RESTART_KEYS:
-            if any(getattr(old, key) != getattr(config, key) for old in previous):
-                logger.warning("%s changed: it takes effect at the next start or USR2", key)
-        if logging_changed(previous, config):
-            error = apply_logging(config)
-            if error is not None:
-                logger.error("%s", error)
-
-    def _drop_generation(self, action: DropGeneration) -> None:
-        self._res.generations.pop(action.generation, None)
-        self._res.sockets.keep_only(self._res.generations.values())
+    def _from_template(self, event: Event, channel: socket.socket | None) -> None:
+        if isinstance(event, WorkerSpawned) and channel is not None:
+            self._watch_channel(event.pid, channel)
+        self._feed(event)
 
     def _probe(self, action: ProbeHealth) -> Event:
         self._probed = True
@@ -396,6 +391,7 @@ class _Master:
         if sock is not None:
             self._selector.unregister(sock)
             sock.close()
+        self._templates.forget(pid)
 
     def _kill_all(self) -> None:
         """After a loop failure: leave no orphan worker behind."""

@@ -161,6 +161,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--access-log", action=argparse.BooleanOptionalAction, help=_doc("access_log")
     )
     parser.add_argument("--factory", action="store_true", help=_doc("factory"))
+    parser.add_argument("--preload", action="store_true", help=_doc("preload"))
     parser.add_argument("--reload", action="store_true", help=_reload_doc("enabled"))
     parser.add_argument(
         "--reload-dir",

@@ -85,15 +85,7 @@ class SSLSpec:
         """What a worker needs to load the files; None when TLS is off."""
         if self.certfile is None:
             return None
-        return TLSSettings(
-            certfile=self.certfile,
-            keyfile=self.keyfile,
-            password=self.password,
-            ca_certs=self.ca_certs,
-            cert_reqs=self.cert_reqs,
-            ciphers=self.ciphers,
-            minimum_version=self.minimum_version,
-        )
+        return TLSSettings(*(getattr(self, f.name) for f in fields(self)))  # same fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +143,10 @@ class Config:
     )
     http2: HTTP2Spec = field(default=HTTP2Spec(), metadata=_doc("HTTP/2 (h2 and h2c)"))
     workers: int = field(default=1, metadata=_doc("number of worker processes"))
+    preload: bool = field(
+        default=False,
+        metadata=_doc("import the app once per generation in a template that forks the workers"),
+    )
     lifespan: LifespanMode = field(default="auto", metadata=_doc("ASGI lifespan: auto, on or off"))
     log_level: LogLevel = field(
         default="info", metadata=_doc("critical, error, warning, info or debug")
@@ -168,6 +164,13 @@ class Config:
     access_log_format: str = field(
         default=DEFAULT_ACCESS_LOG_FORMAT,
         metadata=_doc("%-style format over client, request_line, status, bytes, duration_ms"),
+    )
+    access_log_buffer_size: int = field(
+        default=64 * 1024,
+        metadata=_doc("bytes of access lines a worker gathers per write; 0: none"),
+    )
+    access_log_flush_interval: float = field(
+        default=1.0, metadata=_doc("seconds an access line may wait in the buffer before a write")
     )
     server_header: str | None = field(
         default="serve", metadata=_doc("value of the Server response header; null to omit it")
@@ -309,6 +312,8 @@ class Config:
             server_header=self.server_header,
             access_log=self.access_log,
             access_log_format=self.access_log_format,
+            access_log_buffer_size=self.access_log_buffer_size,
+            access_log_flush_interval_s=self.access_log_flush_interval,
             log_level=self.log_level,
             log_format=self.log_format,
             log_file=self.log_file,

@@ -31,6 +31,7 @@ SIZE_KEYS = frozenset(
         "max_body_size",
         "max_header_size",
         "max_worker_memory",
+        "access_log_buffer_size",
         "ws_max_size",
         "http2.initial_window_size",
         "http2.max_header_list_size",
@@ -40,8 +41,9 @@ SIZE_KEYS = frozenset(
 OCTAL_KEYS = frozenset({"umask", "socket_mode"})
 # Zero would reject every client (header_timeout) or new worker (boot_timeout,
 # worker_timeout), drop every response that fills a socket buffer (send_timeout), answer
-# every request 504 (request_timeout), shed everything (shedding.*) or spin the master
-# (health_interval); zero is meaningful for the others:
+# every request 504 (request_timeout), shed everything (shedding.*), spin the master
+# (health_interval) or a worker's flushes (access_log_flush_interval); zero is
+# meaningful for the others:
 # stop at once (graceful_timeout), no keep-alive (keep_alive_timeout).
 _POSITIVE_SECONDS_KEYS = frozenset(
     {
@@ -53,10 +55,11 @@ _POSITIVE_SECONDS_KEYS = frozenset(
         "request_timeout",
         "shedding.target",
         "shedding.interval",
+        "access_log_flush_interval",
     }
 )
 # Counts where 0 means "off".
-_COUNT_KEYS = frozenset({"max_requests", "max_requests_jitter"})
+_COUNT_KEYS = frozenset({"max_requests", "max_requests_jitter", "access_log_buffer_size"})
 # A user or group may be a numeric id; YAML reads `user: 1000` as an int.
 _ID_KEYS = frozenset({"user", "group"})
 # Keys whose plain string is a comma-separated list in every layer (as uvicorn's flag is).
@@ -138,7 +141,14 @@ def _int_converter(key: str) -> _Converter:
     what = _SIZE_FORMS if key in SIZE_KEYS else "a positive integer"
     low = 1
     if key in _COUNT_KEYS:
-        what, low = "an integer >= 0", 0
+        what, low = (
+            (
+                "a size in bytes >= 0 like 65536 or '64KiB'"
+                if key in SIZE_KEYS
+                else "an integer >= 0"
+            ),
+            0,
+        )
 
     def convert(raw: RawValue) -> int:
         value = raw.value

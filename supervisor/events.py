@@ -66,6 +66,31 @@ class SpawnFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateStarted:
+    """The fork asked for by a StartTemplate action succeeded."""
+
+    pid: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateStartFailed:
+    """The fork asked for by a StartTemplate action failed."""
+
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateReported:
+    """A template's message: WorkerReady once it imported the app, WorkerBootFailed before
+    it exits with that code."""
+
+    pid: int
+    message: WorkerMessage
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationLoaded:
     """LoadGeneration succeeded: the config is valid and its sockets are bound."""
 
@@ -123,6 +148,9 @@ Event = (
     | WorkerMessageReceived
     | WorkerSpawned
     | SpawnFailed
+    | TemplateStarted
+    | TemplateStartFailed
+    | TemplateReported
     | GenerationLoaded
     | GenerationFailed
     | FilesChanged

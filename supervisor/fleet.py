@@ -75,6 +75,8 @@ class Policy:
     max_worker_memory: int | None = None
     # Seconds between TERM and the drain while the load balancers deregister us.
     shutdown_delay_s: float = 0.0
+    # Workers are forked by the generation's template process (preload.py).
+    preload: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -85,6 +87,7 @@ class Policy:
             health_interval_s=config.health_interval,
             max_worker_memory=config.max_worker_memory,
             shutdown_delay_s=config.shutdown_delay,
+            preload=config.preload,
         )
 
 
@@ -143,6 +146,22 @@ class WorkerRecord:
     kill_at: float | None = None
     signals_sent: frozenset[int] = frozenset()
     # What it reported before it exited without getting ready (WorkerBootFailed).
+    boot_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRecord:
+    """The process that imported a preload generation's app and forks its workers."""
+
+    pid: int
+    generation: int
+    started_at: float
+    # When it reported the app imported; None while it loads (its workers wait for it).
+    ready_at: float | None = None
+    # When the master SIGKILLs it unless it exits first (boot timeout or stop deadline).
+    kill_at: float | None = None
+    signals_sent: frozenset[int] = frozenset()
+    # What it reported before it exited without importing the app (WorkerBootFailed).
     boot_error: str | None = None
 
 
@@ -206,6 +225,11 @@ class SupervisorState:
     last_reload: ReloadRecord | None = None
     # The traffic of every worker that exited, so totals survive their replacement.
     exited_traffic: Traffic = Traffic()
+    # With preload: template processes by pid; when the current generation, while it has
+    # none, may start the next (None once that fork is asked for); failures in a row.
+    templates: Mapping[int, TemplateRecord] = field(default_factory=dict)
+    template_due: float | None = 0.0
+    template_failures: int = 0
 
     @property
     def desired(self) -> int:
@@ -269,8 +293,11 @@ def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:
 
 def is_live(state: SupervisorState, now: float) -> bool:
     """/healthz: no slot is crash-looping, that is, lost its last CRASH_LOOP_FAILURES
-    workers before they were stable and has no stable worker again yet. (That the loop
-    turns is proven by the answer itself.)"""
+    workers before they were stable and has no stable worker again yet, and no preload
+    template failed that many times in a row (no worker can be forked then). (That the
+    loop turns is proven by the answer itself.)"""
+    if state.template_failures >= CRASH_LOOP_FAILURES:
+        return False
     for number, slot in state.slots.items():
         if slot.failures < CRASH_LOOP_FAILURES:
             continue

@@ -3,7 +3,8 @@ and for the master's whole life the pidfile, the reload watcher, the notifier an
 metrics listener.
 
 Rules: no decisions here; state.step() says when a generation starts, commits or is
-dropped, and arbiter.py calls in. Resources.close() gives everything back at exit.
+dropped, and arbiter.py calls in (load_generation, commit_generation, drop_generation).
+Resources.close() gives everything back at exit.
 Sockets are keyed by the bind string that named them, so a reload that keeps an address
 keeps its kernel socket (and the connections queued on it) and a new address is bound
 before any worker of the new generation forks. A socket is closed once no generation
@@ -18,16 +19,22 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from serve.server.settings import WorkerSettings
-from serve.supervisor.config_loader import read_log_config
+from serve.supervisor.actions import CommitGeneration, DropGeneration, LoadGeneration
+from serve.supervisor.config_loader import ConfigError, read_log_config
 from serve.supervisor.config_schema import Config
+from serve.supervisor.events import GenerationFailed, GenerationLoaded
+from serve.supervisor.fleet import Policy
+from serve.supervisor.logsetup import apply_logging, logging_changed
 from serve.supervisor.notify import Notifier
 from serve.supervisor.pidfile import Pidfile
+from serve.supervisor.privileges import apply_umask
 from serve.supervisor.sockets import (
+    BindError,
     Listener,
     bind_listeners,
     close_listeners,
@@ -40,6 +47,8 @@ logger = logging.getLogger("serve.master")
 
 # A worker reports this many times per worker_timeout, so one late tick is no verdict.
 HEARTBEATS_PER_TIMEOUT = 4
+# Keys a reload cannot apply: the master holds what they name for its whole life.
+_RESTART_KEYS = ("pidfile", "reload", "metrics")
 
 if TYPE_CHECKING:
     from serve.supervisor.metrics import MetricsServer
@@ -204,6 +213,40 @@ class Resources:
         except BaseException:
             self.close()
             raise
+
+    def load_generation(
+        self, action: LoadGeneration, reload_config: Callable[[], Config]
+    ) -> GenerationLoaded | GenerationFailed:
+        """Read the config again and bind its new sockets for a reload."""
+        try:
+            config = reload_config()
+            generation = self.sockets.prepare(config)
+        except (ConfigError, ValueError, BindError) as exc:
+            return GenerationFailed(action.generation, str(exc))
+        self.generations[action.generation] = generation
+        if not isinstance(config.app, str):
+            logger.warning("the app is an object: the new workers run the code of the first")
+        return GenerationLoaded(action.generation, config.workers, Policy.from_config(config))
+
+    def commit_generation(self, action: CommitGeneration) -> None:
+        """Forget the older generations and their sockets; apply what the master applies."""
+        current = self.generations[action.generation]
+        previous = [g.config for n, g in self.generations.items() if n != action.generation]
+        self.generations = {action.generation: current}
+        self.sockets.keep_only([current])
+        config = current.config
+        apply_umask(config.umask)
+        for key in _RESTART_KEYS:
+            if any(getattr(old, key) != getattr(config, key) for old in previous):
+                logger.warning("%s changed: it takes effect at the next start or USR2", key)
+        if logging_changed(previous, config):
+            error = apply_logging(config)
+            if error is not None:
+                logger.error("%s", error)
+
+    def drop_generation(self, action: DropGeneration) -> None:
+        self.generations.pop(action.generation, None)
+        self.sockets.keep_only(self.generations.values())
 
     def close(self) -> None:
         if self.watcher is not None:

@@ -67,6 +67,7 @@ class FleetCollector:
         state = self._state()
         yield from _fleet(state)
         yield from _workers(state)
+        yield from _templates(state)
         yield from _replacements(state)
         yield from _traffic(state)
         yield GaugeMetricFamily(
@@ -121,6 +122,27 @@ def _workers(state: SupervisorState) -> Iterator[Metric]:
     )
     shedding.add_metric([], sum(record.shedding for record in state.workers.values()))
     yield from (rss, cpu, connections, shedding)
+
+
+def _templates(state: SupervisorState) -> Iterator[Metric]:
+    """preload: each generation's template, and how long its import of the app took."""
+    labels = ["pid", "generation"]
+    running = GaugeMetricFamily(
+        "serve_preload_template_ready",
+        "Preload templates: 1 once the app is imported, 0 while it loads",
+        labels=labels,
+    )
+    imported = GaugeMetricFamily(
+        "serve_preload_import_seconds",
+        "Seconds each preload template took to import the app",
+        labels=labels,
+    )
+    for record in sorted(state.templates.values(), key=lambda r: r.pid):
+        values = [str(record.pid), str(record.generation)]
+        running.add_metric(values, int(record.ready_at is not None))
+        if record.ready_at is not None:
+            imported.add_metric(values, record.ready_at - record.started_at)
+    yield from (running, imported)
 
 
 def _replacements(state: SupervisorState) -> Iterator[Metric]:

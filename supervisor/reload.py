@@ -80,6 +80,8 @@ def generation_loaded(state: SupervisorState, event: GenerationLoaded) -> Result
         slots={number: SlotRecord() for number in range(event.workers)},
         phase=Phase.RELOADING,
         rollback=rollback,
+        template_due=0.0,
+        template_failures=0,
     )
     message = f"generation {event.generation}: starting {workers_text(event.workers)}"
     return state, [Log(logging.INFO, message)]
@@ -140,6 +142,8 @@ def abort_reload(state: SupervisorState, now: float, why: str) -> Result:
         policy=rollback.policy,
         phase=Phase.SERVING,
         rollback=None,
+        # The generation that serves on may need its template again (preload.converge).
+        template_due=0.0,
     )
     message = f"generation {failed} failed to boot; generation {rollback.generation} keeps serving"
     actions: list[Action] = [Log(logging.ERROR, message), DropGeneration(failed)]

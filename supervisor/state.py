@@ -6,10 +6,10 @@ state plus the Actions to execute, which only arbiter.py executes. Each stop sig
 at most once per worker (fleet.ask_to_stop says why).
 
 The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
-blocked workers in blocked.py, the USR2 upgrade in takeover.py, the stop signals and
-shutdown_delay in stopping.py, TTIN/TTOU in scaling.py. The counters
-/metrics shows (restarts by reason, reloads, the traffic of exited workers) are kept here,
-where the decisions are.
+blocked workers in blocked.py, the USR2 upgrade in takeover.py, the stop signals,
+shutdown_delay and overdue kills in stopping.py, TTIN/TTOU in scaling.py, the preload
+templates in preload.py. The counters /metrics shows (restarts by reason, reloads, the
+traffic of exited workers) are kept here, where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
-from serve.server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
-from serve.supervisor import blocked, reload, scaling, stopping, takeover
+from serve.server.exitcodes import BOOT_ERROR
+from serve.supervisor import blocked, preload, reload, scaling, stopping, takeover
 from serve.supervisor.actions import (
     Action,
     Halt,
     Log,
-    Notify,
     ProbeHealth,
     ReopenLogs,
     SendSignal,
@@ -44,6 +43,9 @@ from serve.supervisor.events import (
     MasterStarted,
     SignalReceived,
     SpawnFailed,
+    TemplateReported,
+    TemplateStarted,
+    TemplateStartFailed,
     Tick,
     UpgradeFailed,
     UpgradeStarted,
@@ -70,11 +72,7 @@ from serve.supervisor.fleet import (
     with_slot,
     with_worker,
 )
-
-# At first start, this many deaths before READY in one slot mean the app cannot boot.
-BOOT_ATTEMPTS_MAX = 5
-# Exit codes that mean "this app cannot boot": at first start the master halts on them.
-HALT_CODES = frozenset({BOOT_ERROR, APP_LOAD_ERROR})
+from serve.supervisor.stopping import BOOT_ATTEMPTS_MAX, HALT_CODES, halt_boot
 
 Result = tuple[SupervisorState, list[Action]]
 
@@ -96,7 +94,9 @@ def next_deadline(state: SupervisorState) -> float | None:
         if record.kill_at is not None and signal.SIGKILL not in record.signals_sent
     ]
     if state.phase in RUNNING:
-        times += [slot.due for slot in state.slots.values() if slot.due is not None]
+        if preload.may_spawn(state):
+            # Otherwise the template's report starts them: an overdue slot must not spin.
+            times += [slot.due for slot in state.slots.values() if slot.due is not None]
         times += [
             record.last_heartbeat + state.policy.worker_timeout_s
             for record in state.workers.values()
@@ -105,7 +105,7 @@ def next_deadline(state: SupervisorState) -> float | None:
         times.append(state.health_due or 0.0)
     if state.stop_at is not None:
         times.append(state.stop_at)
-    return min(times, default=None)
+    return min(times + preload.deadlines(state), default=None)
 
 
 def _handle(state: SupervisorState, event: Event, now: float) -> Result:
@@ -122,6 +122,12 @@ def _handle(state: SupervisorState, event: Event, now: float) -> Result:
         return _handle_spawned(state, event, now)
     if isinstance(event, SpawnFailed):
         return _handle_spawn_failed(state, event, now)
+    if isinstance(event, TemplateStarted):
+        return preload.started(state, event, now)
+    if isinstance(event, TemplateStartFailed):
+        return preload.start_failed(state, event, now)
+    if isinstance(event, TemplateReported):
+        return preload.reported(state, event, now)
     if isinstance(event, GenerationLoaded):
         return reload.generation_loaded(state, event)
     if isinstance(event, GenerationFailed):
@@ -149,7 +155,13 @@ def _handle_spawned(state: SupervisorState, event: WorkerSpawned, now: float) ->
         kill_at=now + state.policy.boot_timeout_s,
     )
     message = f"worker {event.pid} booting (gen {event.generation})"
-    return with_worker(state, record), [Log(logging.INFO, message)]
+    actions: list[Action] = [Log(logging.INFO, message)]
+    state = with_worker(state, record)
+    if event.generation != state.generation:
+        # A template's fork answered after its generation failed: nothing wants it.
+        state, more = ask_to_stop(state, record, signal.SIGTERM, now)
+        actions += more
+    return state, actions
 
 
 def _handle_spawn_failed(state: SupervisorState, event: SpawnFailed, now: float) -> Result:
@@ -194,6 +206,8 @@ def _handle_message(state: SupervisorState, event: WorkerMessageReceived, now: f
 
 
 def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Result:
+    if event.pid in state.templates:
+        return preload.exited(state, event, now)
     record = state.workers.get(event.pid)
     if record is None:
         return _handle_other_exit(state, event)
@@ -240,10 +254,10 @@ def _schedule_respawn(
     if state.phase is Phase.BOOTING and record.ready_at is None:
         if exitcode in HALT_CODES:
             why = f": {record.boot_error}" if record.boot_error else ""
-            return _halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode}){why}")
+            return halt_boot(state, exitcode, f"workers cannot boot (exit code {exitcode}){why}")
         if failures >= BOOT_ATTEMPTS_MAX:
             reason = f"workers died {failures} times before getting ready ({exit_text(exitcode)})"
-            return _halt_boot(state, BOOT_ERROR, reason)
+            return halt_boot(state, BOOT_ERROR, reason)
     if signal.SIGKILL not in record.signals_sent:
         # Our SIGKILL (a boot timeout) counted as a timeout when it was sent.
         state = counted_restarts(state, "crash")
@@ -253,11 +267,6 @@ def _schedule_respawn(
         return state, []
     message = f"worker {record.pid} was not stable; next start in {delay:.1f}s"
     return state, [Log(logging.WARNING, message)]
-
-
-def _halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
-    state = replace(state, phase=Phase.STOPPING, exit_code=code, exit_reason=reason)
-    return state, [Log(logging.ERROR, f"{reason}; stopping"), Notify("stopping")]
 
 
 def _handle_tick(state: SupervisorState, now: float) -> Result:
@@ -340,9 +349,10 @@ def _converge(state: SupervisorState, now: float) -> Result:
         for record in by_pid(state):
             state, more = ask_to_stop(state, record, sig, now)
             actions += more
-    state, more = _kill_overdue(state, now)
-    actions += more
-    if state.phase in STOPPING and not state.workers:
+    for rule in (preload.converge, stopping.kill_overdue):
+        state, more = rule(state, now)
+        actions += more
+    if state.phase in STOPPING and not state.workers and not state.templates:
         state = replace(state, phase=Phase.HALTED)
         actions.append(Halt(state.exit_code))
     return state, actions
@@ -356,29 +366,11 @@ def _start_queued_reload(state: SupervisorState, now: float) -> Result:
 
 def _spawn_due(state: SupervisorState, now: float) -> Result:
     actions: list[Action] = []
+    if not preload.may_spawn(state):
+        # Due slots stay due: the template's report of the imported app converges them.
+        return state, actions
     for number, slot in sorted(state.slots.items()):
         if slot.due is not None and slot.due <= now:
             state = with_slot(state, number, replace(slot, due=None))
             actions.append(Spawn(number, state.generation))
-    return state, actions
-
-
-def _kill_overdue(state: SupervisorState, now: float) -> Result:
-    actions: list[Action] = []
-    for record in by_pid(state):
-        if record.kill_at is None or record.kill_at > now:
-            continue
-        if signal.SIGKILL in record.signals_sent:
-            continue
-        if record.state is WorkerState.STARTING:
-            timeout = state.policy.boot_timeout_s
-            message = f"worker {record.pid} not ready after {timeout:g}s; killing it"
-            state = counted_restarts(state, "timeout")
-        elif signal.SIGABRT in record.signals_sent:
-            message = f"worker {record.pid} is still there after SIGABRT; killing it"
-        else:
-            message = f"worker {record.pid} did not stop in time; killing it"
-        killed = replace(record, signals_sent=record.signals_sent | {signal.SIGKILL})
-        state = with_worker(state, killed)
-        actions += [Log(logging.WARNING, message), SendSignal(record.pid, signal.SIGKILL)]
     return state, actions

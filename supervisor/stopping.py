@@ -14,18 +14,36 @@ end_delay() on every Tick.
   a new connection is refused at once instead of waiting in a backlog nobody accepts from
   until the master exits and the kernel resets it. A new master (USR2) or a new generation
   holds its own copies, so only a stop closes them.
+- At first start, an app that cannot boot (exit code 3 or 4 from a worker or a preload
+  template, or too many deaths before READY) stops the master with that code.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import replace
 
-from serve.supervisor.actions import Action, Log, Notify, StopListening
-from serve.supervisor.fleet import RUNNING, STOPPING, Phase, SupervisorState, is_ready
+from serve.server.exitcodes import APP_LOAD_ERROR, BOOT_ERROR
+from serve.supervisor.actions import Action, Log, Notify, SendSignal, StopListening
+from serve.supervisor.fleet import (
+    RUNNING,
+    STOPPING,
+    Phase,
+    SupervisorState,
+    WorkerState,
+    by_pid,
+    counted_restarts,
+    is_ready,
+    with_worker,
+)
 
 Result = tuple[SupervisorState, list[Action]]
 
+# At first start, this many deaths before READY in one slot mean the app cannot boot.
+BOOT_ATTEMPTS_MAX = 5
+# Exit codes that mean "this app cannot boot": at first start the master halts on them.
+HALT_CODES = frozenset({BOOT_ERROR, APP_LOAD_ERROR})
 GRACEFUL = "shutting down (graceful)"
 IMMEDIATE = "shutting down (immediate)"
 
@@ -76,3 +94,31 @@ def end_delay(state: SupervisorState, now: float) -> Result:
     if state.phase is not Phase.DELAYING or state.stop_at is None or now < state.stop_at:
         return state, []
     return begin_stop(state, Phase.STOPPING, f"shutdown_delay over; {GRACEFUL}")
+
+
+def halt_boot(state: SupervisorState, code: int, reason: str) -> Result:
+    """The first generation cannot boot: stop, and exit with `code` once everything is gone."""
+    state = replace(state, phase=Phase.STOPPING, exit_code=code, exit_reason=reason)
+    return state, [Log(logging.ERROR, f"{reason}; stopping"), Notify("stopping")]
+
+
+def kill_overdue(state: SupervisorState, now: float) -> Result:
+    """SIGKILL each worker past its kill_at: a boot timeout, or a stop that took too long."""
+    actions: list[Action] = []
+    for record in by_pid(state):
+        if record.kill_at is None or record.kill_at > now:
+            continue
+        if signal.SIGKILL in record.signals_sent:
+            continue
+        if record.state is WorkerState.STARTING:
+            timeout = state.policy.boot_timeout_s
+            message = f"worker {record.pid} not ready after {timeout:g}s; killing it"
+            state = counted_restarts(state, "timeout")
+        elif signal.SIGABRT in record.signals_sent:
+            message = f"worker {record.pid} is still there after SIGABRT; killing it"
+        else:
+            message = f"worker {record.pid} did not stop in time; killing it"
+        killed = replace(record, signals_sent=record.signals_sent | {signal.SIGKILL})
+        state = with_worker(state, killed)
+        actions += [Log(logging.WARNING, message), SendSignal(record.pid, signal.SIGKILL)]
+    return state, actions

@@ -41,12 +41,14 @@ def test_sigterm_finishes_in_flight_request_then_exits_0(start_serve: StartServe
     assert "app: lifespan shutdown complete" in server.log()
 
 
+@pytest.mark.parametrize("preload", [[], ["--preload"]], ids=["fork", "preload"])
 def test_a_new_connection_is_refused_at_once_while_a_slow_request_drains(
-    start_serve: StartServe,
+    start_serve: StartServe, preload: list[str]
 ) -> None:
     # Every process holding the listener closes it on TERM: a connection the kernel
     # accepted would sit in the backlog unanswered and be reset when the master exits.
-    server = start_serve("asgi_apps:app", "--workers", "2")
+    # With preload the template holds the listeners too, and leaves at once.
+    server = start_serve("asgi_apps:app", "--workers", "2", *preload)
     results: list[httpx.Response] = []
     client = threading.Thread(
         target=lambda: results.append(httpx.get(server.url + "/slow?s=4", timeout=30))

@@ -58,6 +58,22 @@ def test_an_app_that_cannot_boot_is_on_stderr_with_a_log_file(tmp_path: Path) ->
     assert "failed to boot" in log_file.read_text()
 
 
+def test_a_preload_template_that_cannot_import_the_app_is_on_stderr_with_a_log_file(
+    tmp_path: Path,
+) -> None:
+    log_file = tmp_path / "serve.log"
+    app = "master_broken_app:app"
+    result = serve(app, "--preload", "--bind", "127.0.0.1:0", "--log-file", str(log_file))
+    assert result.returncode == 4
+    assert result.stderr.startswith(
+        "serve: error: the app cannot be loaded (exit code 4): cannot import module "
+        "'master_broken_app' for app 'master_broken_app:app': "
+    )
+    assert "RuntimeError: master_broken_app refuses to import" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "cannot load the app" in log_file.read_text()
+
+
 def test_without_a_log_file_the_error_is_not_printed_twice(tmp_path: Path) -> None:
     result = serve("master_broken_app:app", "--bind", "127.0.0.1:0")
     assert result.returncode == 4

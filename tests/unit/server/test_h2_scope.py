@@ -91,3 +91,11 @@ def test_trailers_are_checked_and_lowercased() -> None:
     for bad in ([(b"x", b"a\nb")], [(b"connection", b"close")]):
         with pytest.raises(InvalidResponse):
             trailer_fields(bad)
+
+
+def test_field_values_are_trimmed_as_rfc_9113_asks() -> None:
+    # h2's own outbound normalisation is off: these lists are what goes on the wire.
+    headers = [(b"X-Pad", b" \tpadded\t "), (b"X-Inner", b"a  b"), (b"X-Empty", b"")]
+    out, _ = response_fields(200, headers, [])
+    assert out[1:] == [(b"x-pad", b"padded"), (b"x-inner", b"a  b"), (b"x-empty", b"")]
+    assert trailer_fields([(b"X-Sum", b" 1 ")]) == [(b"x-sum", b"1")]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from serve.server.accesslog import AccessLogger
 from serve.server.logs import (
     ACCESS_LOGGER_NAME,
     LOGGER_NAME,
-    AccessLogger,
     JsonFormatter,
     configure_logging,
     escape_control,

@@ -18,6 +18,7 @@ from serve.supervisor.fleet import (
     Policy,
     SlotRecord,
     SupervisorState,
+    TemplateRecord,
     Traffic,
     WorkerRecord,
     WorkerState,
@@ -141,3 +142,21 @@ def test_openmetrics_exposition_of_the_same_registry_parses() -> None:
     text = openmetrics_latest(build_registry(lambda: state, 0.0)).decode()
     names = {family.name for family in openmetrics_families(text)}
     assert {"serve_requests", "serve_responses", "serve_request_duration_seconds"} <= names
+
+
+def test_preload_templates_show_whether_they_imported_the_app_and_how_long_it_took() -> None:
+    templates = {
+        900: TemplateRecord(900, 1, started_at=10.0, ready_at=10.75),
+        950: TemplateRecord(950, 2, started_at=20.0),
+    }
+    samples = scrape(fleet(templates=templates))
+    first, second = (("generation", "1"), ("pid", "900")), (("generation", "2"), ("pid", "950"))
+    assert samples["serve_preload_template_ready", first] == 1
+    assert samples["serve_preload_template_ready", second] == 0
+    assert samples["serve_preload_import_seconds", first] == 0.75
+    assert ("serve_preload_import_seconds", second) not in samples
+
+
+def test_no_preload_template_series_without_preload() -> None:
+    names = {name for name, _ in scrape(fleet())}
+    assert not any(name.startswith("serve_preload") for name in names)
