@@ -70,11 +70,11 @@ from serve.supervisor.fleet import (
     initial_state,
     status_text,
 )
-from serve.supervisor.generations import Generation, Resources
 from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
 from serve.supervisor.process import reap_children, send_signal, spawn_worker, wait_for
+from serve.supervisor.resources import Generation, Resources
 from serve.supervisor.signals import SignalCatcher
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step

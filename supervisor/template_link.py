@@ -26,8 +26,8 @@ from serve.supervisor.events import (
     TemplateStartFailed,
     WorkerSpawned,
 )
-from serve.supervisor.generations import Generation
 from serve.supervisor.process import become_subreaper
+from serve.supervisor.resources import Generation
 from serve.supervisor.template import CONTROL_MAX, decode_answer, fork_request, spawn_template
 
 

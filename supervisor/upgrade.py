@@ -28,8 +28,8 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import NoReturn
 
 from serve.supervisor.events import UpgradeFailed, UpgradeStarted
-from serve.supervisor.generations import Resources
 from serve.supervisor.pidfile import Pidfile, PidfileError
+from serve.supervisor.resources import Resources
 from serve.supervisor.sockets import LISTEN_FDS_START, Listener, exec_with_listeners
 
 logger = logging.getLogger("serve.master")
