@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
-from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
-from serve.server.stats import ZERO_DURATIONS
+from serve.server.channel import ZERO_DURATIONS, WorkerBootFailed, WorkerHeartbeat
 from serve.supervisor.actions import Spawn
 from serve.supervisor.events import (
     GenerationFailed,
