@@ -60,12 +60,7 @@ from serve.supervisor.events import (
     Tick,
     WorkerMessageReceived,
 )
-from serve.supervisor.fleet import (
-    Policy,
-    SupervisorState,
-    handed_over,
-    initial_state,
-)
+from serve.supervisor.fleet import Policy, SupervisorState, handed_over, initial_state
 from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
