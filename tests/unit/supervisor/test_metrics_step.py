@@ -17,7 +17,7 @@ from serve.supervisor.events import (
 from serve.supervisor.fleet import Phase, Policy, Traffic, answers_ready, is_ready
 from serve.supervisor.reload import MIB
 from serve.supervisor.state import STABLE_READY_S, next_deadline
-from tests.unit.supervisor.test_step import POLICY, Script, messages, notes, signals, spawns
+from tests.unit.supervisor.step_script import POLICY, Script, messages, notes, signals, spawns
 
 DELAY = Policy(graceful_timeout_s=30.0, health_interval_s=3600.0, shutdown_delay_s=10.0)
 

@@ -17,7 +17,7 @@ from serve.supervisor.fleet import (
 )
 from serve.supervisor.reload import MIB
 from serve.supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
-from tests.unit.supervisor.test_step import (
+from tests.unit.supervisor.step_script import (
     POLICY,
     Script,
     halts,

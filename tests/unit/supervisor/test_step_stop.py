@@ -9,7 +9,7 @@ from serve.supervisor.actions import Halt, Log
 from serve.supervisor.events import MasterStarted
 from serve.supervisor.fleet import QUIT_GRACE_S, STOP_MARGIN_S, WorkerState
 from serve.supervisor.state import next_deadline
-from tests.unit.supervisor.test_step import POLICY, Script, halts, messages, signals, spawns
+from tests.unit.supervisor.step_script import POLICY, Script, halts, messages, signals, spawns
 
 
 def test_sigterm_asks_each_worker_to_drain_and_sigint_then_hurries_them() -> None:
