@@ -5,7 +5,8 @@ one send is one message and a dead peer never leaves half a frame. Messages are 
 objects; this module encodes (worker side) and decodes (master side) and does no IO. A
 heartbeat's counters are cumulative for the worker's life (server.stats); a heartbeat
 without them (an older encoder) decodes with zeros, one with counters of the wrong shape
-not at all.
+not at all. This module is part of the master-worker contract: the master learns the
+heartbeat's shape (its buckets and overload events) from here, not from server.stats.
 """
 
 from __future__ import annotations
@@ -14,7 +15,27 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from serve.server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
+from serve.server.stats import (
+    DURATION_BUCKETS_S,
+    OVERLOAD_EVENTS,
+    ZERO_DURATIONS,
+    ZERO_OVERLOAD,
+    ZERO_RESPONSES,
+)
+
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "OVERLOAD_EVENTS",
+    "ZERO_DURATIONS",
+    "ZERO_OVERLOAD",
+    "ZERO_RESPONSES",
+    "WorkerBootFailed",
+    "WorkerHeartbeat",
+    "WorkerMessage",
+    "WorkerReady",
+    "decode",
+    "encode",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,3 +84,13 @@ async def _run_then_flush(worker: Worker, access: AccessLogger | None) -> int:
     finally:
         if access is not None:
             access.flush()
+
+
+def app_load_error(app: str, *, factory: bool, app_dir: str) -> str | None:
+    """Why a worker could not import `app` (the message it would exit with code 4 for), or
+    None when the import works: `serve check` asks this in a child process, before any fork."""
+    try:
+        load_app(app, factory=factory, app_dir=app_dir)
+    except AppLoadError as exc:
+        return str(exc)
+    return None

@@ -1,7 +1,9 @@
 """What one worker needs to know, and nothing more.
 
 Rules: no IO and no YAML here. The master builds a WorkerSettings from its Config and hands
-it to each worker at fork; the worker never sees the master's config object.
+it to each worker at fork; the worker never sees the master's config object. This module is
+part of the master-worker contract: the master takes every settings type from here, so the
+values WorkerSettings holds (H2Settings, WSSettings, the app type) are exported with it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from serve.server.h2_settings import H2Settings
+from serve.server.h2_settings import MAX_WINDOW_SIZE, H2Settings
 from serve.server.types import ASGIApp
-from serve.server.ws_settings import WSSettings
+from serve.server.ws_settings import WSMode, WSSettings
+
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "MAX_WINDOW_SIZE",
+    "ASGIApp",
+    "CertReqs",
+    "H2Settings",
+    "LifespanMode",
+    "Limits",
+    "LogFormat",
+    "SheddingSettings",
+    "TLSSettings",
+    "TLSVersion",
+    "WSMode",
+    "WSSettings",
+    "WorkerSettings",
+]
 
 LifespanMode = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]

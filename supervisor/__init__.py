@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from serve.server.types import ASGIApp
+    from serve.server.settings import ASGIApp
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "run"]

@@ -1,9 +1,9 @@
 """What state.step() asks the loop to do.
 
 Rules: frozen slotted dataclasses named as imperatives, no behaviour. Only arbiter.py
-executes them, in list order. An action whose outcome step() must know (Spawn,
-LoadGeneration, ProbeHealth, StartUpgrade) makes the loop feed the resulting event back
-into step() before any other event.
+executes them (through the executors it names), in list order. An action whose outcome
+step() must know (Spawn, LoadGeneration, ProbeHealth, StartUpgrade) makes the loop feed the
+resulting event back into step() before any other event.
 """
 
 from __future__ import annotations

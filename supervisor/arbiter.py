@@ -1,16 +1,18 @@
 """THE master loop: wait, drain, step, execute.
 
 Rules: this is the only module that executes Actions, and it decides nothing: state.step()
-does. The loop is single-threaded (process.py says why) and never blocks anywhere but in
-one poll() on the signal self-pipe, every worker's channel, the preload templates' sockets
-(template_link.py), the reload watcher's pipe and the metrics sockets (whose keys carry
-the callback that serves them: supervisor.metrics), with a timeout taken from
-state.next_deadline(), the systemd watchdog and metrics clients. After each wake it turns
-what it sees into Events in a fixed order: signals, channel datagrams, file changes,
-reaped children (each child's last datagrams and the templates' answers before its exit,
-so a WorkerBootFailed or a worker's pid is never lost to the race with SIGCHLD), then a
-Tick. After the Tick it
-publishes what changed: the status file next to the pidfile, STATUS= and WATCHDOG=1.
+does. Each Action type has one executor, here or in the object that owns what it touches:
+worker_links.py forks workers and templates, publisher.py talks to systemd, resources.py
+loads, commits and drops generations. The loop is single-threaded (process.py says why)
+and never blocks anywhere but in one poll() on the signal self-pipe, every worker's
+channel, the preload templates' sockets (template_link.py), the reload watcher's pipe and
+the metrics sockets (whose keys carry the callback that serves them: supervisor.metrics),
+with a timeout taken from state.next_deadline(), the systemd watchdog and metrics clients.
+After each wake it turns what it sees into Events in a fixed order: signals, channel
+datagrams, file changes, reaped children (each child's last datagrams and the templates'
+answers before its exit, so a WorkerBootFailed or a worker's pid is never lost to the race
+with SIGCHLD), then a Tick. After the Tick it publishes what changed (publisher.py): the
+status file next to the pidfile, STATUS= and WATCHDOG=1.
 
 poll rather than epoll: an epoll instance is a kernel object that a forked worker would
 share, while poll keeps no state outside this process.
@@ -22,13 +24,11 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from serve.server import channel as ch
 from serve.server.exitcodes import CONFIG_ERROR
 from serve.server.logs import configure_logging, reopen_log_files, tell_terminal
 from serve.supervisor import health
@@ -57,32 +57,27 @@ from serve.supervisor.events import (
     FilesChanged,
     MasterStarted,
     SignalReceived,
-    SpawnFailed,
     Tick,
     WorkerMessageReceived,
-    WorkerSpawned,
 )
-from serve.supervisor.fleet import RUNNING, Policy, SupervisorState, handed_over, initial_state
-from serve.supervisor.generations import Generation, Resources
+from serve.supervisor.fleet import Policy, SupervisorState, handed_over, initial_state
 from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
-from serve.supervisor.process import reap_children, send_signal, spawn_worker, wait_for
-from serve.supervisor.reload import status_text
+from serve.supervisor.process import reap_children, send_signal, wait_for
+from serve.supervisor.publisher import Publisher
+from serve.supervisor.resources import Resources
 from serve.supervisor.signals import SignalCatcher
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step
-from serve.supervisor.status import status_path, write_status
-from serve.supervisor.template_link import TemplateLinks
 from serve.supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
 from serve.supervisor.watcher import WatcherError
+from serve.supervisor.worker_links import WorkerLinks
 
 logger = logging.getLogger("serve.master")
 
 # Exit code when the loop itself fails (a bug): not part of the operator contract.
 MASTER_CRASH_EXIT = 1
-# Larger than any message server.channel encodes.
-DATAGRAM_MAX = 65536
 _WATCHER = "watcher"
 
 
@@ -138,26 +133,21 @@ class _Master:
         self._res = resources
         self._state = state
         self._catcher = catcher
-        self._reload_config = reload_config
-        self._channels: dict[int, socket.socket] = {}
         self._selector = selectors.PollSelector()
         self._selector.register(catcher.wakeup_fd, selectors.EVENT_READ)
-        self._templates = TemplateLinks(self._selector, self._from_template, catcher.reset_in_child)
+        self._workers = WorkerLinks(resources, self._selector, catcher.reset_in_child, self._feed)
         if resources.watcher is not None:
             self._selector.register(resources.watcher.fd, selectors.EVENT_READ, _WATCHER)
         self._exit_code: int | None = None
         self._crash = ""
-        self._started_at = time.time()
+        self._publisher = Publisher(resources)
         if resources.metrics is not None:
             resources.metrics.attach(self._selector, lambda: self._state)
-        self._shape: tuple[object, ...] = ()
-        self._probed = False
-        self._watchdog_at = 0.0
         self._executors: dict[type[Any], Callable[[Any], Event | None]] = {
             Log: self._log,
             SendSignal: self._signal,
-            Spawn: self._spawn,
-            StartTemplate: self._start_template,
+            Spawn: self._workers.spawn,
+            StartTemplate: self._workers.start_template,
             Halt: self._halt,
             LoadGeneration: lambda action: resources.load_generation(action, reload_config),
             CommitGeneration: resources.commit_generation,
@@ -167,7 +157,7 @@ class _Master:
             StartUpgrade: self._start_upgrade,
             AbandonUpgrade: self._abandon_upgrade,
             StopListening: lambda _: self._res.sockets.stop_listening(),
-            Notify: self._notify,
+            Notify: self._publisher.notify,
         }
 
     def run(self, first: MasterStarted) -> int:
@@ -183,9 +173,7 @@ class _Master:
             return MASTER_CRASH_EXIT
         finally:
             self._res.handed_over = self._state.upgrade_pid is not None
-            for sock in self._channels.values():
-                sock.close()
-            self._templates.close()
+            self._workers.close_all()
             self._selector.close()
 
     @property
@@ -194,9 +182,7 @@ class _Master:
         return self._crash or self._state.exit_reason or f"exit code {self._exit_code}"
 
     def _wake(self) -> None:
-        deadlines = [next_deadline(self._state)]
-        if self._res.notifier is not None and self._res.notifier.watchdog_interval_s:
-            deadlines.append(self._watchdog_at)
+        deadlines = [next_deadline(self._state), self._publisher.next_deadline()]
         if self._res.metrics is not None:
             deadlines.append(self._res.metrics.next_deadline())
         deadline = min((d for d in deadlines if d is not None), default=None)
@@ -221,13 +207,13 @@ class _Master:
         for pid, exitcode in reap_children():
             # A template's answer naming this worker was sent before the worker could
             # become our child: read it first, so the exit is not taken for a stranger's.
-            self._templates.read_all()
+            self._workers.read_templates()
             self._read_channel(pid)
             self._feed(ChildExited(pid, exitcode))
-            self._close_channel(pid)
+            self._workers.close(pid)
         self._feed(Tick(time.monotonic()))
         if self._exit_code is None:
-            self._publish()
+            self._publisher.publish(self._state)
 
     def _feed(self, event: Event) -> None:
         """Step `event`, execute the actions, and step what executing them produced."""
@@ -249,60 +235,8 @@ class _Master:
     def _halt(self, action: Halt) -> None:
         self._exit_code = action.code
 
-    def _spawn(self, action: Spawn) -> Event | None:
-        generation = self._res.generations[action.generation]
-        settings = generation.settings_for_worker()
-        if generation.config.preload:
-            return self._templates.ask(action, settings.max_requests)
-        try:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        except OSError as exc:
-            return SpawnFailed(action.slot, action.generation, f"socketpair: {exc}")
-        try:
-            pid = spawn_worker(
-                settings,
-                self._res.sockets.sockets(generation),
-                theirs,
-                reset_child=self._catcher.reset_in_child,
-                close_in_child=[ours, *self._master_only(generation)],
-                identity=generation.identity,
-            )
-        except OSError as exc:
-            ours.close()
-            return SpawnFailed(action.slot, action.generation, f"fork: {exc}")
-        finally:
-            theirs.close()
-        self._watch_channel(pid, ours)
-        return WorkerSpawned(pid, action.slot, action.generation, settings.max_requests)
-
-    def _master_only(self, generation: Generation) -> list[socket.socket | int]:
-        """The master's sockets and descriptors (the pidfile's lock) that a child forked for
-        `generation` closes."""
-        return [
-            *self._channels.values(),
-            *self._templates.sockets(),
-            *self._res.sockets.others(generation),
-            *(self._res.metrics.sockets() if self._res.metrics else ()),
-            *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
-        ]
-
-    def _watch_channel(self, pid: int, ours: socket.socket) -> None:
-        ours.setblocking(False)
-        self._channels[pid] = ours
-        self._selector.register(ours, selectors.EVENT_READ, pid)
-
-    def _start_template(self, action: StartTemplate) -> Event:
-        generation = self._res.generations[action.generation]
-        listeners = self._res.sockets.sockets(generation)
-        return self._templates.start(action, generation, listeners, self._master_only(generation))
-
-    def _from_template(self, event: Event, channel: socket.socket | None) -> None:
-        if isinstance(event, WorkerSpawned) and channel is not None:
-            self._watch_channel(event.pid, channel)
-        self._feed(event)
-
     def _probe(self, action: ProbeHealth) -> Event:
-        self._probed = True
+        self._publisher.measured()
         return health.probe(action.pids)
 
     def _reopen_logs(self, action: ReopenLogs) -> None:
@@ -317,44 +251,6 @@ class _Master:
     def _abandon_upgrade(self, action: AbandonUpgrade) -> None:
         take_back(self._res)
 
-    def _notify(self, action: Notify) -> None:
-        notifier = self._res.notifier
-        if notifier is None:
-            return
-        if action.kind == "ready":
-            notifier.ready(action.text)
-        elif action.kind == "reloading":
-            notifier.reloading()
-        elif action.kind == "stopping":
-            notifier.stopping()
-        else:
-            notifier.mainpid(os.getpid())
-
-    def _publish(self) -> None:
-        """Status file, STATUS= and WATCHDOG=1: what outsiders see of a healthy loop."""
-        shape = health.shape(self._state)
-        changed, self._shape = shape != self._shape, shape
-        notifier = self._res.notifier
-        if changed and notifier is not None:
-            notifier.status(status_text(self._state))
-        if (changed or self._probed) and self._res.pidfile is not None:
-            self._write_status(self._res.pidfile.path)
-        self._probed = False
-        interval = notifier.watchdog_interval_s if notifier is not None else None
-        now = time.monotonic()
-        if interval and now >= self._watchdog_at and self._state.phase in RUNNING:
-            assert notifier is not None
-            notifier.watchdog()
-            self._watchdog_at = now + interval
-
-    def _write_status(self, pidfile: str) -> None:
-        offset = time.time() - time.monotonic()
-        snapshot = health.snapshot(self._state, os.getpid(), self._started_at, offset)
-        try:
-            write_status(status_path(pidfile), snapshot)
-        except OSError as exc:
-            logger.debug("cannot write the status file: %s", exc)
-
     def _read_watcher(self) -> None:
         watcher = self._res.watcher
         assert watcher is not None
@@ -366,26 +262,10 @@ class _Master:
             self._feed(FilesChanged(tuple(changes)))
 
     def _read_channel(self, pid: int) -> None:
-        sock = self._channels.get(pid)
-        while sock is not None and self._exit_code is None:
-            try:
-                data = sock.recv(DATAGRAM_MAX)
-            except OSError:
-                # BlockingIOError: drained. Anything else: the channel is unusable, and the
-                # worker's exit (reaped separately) still tells the master what it needs.
+        for message in self._workers.read(pid):
+            if self._exit_code is not None:
                 return
-            message = ch.decode(data)
-            if message is None:
-                logger.debug("worker %d sent an unreadable message: %r", pid, data[:80])
-                continue
             self._feed(WorkerMessageReceived(pid, message))
-
-    def _close_channel(self, pid: int) -> None:
-        sock = self._channels.pop(pid, None)
-        if sock is not None:
-            self._selector.unregister(sock)
-            sock.close()
-        self._templates.forget(pid)
 
     def _kill_all(self) -> None:
         """After a loop failure: leave no orphan worker behind."""

@@ -2,8 +2,10 @@
 `serve reload|stop|status` control a running master found through its pidfile.
 
 Rules:
-- This is the only module of the project that calls sys.exit; exit codes follow
-  server.exitcodes (2 for a config error, whatever run_master returns otherwise). Control
+- This is the only module of the master that calls sys.exit; exit codes follow
+  server.exitcodes (2 for a config error, whatever run_master returns otherwise). The
+  helper programs the master runs end their own processes (watcher.py's file watcher,
+  preflight.py's import check), and forked children leave through os._exit. Control
   commands (supervisor.control) exit 0 when done, 1 when no master runs or it did not do
   what was asked (a failed reload, a stop that timed out), 2 on a config error, like
   `nginx -s` and init scripts' `status`.

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from serve.server.h2_settings import MAX_WINDOW_SIZE
+from serve.server.settings import MAX_WINDOW_SIZE
 from serve.supervisor.config_bind import parse_bind
 
 ACCESS_LOG_FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")

@@ -22,7 +22,7 @@ Rules:
   `ssl` sub-keys need `ssl.certfile`.
 - The `log_config` file is read here too (as YAML, which covers JSON), so `serve check`
   and a reload find a broken one; read_log_config() also gives the mapping to the master
-  (supervisor.logsetup) and to each generation's workers (supervisor.generations).
+  (supervisor.logsetup) and to each generation's workers (supervisor.resources).
 - A YAML scalar for a mode key (umask, socket_mode) is read as its text, so `umask: 022`
   and `umask: 22` are both octal, as the umask command reads them.
 """

@@ -14,17 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from serve.server.h2_settings import H2Settings
 from serve.server.settings import (
     DEFAULT_ACCESS_LOG_FORMAT,
+    ASGIApp,
     CertReqs,
+    H2Settings,
     Limits,
     TLSSettings,
     TLSVersion,
     WorkerSettings,
+    WSMode,
+    WSSettings,
 )
-from serve.server.types import ASGIApp
-from serve.server.ws_settings import WSMode, WSSettings
 from serve.supervisor.config_shedding import SheddingSpec
 
 LifespanMode = Literal["auto", "on", "off"]
@@ -283,19 +284,8 @@ class Config:
             app_dir=self.app_dir,
             lifespan=self.lifespan,
             root_path=self.root_path,
-            limits=Limits(
-                max_request_line=self.max_request_line,
-                max_header_size=self.max_header_size,
-                max_headers=self.max_headers,
-                max_body_size=self.max_body_size,
-            ),
-            ws=WSSettings(
-                mode=self.ws,
-                max_size=self.ws_max_size,
-                ping_interval_s=self.ws_ping_interval,
-                ping_timeout_s=self.ws_ping_timeout,
-                per_message_deflate=self.ws_per_message_deflate,
-            ),
+            limits=_limits(self),
+            ws=_ws_settings(self),
             http2=self.http2.settings(),
             backlog=self.backlog,
             header_timeout_s=self.header_timeout,
@@ -318,6 +308,27 @@ class Config:
             log_file=self.log_file,
             tls=self.ssl.settings(),
         )
+
+
+# The flat keys that make up one settings value of the worker (the nested keys' specs
+# build theirs: SSLSpec.settings() and the like).
+def _limits(config: Config) -> Limits:
+    return Limits(
+        max_request_line=config.max_request_line,
+        max_header_size=config.max_header_size,
+        max_headers=config.max_headers,
+        max_body_size=config.max_body_size,
+    )
+
+
+def _ws_settings(config: Config) -> WSSettings:
+    return WSSettings(
+        mode=config.ws,
+        max_size=config.ws_max_size,
+        ping_interval_s=config.ws_ping_interval,
+        ping_timeout_s=config.ws_ping_timeout,
+        per_message_deflate=config.ws_per_message_deflate,
+    )
 
 
 # Keys whose value is a nested mapping, each with its own dataclass of sub-keys.

@@ -1,7 +1,7 @@
 """The master's knowledge as frozen records: workers, slots, phase and policy.
 
 Rules: no IO, no behaviour beyond small pure queries and copy-on-write updates; state.py
-and reload.py decide, this module only describes. Records are never mutated: every change
+and the modules it calls decide, this module only describes. Records are never mutated: every change
 builds a new SupervisorState, so a step() can be replayed and compared in tests.
 
 Counters (restarts by reason, reloads by result, the traffic of exited workers) only
@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from serve.server.channel import WorkerHeartbeat
-from serve.server.stats import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES
+from serve.server.channel import ZERO_DURATIONS, ZERO_OVERLOAD, ZERO_RESPONSES, WorkerHeartbeat
 from serve.supervisor.actions import Action, SendSignal
 from serve.supervisor.config_schema import Config
 
@@ -251,6 +250,13 @@ def backoff_delay(failures: int) -> float:
 def workers_text(count: int) -> str:
     """'1 worker', '2 workers'."""
     return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def status_text(state: SupervisorState) -> str:
+    """One line for sd_notify STATUS and the logs: phase, worker count, generation."""
+    ready = sum(1 for r in state.workers.values() if r.state is WorkerState.READY)
+    phase, generation = state.phase.value, state.generation
+    return f"{phase}: {ready} of {state.desired} workers ready (generation {generation})"
 
 
 def exit_text(exitcode: int) -> str:

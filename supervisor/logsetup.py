@@ -1,7 +1,7 @@
 """The master's logging from the config in force: the built-in setup or a log_config file.
 
-Rules: arbiter.py calls apply_logging() at start and when a reload commits; it returns why
-the setup failed instead of raising. A log_config that dictConfig rejected may have been
+Rules: arbiter.py calls apply_logging() at start, resources.py when a reload commits; it
+returns why the setup failed instead of raising. A log_config that dictConfig rejected may have been
 applied halfway, so the master then falls back to the built-in setup on stderr, where its
 error is seen. Workers apply the same settings themselves (server.entry), from the mapping
 their generation's WorkerSettings carry.

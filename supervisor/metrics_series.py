@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from serve.server.stats import DURATION_BUCKETS_S, OVERLOAD_EVENTS
+from serve.server.channel import DURATION_BUCKETS_S, OVERLOAD_EVENTS
 from serve.supervisor.fleet import (
     RESTART_REASONS,
     SupervisorState,

@@ -116,8 +116,7 @@ def _try_in_child(config: Config) -> None:
 
 def _child(spec: dict[str, object]) -> int:
     """In the child: apply log_config, then import the app; print the verdict."""
-    from serve.server.app_loader import load_app
-    from serve.server.errors import AppLoadError
+    from serve.server.entry import app_load_error
     from serve.supervisor.logsetup import LogFormat, try_log_config
 
     log_config = spec["log_config"]
@@ -127,10 +126,11 @@ def _child(spec: dict[str, object]) -> int:
         if error is not None:
             print(_VERDICT + error, flush=True)
             return exitcodes.CONFIG_ERROR
-    try:
-        load_app(str(spec["app"]), factory=bool(spec["factory"]), app_dir=str(spec["app_dir"]))
-    except AppLoadError as exc:
-        print(_VERDICT + str(exc), flush=True)
+    error = app_load_error(
+        str(spec["app"]), factory=bool(spec["factory"]), app_dir=str(spec["app_dir"])
+    )
+    if error is not None:
+        print(_VERDICT + error, flush=True)
         return exitcodes.APP_LOAD_ERROR
     print(_VERDICT + "ok", flush=True)
     return exitcodes.OK

@@ -1,4 +1,4 @@
-"""Pure decisions that replace workers: reloads, retirements and blocked workers.
+"""Pure decisions that replace workers: reloads and retirements.
 
 Rules: no IO and no os calls, like state.py, which calls these from step(). Two rolling
 paths, and on both the replacement is started before the old worker is asked to drain:
@@ -10,11 +10,7 @@ paths, and on both the replacement is started before the old worker is asked to 
 - A retirement (max_requests, max_worker_memory) marks one worker RETIRING, which frees
   its slot; the new occupant boots while the old one serves on, and the old one gets its
   SIGTERM once the occupant is ready. One retirement at a time.
-A worker whose loop is blocked (no heartbeat for worker_timeout) serves nobody any more:
-it gets SIGABRT for a stack dump and its slot a new worker at once. A draining worker is
-judged the same way while the fleet runs (its replacement already exists).
-A USR2 upgrade replaces the master itself: the new one (our child until we exit) stops us
-once its workers are ready; if it dies first, we keep serving and take the pidfile back.
+A blocked worker is replaced by blocked.py, the master itself (USR2) by takeover.py.
 """
 
 from __future__ import annotations
@@ -23,27 +19,17 @@ import logging
 import signal
 from dataclasses import replace
 
+from serve.supervisor import takeover
 from serve.supervisor.actions import (
-    AbandonUpgrade,
     Action,
     CommitGeneration,
     DropGeneration,
     LoadGeneration,
     Log,
     Notify,
-    SendSignal,
-    StartUpgrade,
 )
-from serve.supervisor.events import (
-    ChildExited,
-    GenerationFailed,
-    GenerationLoaded,
-    UpgradeFailed,
-    UpgradeStarted,
-)
+from serve.supervisor.events import GenerationFailed, GenerationLoaded
 from serve.supervisor.fleet import (
-    RUNNING,
-    SERVING_STATES,
     Phase,
     Policy,
     ReloadRecord,
@@ -56,8 +42,8 @@ from serve.supervisor.fleet import (
     by_pid,
     counted_reload,
     counted_restarts,
-    exit_text,
     occupant,
+    status_text,
     with_slot,
     with_worker,
     workers_text,
@@ -65,15 +51,6 @@ from serve.supervisor.fleet import (
 
 Result = tuple[SupervisorState, list[Action]]
 MIB = 1024 * 1024
-# After SIGABRT faulthandler writes every thread's stack, then the default action ends it.
-ABORT_GRACE_S = 5.0
-
-
-def status_text(state: SupervisorState) -> str:
-    """One line for sd_notify STATUS and the logs: phase, worker count, generation."""
-    ready = sum(1 for r in state.workers.values() if r.state is WorkerState.READY)
-    phase, generation = state.phase.value, state.generation
-    return f"{phase}: {ready} of {state.desired} workers ready (generation {generation})"
 
 
 def request_reload(state: SupervisorState, reason: str, now: float) -> Result:
@@ -147,16 +124,8 @@ def _first_ready(state: SupervisorState) -> Result:
         Log(logging.INFO, f"serve ready ({workers_text(state.desired)})"),
         Notify("ready", status_text(state)),
     ]
-    old = state.takeover_from
-    if old is not None:
-        # USR2: our workers serve; the old master may drain its own now.
-        state = replace(state, takeover_from=None)
-        actions += [
-            Log(logging.INFO, f"upgrade: this master takes over; stopping the old master {old}"),
-            SendSignal(old, signal.SIGTERM),
-            Notify("mainpid"),
-        ]
-    return state, actions
+    state, more = takeover.take_over(state)
+    return state, actions + more
 
 
 def abort_reload(state: SupervisorState, now: float, why: str) -> Result:
@@ -239,79 +208,3 @@ def finish_retirements(state: SupervisorState, now: float) -> Result:
         state, more = ask_to_stop(state, record, signal.SIGTERM, now)
         actions += more
     return state, actions
-
-
-def is_judged(record: WorkerRecord) -> bool:
-    """Whether a silent loop in this worker means it is blocked: it serves, or it drains
-    after it was ready (the worker's tick, and so its heartbeat, runs through the drain)."""
-    if signal.SIGABRT in record.signals_sent or signal.SIGKILL in record.signals_sent:
-        return False
-    if record.state is WorkerState.DRAINING:
-        return record.ready_at is not None
-    return record.state in SERVING_STATES
-
-
-def abort_silent(state: SupervisorState, now: float) -> Result:
-    """SIGABRT each serving or draining worker whose loop sent no heartbeat for
-    worker_timeout: a draining worker with a blocked loop would otherwise hold its
-    requests until the end of graceful_timeout, and die without a stack dump."""
-    actions: list[Action] = []
-    timeout = state.policy.worker_timeout_s
-    for record in by_pid(state):
-        silent = now - record.last_heartbeat
-        if not is_judged(record) or silent < timeout:
-            continue
-        kill_at = now + ABORT_GRACE_S
-        aborted = replace(
-            record,
-            state=WorkerState.DRAINING,
-            kill_at=kill_at if record.kill_at is None else min(record.kill_at, kill_at),
-            signals_sent=record.signals_sent | {signal.SIGABRT},
-        )
-        state = with_worker(state, aborted)
-        if record.state is not WorkerState.DRAINING:
-            # A draining worker was already replaced (or its slot removed).
-            state = counted_restarts(state, "timeout")
-        slot = state.slots.get(record.slot)
-        if (
-            slot is not None
-            and record.generation == state.generation
-            and occupant(state, record.slot) is None
-        ):
-            state = with_slot(state, record.slot, replace(slot, due=now))
-        message = (
-            f"worker {record.pid} sent no heartbeat for {silent:.1f}s (worker_timeout "
-            f"{timeout:g}s): its event loop is blocked; SIGABRT dumps its stack"
-        )
-        actions += [Log(logging.ERROR, message), SendSignal(record.pid, signal.SIGABRT)]
-        # A stopped worker (SIGSTOP) keeps SIGABRT pending and would hold its clients for
-        # the whole grace: SIGCONT lets it dump and die now (a running one ignores it).
-        actions.append(SendSignal(record.pid, signal.SIGCONT))
-    return state, actions
-
-
-def request_upgrade(state: SupervisorState) -> Result:
-    if state.phase is not Phase.SERVING:
-        return state, [Log(logging.WARNING, f"SIGUSR2 ignored while {state.phase.value}")]
-    if state.upgrade_pid is not None:
-        message = f"SIGUSR2 ignored: new master {state.upgrade_pid} is taking over"
-        return state, [Log(logging.WARNING, message)]
-    message = "SIGUSR2: starting a new master on the same sockets"
-    return state, [Log(logging.INFO, message), StartUpgrade()]
-
-
-def upgrade_result(state: SupervisorState, event: UpgradeStarted | UpgradeFailed) -> Result:
-    if isinstance(event, UpgradeFailed):
-        message = f"upgrade failed: {event.reason}; this master keeps serving"
-        return state, [Log(logging.ERROR, message)]
-    message = f"upgrade: new master {event.pid} started; it stops this one once it serves"
-    return replace(state, upgrade_pid=event.pid), [Log(logging.INFO, message)]
-
-
-def upgrade_exited(state: SupervisorState, event: ChildExited) -> Result:
-    """The new master died before it stopped us."""
-    state = replace(state, upgrade_pid=None)
-    message = f"upgrade failed: new master {event.pid} {exit_text(event.exitcode)}"
-    if state.phase not in RUNNING:
-        return state, [Log(logging.WARNING, message)]
-    return state, [Log(logging.ERROR, f"{message}; this master keeps serving"), AbandonUpgrade()]

@@ -6,9 +6,10 @@ state plus the Actions to execute, which only arbiter.py executes. Each stop sig
 at most once per worker (fleet.ask_to_stop says why).
 
 The records live in fleet.py, the rolling replacements (reload, retirement) in reload.py,
-the stop signals, shutdown_delay and overdue kills in stopping.py, TTIN/TTOU in
-scaling.py, the preload templates in preload.py. The counters /metrics shows (restarts by
-reason, reloads, the traffic of exited workers) are kept here, where the decisions are.
+blocked workers in blocked.py, the USR2 upgrade in takeover.py, the stop signals,
+shutdown_delay and overdue kills in stopping.py, TTIN/TTOU in scaling.py, the preload
+templates in preload.py. The counters /metrics shows (restarts by reason, reloads, the
+traffic of exited workers) are kept here, where the decisions are.
 Health is judged on Tick only, after the loop drained every channel in that wake, so a
 heartbeat waiting in a socket buffer never makes a busy master abort a healthy worker.
 """
@@ -22,7 +23,7 @@ from dataclasses import replace
 
 from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
 from serve.server.exitcodes import BOOT_ERROR
-from serve.supervisor import preload, reload, scaling, stopping
+from serve.supervisor import blocked, preload, reload, scaling, stopping, takeover
 from serve.supervisor.actions import (
     Action,
     Halt,
@@ -99,7 +100,7 @@ def next_deadline(state: SupervisorState) -> float | None:
         times += [
             record.last_heartbeat + state.policy.worker_timeout_s
             for record in state.workers.values()
-            if reload.is_judged(record)
+            if blocked.is_judged(record)
         ]
         times.append(state.health_due or 0.0)
     if state.stop_at is not None:
@@ -138,7 +139,7 @@ def _handle(state: SupervisorState, event: Event, now: float) -> Result:
     if isinstance(event, MasterStarted):
         return replace(state, takeover_from=event.takeover_from), []
     if isinstance(event, (UpgradeStarted, UpgradeFailed)):
-        return reload.upgrade_result(state, event)
+        return takeover.upgrade_result(state, event)
     return state, []
 
 
@@ -234,7 +235,7 @@ def _handle_exit(state: SupervisorState, event: ChildExited, now: float) -> Resu
 def _handle_other_exit(state: SupervisorState, event: ChildExited) -> Result:
     """Not a worker: the USR2 master we started, or an orphan adopted as PID 1."""
     if event.pid == state.upgrade_pid:
-        return reload.upgrade_exited(state, event)
+        return takeover.upgrade_exited(state, event)
     message = f"reaped process {event.pid}, not a worker ({exit_text(event.exitcode)})"
     return state, [Log(logging.INFO, message)]
 
@@ -272,7 +273,7 @@ def _handle_tick(state: SupervisorState, now: float) -> Result:
     state, actions = stopping.end_delay(state, now)
     if state.phase not in RUNNING:
         return state, actions
-    state, more = reload.abort_silent(state, now)
+    state, more = blocked.abort_silent(state, now)
     actions += more
     if state.health_due is None or state.health_due <= now:
         state = replace(state, health_due=now + state.policy.health_interval_s)
@@ -309,7 +310,7 @@ def handle_usr1(state: SupervisorState, now: float) -> Result:
 
 
 def handle_usr2(state: SupervisorState, now: float) -> Result:
-    return reload.request_upgrade(state)
+    return takeover.request_upgrade(state)
 
 
 def handle_chld(state: SupervisorState, now: float) -> Result:

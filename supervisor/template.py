@@ -40,8 +40,7 @@ from typing import NoReturn
 from serve.server import channel as ch
 from serve.server.entry import load, prepare_process, serve
 from serve.server.exitcodes import APP_LOAD_ERROR, OK
-from serve.server.settings import WorkerSettings
-from serve.server.types import ASGIApp
+from serve.server.settings import ASGIApp, WorkerSettings
 from serve.supervisor.process import (
     CRASH_EXIT_CODE,
     ORPHAN_EXIT_CODE,

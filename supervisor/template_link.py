@@ -1,7 +1,7 @@
 """The master's side of its preload templates: control sockets and the forks asked of them.
 
-Rules: no decisions (preload.py and state.py take them); arbiter.py calls in to start a
-template, to ask it for a worker, and to turn what a template sends into Events. A fork
+Rules: no decisions (preload.py and state.py take them); worker_links.py calls in to start
+a template, to ask it for a worker, and to turn what a template sends into Events. A fork
 request carries the master's freshly made channel for the new worker; the master keeps its
 own end aside, keyed by a token the template echoes, until the answer names the worker's
 pid: only then is the channel registered under that pid. When a template is gone, the
@@ -26,8 +26,8 @@ from serve.supervisor.events import (
     TemplateStartFailed,
     WorkerSpawned,
 )
-from serve.supervisor.generations import Generation
 from serve.supervisor.process import become_subreaper
+from serve.supervisor.resources import Generation
 from serve.supervisor.template import CONTROL_MAX, decode_answer, fork_request, spawn_template
 
 

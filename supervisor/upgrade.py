@@ -13,7 +13,7 @@ Rules:
   is its parent, so a stale variable never makes it signal a stranger. Once its own
   workers are ready it sends SIGTERM to the old master, which drains like on any stop.
 - The new master is the old one's child until that one exits, so the old master reaps it
-  if it dies early and then keeps serving (state.py decides, take_back() recreates the
+  if it dies early and then keeps serving (takeover.py decides, take_back() recreates the
   pidfile).
 """
 
@@ -28,8 +28,8 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import NoReturn
 
 from serve.supervisor.events import UpgradeFailed, UpgradeStarted
-from serve.supervisor.generations import Resources
 from serve.supervisor.pidfile import Pidfile, PidfileError
+from serve.supervisor.resources import Resources
 from serve.supervisor.sockets import LISTEN_FDS_START, Listener, exec_with_listeners
 
 logger = logging.getLogger("serve.master")

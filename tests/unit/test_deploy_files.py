@@ -1,13 +1,12 @@
-"""deploy/docker, checked without a Docker engine (deploy/k8s: test_deploy_k8s.py).
+"""deploy/docker and the deploy files' cross-references, checked without a Docker engine.
 
 Rules:
 - The Dockerfile is read by a small parser (comments, line continuations, exec and shell
   forms) and .dockerignore by a matcher with Docker's rules (`*` stays inside a path
   segment, `**` spans any number, a pattern matching a parent directory excludes what is
   below it, `!` re-includes, the last matching pattern wins).
-- The Kubernetes manifests are loaded with PyYAML; their numbers are checked against the
-  prod.yaml the ConfigMap carries, and that prod.yaml against configs/prod.yaml.
 - The HEALTHCHECK command really runs, against a real HTTP server on 127.0.0.1.
+- deploy/k8s is checked in test_deploy_k8s.py.
 """
 
 from __future__ import annotations
@@ -268,3 +267,15 @@ def test_dockerignore_keeps_junk_out_and_what_the_image_copies_in() -> None:
             assert not dockerignored(source), source
             for path in (ROOT / source).rglob("*.py"):
                 assert not dockerignored(str(path.relative_to(ROOT))), path
+
+
+def test_every_file_the_deploy_files_point_to_exists() -> None:
+    deploy = ROOT / "deploy"
+    named = {
+        match
+        for path in deploy.rglob("*")
+        if path.is_file()
+        for match in re.findall(r"\bdeploy/[\w./-]+\w", path.read_text())
+    }
+    assert "deploy/README.md" in named
+    assert [name for name in sorted(named) if not (ROOT / name).exists()] == []

@@ -1,6 +1,9 @@
-"""deploy/k8s, checked without a cluster: the manifests are loaded with PyYAML, their numbers
-checked against the prod.yaml the ConfigMap carries, and that prod.yaml against
-configs/prod.yaml (deploy/docker: test_deploy_files.py)."""
+"""deploy/k8s, checked without a cluster.
+
+Rules: the manifests are loaded with PyYAML; their numbers are checked against the prod.yaml
+the ConfigMap carries, and that prod.yaml against configs/prod.yaml. The image they run is
+the one tests/unit/test_deploy_files.py checks (its user, its config path).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,7 @@ import yaml
 from serve.supervisor.config_values import parse_size
 from serve.supervisor.fleet import STOP_MARGIN_S
 from tests.conftest import ROOT
-from tests.unit.test_deploy_files import (
-    CONFIG_PATH,
-    HEALTH_PORT,
-    dockerfile,
-    port_of,
-    prod_config,
-)
+from tests.unit.test_deploy_files import CONFIG_PATH, HEALTH_PORT, dockerfile, port_of, prod_config
 
 K8S_DIR = ROOT / "deploy" / "k8s"
 # Headroom for the master process in the pod's memory limit (it holds no app state).
@@ -179,15 +176,3 @@ def test_service_hpa_and_pdb_point_at_the_deployment() -> None:
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= (
         labels.items()
     )
-
-
-def test_every_file_the_deploy_files_point_to_exists() -> None:
-    deploy = ROOT / "deploy"
-    named = {
-        match
-        for path in deploy.rglob("*")
-        if path.is_file()
-        for match in re.findall(r"\bdeploy/[\w./-]+\w", path.read_text())
-    }
-    assert "deploy/README.md" in named
-    assert [name for name in sorted(named) if not (ROOT / name).exists()] == []

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from serve.server.h2_settings import H2Settings
+from serve.server.settings import H2Settings
 from serve.supervisor.config_schema import HTTP2Spec
 from tests.unit.supervisor.config_text import Load, error_of
 

@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve.server.stats import DURATION_BUCKETS_S, ZERO_DURATIONS
+from serve.server.channel import DURATION_BUCKETS_S, ZERO_DURATIONS
 from serve.supervisor.fleet import (
     Phase,
     Policy,

@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
-from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
-from serve.server.stats import ZERO_DURATIONS
+from serve.server.channel import ZERO_DURATIONS, WorkerBootFailed, WorkerHeartbeat
 from serve.supervisor.actions import Spawn
 from serve.supervisor.events import (
     GenerationFailed,
@@ -18,7 +17,7 @@ from serve.supervisor.events import (
 from serve.supervisor.fleet import Phase, Policy, Traffic, answers_ready, is_ready
 from serve.supervisor.reload import MIB
 from serve.supervisor.state import STABLE_READY_S, next_deadline
-from tests.unit.supervisor.test_step import POLICY, Script, messages, notes, signals, spawns
+from tests.unit.supervisor.step_script import POLICY, Script, messages, notes, signals, spawns
 
 DELAY = Policy(graceful_timeout_s=30.0, health_interval_s=3600.0, shutdown_delay_s=10.0)
 

@@ -4,144 +4,22 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 
 import pytest
 
-from serve.server.channel import WorkerBootFailed, WorkerHeartbeat, WorkerReady
-from serve.supervisor.actions import (
-    Action,
-    Halt,
-    LoadGeneration,
-    Log,
-    Notify,
-    ProbeHealth,
-    SendSignal,
-    Spawn,
-    StartUpgrade,
-)
-from serve.supervisor.events import (
-    ChildExited,
-    Event,
-    GenerationFailed,
-    GenerationLoaded,
-    HealthSampled,
-    MasterStarted,
-    SignalReceived,
-    SpawnFailed,
-    Tick,
-    UpgradeStarted,
-    WorkerMessageReceived,
-    WorkerSpawned,
-)
+from serve.server.channel import WorkerBootFailed, WorkerHeartbeat
+from serve.supervisor.actions import Halt, Log, Spawn
+from serve.supervisor.events import MasterStarted, SpawnFailed, WorkerMessageReceived
 from serve.supervisor.fleet import (
     BACKOFF_MAX_S,
     QUIT_GRACE_S,
-    STOP_MARGIN_S,
     Phase,
-    Policy,
     WorkerState,
     backoff_delay,
     exit_text,
-    initial_state,
 )
 from serve.supervisor.state import STABLE_READY_S, next_deadline, step
-
-# Health probes are hourly here, so they never land inside another test's deadlines.
-POLICY = Policy(graceful_timeout_s=30.0, boot_timeout_s=60.0, health_interval_s=3600.0)
-
-
-class Script:
-    """Drives step() the way the arbiter does.
-
-    Every event is followed by a Tick at the same time (the loop ticks after each wake),
-    and the actions whose outcome the loop reports are answered: Spawn with WorkerSpawned
-    (pids from 100 up), LoadGeneration with `self.load` (by default a valid config with
-    the original worker count), ProbeHealth with the sizes in `self.rss`, StartUpgrade with
-    UpgradeStarted(`self.upgrade_pid`).
-    """
-
-    def __init__(self, workers: int = 2, policy: Policy = POLICY) -> None:
-        self.state = initial_state(policy, workers)
-        self.now = 1000.0
-        self._next_pid = 100
-        self.request_limit = 0
-        self.rss: dict[int, int] = {}
-        self.upgrade_pid = 500
-        self.load: Callable[[int], GenerationLoaded | GenerationFailed] = lambda generation: (
-            GenerationLoaded(generation, workers, policy)
-        )
-
-    def feed(self, event: Event, after: float = 0.0) -> list[Action]:
-        self.now += after
-        pending: list[Event] = [event] if isinstance(event, Tick) else [event, Tick(self.now)]
-        seen: list[Action] = []
-        while pending:
-            self.state, actions = step(self.state, pending.pop(0), self.now)
-            seen += actions
-            pending[:0] = [answer for action in actions if (answer := self._answer(action))]
-        return seen
-
-    def _answer(self, action: Action) -> Event | None:
-        if isinstance(action, Spawn):
-            self._next_pid += 1
-            pid = self._next_pid - 1
-            return WorkerSpawned(pid, action.slot, action.generation, self.request_limit)
-        if isinstance(action, LoadGeneration):
-            return self.load(action.generation)
-        if isinstance(action, ProbeHealth):
-            return HealthSampled(tuple((p, self.rss[p]) for p in action.pids if p in self.rss))
-        if isinstance(action, StartUpgrade):
-            return UpgradeStarted(self.upgrade_pid)
-        return None
-
-    def signal(self, sig: int, after: float = 0.0) -> list[Action]:
-        return self.feed(SignalReceived(sig), after)
-
-    def tick(self, after: float) -> list[Action]:
-        return self.feed(Tick(self.now + after), after)
-
-    def ready(self, pid: int, after: float = 0.0) -> list[Action]:
-        return self.feed(WorkerMessageReceived(pid, WorkerReady()), after)
-
-    def heartbeat(self, pid: int, requests: int = 0, after: float = 0.0) -> list[Action]:
-        return self.feed(WorkerMessageReceived(pid, WorkerHeartbeat(requests, 0)), after)
-
-    def exited(self, pid: int, code: int, after: float = 0.0) -> list[Action]:
-        return self.feed(ChildExited(pid, code), after)
-
-    def phase(self) -> Phase:
-        return self.state.phase
-
-    def pids(self) -> list[int]:
-        return sorted(self.state.workers)
-
-    def start_serving(self) -> list[int]:
-        self.feed(MasterStarted())
-        for pid in self.pids():
-            self.ready(pid)
-        assert self.phase() is Phase.SERVING
-        return self.pids()
-
-
-def messages(actions: list[Action]) -> list[str]:
-    return [action.message for action in actions if isinstance(action, Log)]
-
-
-def spawns(actions: list[Action]) -> list[Spawn]:
-    return [action for action in actions if isinstance(action, Spawn)]
-
-
-def signals(actions: list[Action]) -> list[tuple[int, int]]:
-    return [(a.pid, a.sig) for a in actions if isinstance(a, SendSignal)]
-
-
-def halts(actions: list[Action]) -> list[Halt]:
-    return [action for action in actions if isinstance(action, Halt)]
-
-
-def notes(actions: list[Action]) -> list[str]:
-    return [action.kind for action in actions if isinstance(action, Notify)]
+from tests.unit.supervisor.step_script import POLICY, Script, halts, messages, signals, spawns
 
 
 def test_start_spawns_one_worker_per_slot() -> None:
@@ -242,86 +120,6 @@ def test_backoff_resets_after_a_worker_stays_ready() -> None:
     assert script.state.slots[0].failures == 0
 
 
-def test_sigterm_asks_each_worker_to_drain_and_sigint_then_hurries_them() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    actions = script.signal(signal.SIGTERM)
-    assert "shutting down (graceful)" in messages(actions)
-    assert signals(actions) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
-    assert [r.state for r in script.state.workers.values()] == [WorkerState.DRAINING] * 2
-    hurried = script.signal(signal.SIGTERM) + script.signal(signal.SIGINT)
-    assert signals(hurried) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
-
-
-def test_graceful_stop_never_signals_twice_and_exits_zero() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    script.signal(signal.SIGTERM)
-    again = script.signal(signal.SIGTERM) + script.tick(1.0)
-    assert signals(again) == []
-    first = script.exited(100, 0)
-    assert spawns(first) == []
-    assert halts(first) == []
-    assert "worker 100 exited with code 0" in messages(first)
-    assert halts(script.exited(101, 0)) == [Halt(0)]
-
-
-def test_graceful_timeout_plus_margin_escalates_to_sigkill() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    script.signal(signal.SIGTERM)
-    limit = POLICY.graceful_timeout_s + STOP_MARGIN_S
-    assert next_deadline(script.state) == script.now + limit
-    assert signals(script.tick(limit - 0.01)) == []
-    killed = script.tick(0.01)
-    assert signals(killed) == [(100, signal.SIGKILL), (101, signal.SIGKILL)]
-    assert "worker 100 did not stop in time; killing it" in messages(killed)
-    assert signals(script.tick(60.0)) == []
-    assert next_deadline(script.state) is None
-    script.exited(100, -signal.SIGKILL)
-    assert halts(script.exited(101, -signal.SIGKILL)) == [Halt(0)]
-
-
-def test_second_sigint_during_graceful_stop_quits_immediately() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    first = script.signal(signal.SIGINT)
-    assert signals(first) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
-    assert messages(first)[-1] == "press Ctrl-C again to stop at once"
-    second = script.signal(signal.SIGINT)
-    assert "shutting down (immediate)" in messages(second)
-    assert signals(second) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
-    assert signals(script.signal(signal.SIGINT)) == []
-    assert next_deadline(script.state) == script.now + QUIT_GRACE_S
-    killed = script.tick(QUIT_GRACE_S)
-    assert signals(killed) == [(100, signal.SIGKILL), (101, signal.SIGKILL)]
-
-
-def test_sigquit_quits_workers_kills_stragglers_and_exits_zero() -> None:
-    script = Script(workers=2)
-    script.start_serving()
-    actions = script.signal(signal.SIGQUIT)
-    assert messages(actions) == ["shutting down (immediate)"]
-    assert signals(actions) == [(100, signal.SIGQUIT), (101, signal.SIGQUIT)]
-    script.exited(100, 0)
-    assert signals(script.tick(QUIT_GRACE_S)) == [(101, signal.SIGKILL)]
-    assert halts(script.exited(101, -signal.SIGKILL)) == [Halt(0)]
-
-
-def test_sigterm_while_workers_boot_stops_them_promptly() -> None:
-    script = Script(workers=2)
-    script.feed(MasterStarted())
-    script.ready(100)
-    actions = script.signal(signal.SIGTERM)
-    assert signals(actions) == [(100, signal.SIGTERM), (101, signal.SIGTERM)]
-    # The ready one may drain; the booting one has nothing to finish.
-    assert script.state.workers[101].kill_at == script.now + QUIT_GRACE_S
-    assert signals(script.tick(QUIT_GRACE_S)) == [(101, signal.SIGKILL)]
-    assert "serve ready" not in " ".join(messages(script.ready(101)))
-    script.exited(101, -signal.SIGKILL)
-    assert halts(script.exited(100, 0)) == [Halt(0)]
-
-
 def test_a_worker_that_never_gets_ready_is_killed_after_boot_timeout() -> None:
     script = Script(workers=1)
     script.feed(MasterStarted())
@@ -406,21 +204,6 @@ def test_an_unexpected_exit_is_a_warning_and_a_requested_one_is_not() -> None:
     script.signal(signal.SIGTERM)
     stopped = script.exited(101, 0)
     assert [a.level for a in stopped if isinstance(a, Log)] == [logging.INFO]
-
-
-def test_a_booting_worker_that_our_stop_signal_killed_is_no_warning() -> None:
-    script = Script(workers=2)
-    script.feed(MasterStarted())
-    script.ready(100)
-    script.signal(signal.SIGTERM)
-    # Killed by our SIGTERM before its loop could catch it: a stop, as asked.
-    booting = script.exited(101, -signal.SIGTERM)
-    assert [(a.level, a.message) for a in booting if isinstance(a, Log)] == [
-        (logging.INFO, "worker 101 stopped while booting (killed by SIGTERM)")
-    ]
-    # A ready worker catches SIGTERM and drains: dying of it is not what was asked.
-    ready = script.exited(100, -signal.SIGTERM)
-    assert [a.level for a in ready if isinstance(a, Log)] == [logging.WARNING]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 from serve.supervisor.actions import Halt, ProbeHealth, Spawn
+from serve.supervisor.blocked import ABORT_GRACE_S
 from serve.supervisor.events import GenerationLoaded, HealthSampled, MasterStarted
 from serve.supervisor.fleet import (
     CRASH_LOOP_FAILURES,
@@ -14,9 +15,9 @@ from serve.supervisor.fleet import (
     WorkerState,
     is_live,
 )
-from serve.supervisor.reload import ABORT_GRACE_S, MIB
+from serve.supervisor.reload import MIB
 from serve.supervisor.state import BOOT_ATTEMPTS_MAX, next_deadline
-from tests.unit.supervisor.test_step import (
+from tests.unit.supervisor.step_script import (
     POLICY,
     Script,
     halts,

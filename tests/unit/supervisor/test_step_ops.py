@@ -7,7 +7,7 @@ import signal
 
 from serve.supervisor.actions import AbandonUpgrade, Log, ReopenLogs, StartUpgrade, StopListening
 from serve.supervisor.events import MasterStarted, UpgradeFailed
-from tests.unit.supervisor.test_step import Script, messages, notes, signals, spawns
+from tests.unit.supervisor.step_script import Script, messages, notes, signals, spawns
 
 
 def test_usr1_reopens_the_master_log_then_forwards_to_every_worker_each_time() -> None:

@@ -27,7 +27,7 @@ from serve.supervisor.events import (
 )
 from serve.supervisor.fleet import CRASH_LOOP_FAILURES, QUIT_GRACE_S, Phase, backoff_delay, is_live
 from serve.supervisor.state import STABLE_READY_S, next_deadline
-from tests.unit.supervisor.test_step import POLICY, Script, halts, messages, signals, spawns
+from tests.unit.supervisor.step_script import POLICY, Script, halts, messages, signals, spawns
 
 PRELOAD = replace(POLICY, preload=True)
 LOAD_FAILED = WorkerBootFailed(APP_LOAD_ERROR, "cannot import module 'app'")

@@ -16,7 +16,7 @@ from serve.supervisor.events import (
 )
 from serve.supervisor.fleet import Phase, Policy, ReloadRecord
 from serve.supervisor.state import STABLE_READY_S
-from tests.unit.supervisor.test_step import (
+from tests.unit.supervisor.step_script import (
     POLICY,
     Script,
     halts,
