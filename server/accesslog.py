@@ -172,7 +172,8 @@ class AccessLogger:
             target += "?" + scope["query_string"].decode("latin-1")
         self.log(
             scope["client"],
-            scope["method"],
+            # A websocket scope has no method: its handshake was a GET.
+            scope.get("method", "GET"),
             target,
             scope["http_version"],
             status,

@@ -1,13 +1,18 @@
-"""State one worker shares between all its connections.
+"""State one worker shares between all its connections, and what happens to it.
 
 Rules: built once per worker after the app is loaded; connections read it on the hot path,
 so what they need per request is pre-computed here (the Date/Server header block, the
-scope's constant parts). Only worker.py mutates the draining and orphaned flags and the date block.
+scope's constant parts). Only worker.py mutates the draining and orphaned flags and the date
+block. HTTP/1.1, HTTP/2 and WebSocket change the rest only through the methods below, which
+say what happened: a connection opened, handed over or closed (`connections`), an app
+started or finished (`tasks`, one tracker for all three), a request finished (`requests`,
+the metrics STATS and the access log: one accounting path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,10 +25,8 @@ from serve.server.proxy import ProxyTrust
 from serve.server.settings import WorkerSettings
 from serve.server.shedding import LoadShedder
 from serve.server.stats import SHED, STATS
-from serve.server.types import ASGIApp
+from serve.server.types import ASGIApp, Scope
 
-# Spec 2.4: send() raises an OSError once the client is gone (server.errors.ClientDisconnected).
-ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 # RFC 9110 IMF-fixdate names, spelled out: strftime's %a and %b follow the C locale, which
 # the app may change, and email.utils would cost its import at every start.
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -40,6 +43,22 @@ class Connection(Protocol):
     # and the close that makes room for a new connection.
     def reuse_mark(self) -> int | None: ...
     def close_idle(self) -> None: ...
+
+
+class AppRun(Protocol):
+    """An app call the worker tracks: an HTTP request's cycle, or a WebSocket connection."""
+
+    task: asyncio.Task[None] | None
+
+
+class Finished(Protocol):
+    """A request as the accounting sees it once it is answered (server.cycle.Cycle, or a
+    WebSocket handshake): `start_time` is time.perf_counter() at its head."""
+
+    scope: Scope
+    status: int
+    bytes_sent: int
+    start_time: float
 
 
 def date_block(server_header: str | None, now: float | None = None) -> bytes:
@@ -80,6 +99,7 @@ class WorkerContext:
     cap: ConnectionCap | None = None
     # request_timeout's timer; None when it is off.
     deadlines: RequestDeadlines | None = None
+    loop: asyncio.AbstractEventLoop = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -89,38 +109,80 @@ class WorkerContext:
         self.root_path_bytes = self.settings.root_path.encode("utf-8")
         self.date_block = date_block(self.settings.server_header)
         self.cap = ConnectionCap.build(settings.max_connections)
+        self.loop = asyncio.get_running_loop()
         if settings.request_timeout_s is not None:
-            loop = asyncio.get_running_loop()
-            self.deadlines = RequestDeadlines(loop, settings.request_timeout_s)
+            self.deadlines = RequestDeadlines(self.loop, settings.request_timeout_s)
 
-    def app_started(self, cycle: Cycle, task: asyncio.Task[None]) -> None:
-        """An HTTP request's app is running as `task` (HTTP/1.1 and HTTP/2 alike)."""
-        cycle.task = task
-        self.tasks.add(task)
-        if self.deadlines is not None:
-            self.deadlines.watch(cycle)
+    # -- connections -------------------------------------------------------------------------
+    def admit(self, conn: Connection, transport: asyncio.BaseTransport, now: float) -> bool:
+        """A connection was accepted and registered: False if it must be refused with 503
+        (no room under max_connections, or over limit_concurrency)."""
+        cap = self.cap
+        room = cap is None or cap.admit(len(self.connections) + 1, self.connections, now)
+        self.connections.add(conn)
+        if self.load is not None:
+            self.load.accepted(transport)
+        limit = self.settings.limit_concurrency
+        return room and (limit is None or len(self.connections) <= limit)
 
-    def shed(self, cycle: Cycle) -> None:
-        """While shedding (server.shedding): 503 and Retry-After instead of the app."""
-        STATS.overload[SHED] += 1
-        cycle.refuse(503)
+    def at_concurrency_limit(self) -> bool:
+        limit = self.settings.limit_concurrency
+        return limit is not None and len(self.connections) >= limit
 
-    def app_finished(self, cycle: Cycle) -> None:
-        """The app of `cycle` returned or raised, from inside its task."""
-        if cycle.task is not None:
-            self.tasks.discard(cycle.task)
-            if self.deadlines is not None:
-                self.deadlines.forget(cycle)
-        if self.draining:
-            self.check_idle()
+    def connection_opened(self, conn: Connection) -> None:
+        """A protocol took over a transport (HTTP/2, WebSocket) in its predecessor's place."""
+        self.connections.add(conn)
+
+    def connection_handed_over(self, conn: Connection) -> None:
+        """`conn` gives its transport to a successor, registered next: no idle check between."""
+        self.connections.discard(conn)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.check_idle()
 
-    def task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self.check_idle()
+    # -- apps ----------------------------------------------------------------------------------
+    def start_request(self, cycle: Cycle, eager: bool) -> None:
+        """Run the app for an HTTP request (HTTP/1.1 and HTTP/2 alike), or shed it.
+
+        `eager` (3.12+): the app runs at once and a Task is only kept if it suspends.
+        """
+        if self.shedding:
+            # server.shedding: 503 and Retry-After instead of the app.
+            STATS.overload[SHED] += 1
+            cycle.refuse(503)
+            return
+        if sys.version_info >= (3, 12) and eager:
+            task = asyncio.Task(cycle.run(self.app), loop=self.loop, eager_start=True)
+            if task.done():
+                return
+        else:
+            task = self.loop.create_task(cycle.run(self.app))
+        self.app_started(cycle, task)
+
+    def app_started(self, run: AppRun, task: asyncio.Task[None]) -> None:
+        """An app is running as `task`; an HTTP request's is under request_timeout."""
+        run.task = task
+        self.tasks.add(task)
+        if self.deadlines is not None and isinstance(run, Cycle):
+            self.deadlines.watch(run)
+
+    def app_finished(self, run: AppRun) -> None:
+        """The app of `run` returned or raised, from inside its task."""
+        if run.task is not None:
+            self.tasks.discard(run.task)
+            if self.deadlines is not None and isinstance(run, Cycle):
+                self.deadlines.forget(run)
+        if self.draining:
+            self.check_idle()
+
+    def finish_request(self, done: Finished) -> None:
+        """A response is complete or failed: count it, time it, log it."""
+        self.requests += 1
+        duration_s = time.perf_counter() - done.start_time
+        STATS.record(done.status, duration_s)
+        if self.access_logger is not None:
+            self.access_logger.log_scope(done.scope, done.status, done.bytes_sent, duration_s)
 
     def check_idle(self) -> None:
         if self.draining and not self.connections and not self.tasks:

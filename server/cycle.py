@@ -1,12 +1,13 @@
 """One ASGI HTTP request/response cycle: the `receive`/`send` pair and its state machine.
 
-Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its connection
-(anything satisfying `CycleOwner`) to write a response start or body, and the connection
-frames them. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
+Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its writer
+(a `ResponseWriter`: server.h1_response, or an HTTP/2 stream) to write a response start or
+body, which frames them, and tells its owner (a `CycleOwner`: the connection or stream)
+how the request goes. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
 NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
 promised trailers (`trailers: True`): the last body message is then followed by
-http.response.trailers messages, which an owner with `send_trailers` (HTTP/2) sends and any
-other owner (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
+http.response.trailers messages, which a writer with `send_trailers` (HTTP/2) sends and any
+other writer (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
 ClientDisconnected, an OSError (ASGI spec 2.4), also when it was waiting for the client to
 read, and `receive` returns http.disconnect; ASGI misuse raises RuntimeError into the app.
 The owner hears once, from inside the app's task, that the app returned (`app_finished`).
@@ -22,8 +23,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from serve.server.errors import ClientDisconnected
-from serve.server.h1_writer import InvalidResponse
+from serve.server.errors import ClientDisconnected, InvalidResponse
 from serve.server.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("serve")
@@ -61,13 +61,8 @@ class WriteFlow(Protocol):
     async def drain(self) -> None: ...
 
 
-class CycleOwner(Protocol):
-    """What a cycle needs from the connection that carries it."""
-
-    # Read after every body message that says more follows: send() waits while paused,
-    # and costs no call otherwise.
-    @property
-    def flow(self) -> WriteFlow: ...
+class ResponseWriter(Protocol):
+    """What frames and writes the cycle's response."""
 
     def start_response(
         self,
@@ -79,6 +74,16 @@ class CycleOwner(Protocol):
     ) -> None: ...
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None: ...
     def send_continue(self) -> None: ...
+
+
+class CycleOwner(Protocol):
+    """What a cycle needs from the connection (or stream) that carries it."""
+
+    # Read after every body message that says more follows: send() waits while paused,
+    # and costs no call otherwise.
+    @property
+    def flow(self) -> WriteFlow: ...
+
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
@@ -93,6 +98,7 @@ class Cycle:
         "_owner",
         "_trailer_sender",
         "_waiter",
+        "_writer",
         "answer",
         "body_state",
         "bytes_sent",
@@ -108,9 +114,10 @@ class Cycle:
         "trailers",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (positional: see below)
         self,
         owner: CycleOwner,
+        writer: ResponseWriter,
         scope: Scope,
         has_body: bool,
         expect_continue: bool,
@@ -118,6 +125,7 @@ class Cycle:
     ) -> None:
         # Positional parameters: a class called with keywords builds a kwargs dict on 3.11.
         self._owner = owner
+        self._writer = writer
         self.scope = scope
         # What the request allows; the connection may still close (drain, framing).
         self.keep_alive = keep_alive
@@ -140,7 +148,7 @@ class Cycle:
         self.start_time = 0.0
         # The app's Task, set by the owner that starts it (None while the app runs eagerly).
         self.task: asyncio.Task[None] | None = None
-        # http.response.start promised trailers; the owner's send_trailers, if it has one.
+        # http.response.start promised trailers; the writer's send_trailers, if it has one.
         self.trailers = False
         self._trailer_sender: TrailerSender | None = None
 
@@ -185,7 +193,7 @@ class Cycle:
             # the interim response can still go first.
             state = self.response
             if (state is _NOT_STARTED or state is _STARTED) and not self.disconnected:
-                self._owner.send_continue()
+                self._writer.send_continue()
         while True:
             if self.disconnected:
                 return {"type": "http.disconnect"}
@@ -225,7 +233,7 @@ class Cycle:
             # `in` rather than .get(): no call for the usual message without the key.
             if "trailers" in message and message["trailers"]:  # noqa: RUF019
                 self.trailers = True
-                self._trailer_sender = getattr(self._owner, "send_trailers", None)
+                self._trailer_sender = getattr(self._writer, "send_trailers", None)
             return
         if state is _DONE:
             raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
@@ -239,10 +247,10 @@ class Cycle:
         # With trailers to send, the body's last message does not end the response on the wire.
         wire_more = more or self._trailer_sender is not None
         if state is _STARTED:
-            self._owner.start_response(self, self.status, self._headers, body, wire_more)
+            self._writer.start_response(self, self.status, self._headers, body, wire_more)
             self.response = _STREAMING
         else:
-            self._owner.send_body(self, body, wire_more)
+            self._writer.send_body(self, body, wire_more)
         if more:
             flow = self._owner.flow
             if flow.write_paused:

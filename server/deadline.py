@@ -1,12 +1,16 @@
-"""request_timeout: the per-request deadline, one mechanism for HTTP/1.1 and HTTP/2.
+"""Deadlines, once for every protocol: request_timeout's timer (RequestDeadlines), and the
+waits the worker's once-a-second sweep measures (Wait: header, keep-alive and send timeouts
+of HTTP/1.1 and HTTP/2 connections, and of an HTTP/2 stream's shut window).
 
-Rules: the worker's context owns one RequestDeadlines when request_timeout is set (none when
-it is off, so nothing is paid per request). A connection reports each app task it starts
-(`watch`) and each that returns (`forget`); a task still running at its deadline has its
-cycle time out (server.cycle: 504 if nothing was written, else the response is cut) and is
-cancelled, so the app's `finally` and `except CancelledError` run. An app whose response is
-complete is left alone: what it does after (Starlette's background tasks) is its own.
-WebSocket and lifespan never come here: they have their own timeouts. An app that blocks
+Rules for request_timeout: the worker's context owns one RequestDeadlines when it is set
+(none when it is off, so nothing is paid per request). The context reports each HTTP app
+task that starts (`watch`) and each that returns (`forget`); a task still running at its
+deadline has its cycle time out (server.cycle: 504 if nothing was written, else the
+response is cut) and is cancelled, so the app's `finally` and `except CancelledError` run.
+An app whose response is complete is left alone: what it does after (Starlette's
+background tasks) is its own.
+WebSocket and lifespan never come here: they have their own timeouts (a WebSocket's ping,
+pong and close deadlines are instants its sweep compares, not waits). An app that blocks
 the loop never lets the timer run: that stays the heartbeat's job.
 Every deadline is its start plus the same timeout, so insertion order is deadline order: a
 dict keeps the running cycles sorted for free and one timer, armed for the oldest, serves
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Hashable
 
 from serve.server.cycle import Cycle, ResponseState
 from serve.server.stats import STATS, TIMED_OUT
@@ -24,6 +29,29 @@ from serve.server.stats import STATS, TIMED_OUT
 logger = logging.getLogger("serve")
 
 _DONE = ResponseState.DONE
+
+
+class Wait:
+    """How long a connection (or stream) has waited in one situation, told by a `mark` that
+    changes whenever the situation does (a request head arrived, writes paused): the wait
+    starts at the first sweep that sees a mark, so a timer costs nothing per request."""
+
+    __slots__ = ("_mark", "_since")
+
+    def __init__(self) -> None:
+        self._mark: Hashable | None = None
+        self._since = 0.0
+
+    def restart(self) -> None:
+        """The situation changed between sweeps (writes paused or resumed)."""
+        self._mark = None
+
+    def waited(self, mark: Hashable, now: float) -> float | None:
+        """Seconds since the sweep first saw `mark`; None at that first sight."""
+        if mark != self._mark:
+            self._mark, self._since = mark, now
+            return None
+        return now - self._since
 
 
 class RequestDeadlines:

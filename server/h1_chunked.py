@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from serve.server.h1_validate import RequestRejected
+from serve.server.errors import RequestRejected
 
 # RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF, where
 #   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )

@@ -6,7 +6,8 @@ Rules:
   Content-Length count, the end of a chunked body) and hands llhttp exactly one message at a
   time. llhttp, strict (its leniencies are never enabled), validates the syntax of those
   bytes; h1_validate checks what they mean. Size limits apply before bytes reach llhttp, so
-  however slowly a head arrives, no more than max_header_size bytes of it are ever held.
+  however slowly a head arrives (server.h1_head), no more than max_header_size bytes of it
+  are ever held.
 - httptools callbacks only append to lists and set flags; they never raise.
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
@@ -22,7 +23,6 @@ Rules:
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 
 from httptools import (
@@ -32,17 +32,13 @@ from httptools import (
     HttpRequestParser,
 )
 
+from serve.server.errors import RequestRejected
 from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
 from serve.server.h1_chunked import ChunkedBody, LimitAt
-from serve.server.h1_validate import (
-    SEEN_REQUEST_LINES,
-    RequestRejected,
-    check_fields,
-    request_line,
-)
+from serve.server.h1_head import PartialHead
+from serve.server.h1_validate import SEEN_REQUEST_LINES, check_fields, request_line
 from serve.server.settings import Limits
 
-_EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 _HEAD_END = b"\r\n\r\n"
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
@@ -94,8 +90,9 @@ class H1Parser:
         self._parser = HttpRequestParser(self)
         self._state = _HEAD
         self._events: list[Event] = []
-        self._head_buf = bytearray()
-        self._line_seen = False  # the buffered partial head holds a complete request line
+        self._partial = PartialHead(limits.max_request_line, limits.max_header_size)
+        # The partial head's bytes, read on the hot path without a call.
+        self._head_buf = self._partial.buffer
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_done = False
         self._message_done = False
@@ -202,42 +199,10 @@ class H1Parser:
     # -- framing -------------------------------------------------------------------------------
     def _feed_head(self, data: bytes, pos: int) -> int:
         """A head that arrives in pieces, or after empty lines (feed() takes the rest)."""
-        if not self._head_buf and data[pos] == 0x0D:
-            # A server should ignore empty lines before a request line (RFC 9112 §2.2).
-            match = _EMPTY_LINES.match(data, pos)
-            if match is not None:
-                return match.end()
-        return self._feed_partial_head(data, pos)
-
-    def _feed_partial_head(self, data: bytes, pos: int) -> int:
-        buf = self._head_buf
-        if buf == b"\r" and data[pos] == 0x0A:
-            buf.clear()  # an empty line split across two reads
-            return pos + 1
-        old = len(buf)
-        buf += data[pos : pos + self._max_head - old]
-        end = buf.find(b"\r\n\r\n", max(0, old - 3))
-        if end < 0:
-            self._check_partial_head(old)
-            return len(data)
-        end += 4
-        head = bytes(buf[:end])
-        buf.clear()
-        self._line_seen = False
-        self._start_message(head)
-        return pos + end - old
-
-    def _check_partial_head(self, old: int) -> None:
-        """Refuse a head that can no longer fit the limits, as soon as that is certain."""
-        buf = self._head_buf
-        if not self._line_seen:
-            lf = buf.find(b"\n", old)
-            self._line_seen = lf >= 0
-            # The request line is buf[:lf - 1] once its CRLF has arrived.
-            if lf > self._max_line + 1 or (lf < 0 and len(buf) > self._max_line + 1):
-                raise RequestRejected(414, "request line too long")
-        if len(buf) >= self._max_head:
-            raise RequestRejected(431, "request head too large")
+        head, pos = self._partial.add(data, pos)
+        if head is not None:
+            self._start_message(head)
+        return pos
 
     def _start_message(self, head: bytes) -> None:
         line = head.partition(b"\r\n")[0]

@@ -1,10 +1,12 @@
 """The response half of an HTTP/1.1 connection: how each response is framed, and its writes.
 
-Rules: H1Connection (server.protocol) inherits this; it owns the transport and the keep-alive
-decision, and this half only adds to it. The head is encoded and checked by server.h1_writer;
-here the framing is chosen (Content-Length, chunked, close-delimited, none) and the bytes go
-out: a complete small response in one write, the head with the first body bytes, and the
-body messages of a streamed response in one write per step of the app (server.write_batch).
+Rules: each H1Connection (server.h1_connection) owns one H1Response, the writer of its
+cycles (server.cycle.ResponseWriter), and reads `keep_alive` once a response is complete, to
+go on or close. The app's fields are checked by server.http_fields and the HTTP/1.1 bytes
+encoded by server.h1_writer; here the framing is chosen (Content-Length, chunked,
+close-delimited, none) and the bytes go out: a complete small response in one write, the
+head with the first body bytes, and the body messages of a streamed response in one write
+per step of the app (server.write_batch).
 Hot path: framings are compared against module aliases, not Enum attributes.
 """
 
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Iterable
 
 from serve.server import h1_writer as w
+from serve.server import http_fields as hf
 from serve.server.context import WorkerContext
 from serve.server.cycle import BodyState, Cycle
 from serve.server.write_batch import WriteBatch
@@ -36,20 +39,22 @@ class Framing(enum.Enum):
 _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
 _RECEIVING = BodyState.RECEIVING
 _STATUS_LINES = w.STATUS_LINES
-_NO_BODY_STATUSES = w.NO_BODY_STATUSES
+_NO_BODY_STATUSES = hf.NO_BODY_STATUSES
 
 
-class H1ResponseWriter:
-    """CycleOwner's response methods for H1Connection."""
+class H1Response:
+    __slots__ = ("batch", "ctx", "framing", "keep_alive", "remaining", "transport")
 
-    ctx: WorkerContext
-    transport: asyncio.Transport
-    batch: WriteBatch
-    # Whether the connection outlives the response being written.
-    keep_alive: bool
-    # Framing of the response in progress; bytes still owed under Content-Length.
-    framing: Framing
-    remaining: int
+    def __init__(self, ctx: WorkerContext, transport: asyncio.Transport, batch: WriteBatch) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.batch = batch
+        # Whether the connection outlives the response being written: what the request
+        # allows (cycle.keep_alive), unless the response or the worker decide otherwise.
+        self.keep_alive = True
+        # Framing of the response in progress; bytes still owed under Content-Length.
+        self.framing = _NONE
+        self.remaining = 0
 
     def start_response(
         self,
@@ -60,23 +65,24 @@ class H1ResponseWriter:
         more: bool,
     ) -> None:
         line = _STATUS_LINES.get(status) or w.status_line(status)
-        block, declared, close = w.response_headers(headers)
+        block, declared, close = hf.response_headers(headers)
         # An app that answers before reading the whole body leaves bytes that cannot be
         # framed reliably from here: the connection ends with this response.
         keep_alive = (
-            self.keep_alive
+            cycle.keep_alive
             and not close
             and cycle.body_state is not _RECEIVING
             and not self.ctx.draining
         )
         if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:
-            framing, declared, extra, keep_alive = _framing(
+            framing, extra, keep_alive = _framing(
                 cycle, status, declared, body, more=more, keep_alive=keep_alive
             )
-        elif len(body) > declared:
-            raise w.InvalidResponse("response body longer than its Content-Length")
+            # A length the server declares is the body's own: nothing more is owed.
+            remaining = 0
         else:
             framing, extra = _LENGTH, b""
+            remaining = hf.first_part(declared, len(body))
         if not keep_alive:
             extra += w.CONNECTION_CLOSE
         elif cycle.scope["http_version"] == "1.0":
@@ -84,7 +90,7 @@ class H1ResponseWriter:
         self.framing = framing
         self.keep_alive = keep_alive
         if framing is _LENGTH:
-            self.remaining = declared - len(body)
+            self.remaining = remaining
             cycle.bytes_sent = len(body)
         elif framing is _NONE:
             body = b""
@@ -111,10 +117,11 @@ class H1ResponseWriter:
             body = b""
         elif body:
             if framing is _LENGTH:
-                self.remaining -= len(body)
-                if self.remaining < 0:
+                try:
+                    self.remaining = hf.next_part(self.remaining, len(body))
+                except RuntimeError:
                     self.keep_alive = False
-                    raise RuntimeError("response body longer than its Content-Length")
+                    raise
             cycle.bytes_sent += len(body)
             if framing is _CHUNKED:
                 body = w.chunk(body)
@@ -125,8 +132,7 @@ class H1ResponseWriter:
         end = b""
         if framing is _CHUNKED:
             end = w.CHUNKED_END
-        elif framing is _LENGTH and self.remaining > 0:
-            logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+        elif framing is _LENGTH and self.remaining and not hf.ended_whole(self.remaining):
             self.keep_alive = False
         self.batch.finish(body, end)
 
@@ -136,17 +142,17 @@ class H1ResponseWriter:
 
 def _framing(
     cycle: Cycle, status: int, declared: int | None, body: bytes, *, more: bool, keep_alive: bool
-) -> tuple[Framing, int, bytes, bool]:
+) -> tuple[Framing, bytes, bool]:
     """Framing of a response without a body, or whose length the app did not declare.
 
-    Returns (framing, content length, extra head bytes, keep_alive).
+    Returns (framing, extra head bytes, keep_alive).
     """
     if cycle.head_request or status in _NO_BODY_STATUSES:
         # A HEAD response announces the length the GET would have, when it is known.
         extra = w.content_length(len(body)) if declared is None and body and not more else b""
-        return _NONE, 0, extra, keep_alive
+        return _NONE, extra, keep_alive
     if not more:
-        return _LENGTH, len(body), w.content_length(len(body)), keep_alive
+        return _LENGTH, w.content_length(len(body)), keep_alive
     if cycle.scope["http_version"] == "1.1":
-        return _CHUNKED, 0, w.TRANSFER_CHUNKED, keep_alive
-    return _CLOSE, 0, b"", False
+        return _CHUNKED, w.TRANSFER_CHUNKED, keep_alive
+    return _CLOSE, b"", False

@@ -1,9 +1,12 @@
 """asyncio glue for one HTTP/2 connection: bytes in -> h2 events -> one Cycle per stream.
 
-Rules: the only code that feeds h2.connection.H2Connection and writes what it produces. h2
-does the framing, HPACK, stream states and flow-control accounting; server.h2_scope turns
-header lists into requests, server.h2_stream is each stream's CycleOwner, server.cycle the
-ASGI cycle shared with HTTP/1.1. A connection arrives here already accepted, from the
+Rules: the only code that feeds h2.connection.H2Connection and writes what it produces
+(with its Outbound, server.h2_outbound, for response bodies waiting for window); its
+children (streams, the stream table, the ending) ask it through the narrow interfaces they
+declare. h2 does the framing, HPACK, stream states and flow-control accounting;
+server.h2_scope turns header lists into requests, server.h2_streams turns requests into
+streams, server.h2_stream is each stream's CycleOwner, server.cycle the ASGI cycle shared
+with HTTP/1.1. A connection arrives here already accepted, from the
 dispatch in server.h2_dispatch (ALPN "h2", or the cleartext preface) or from an HTTP/1.1
 `Upgrade: h2c` request, through server.h2_handover, and replaces the transport's protocol.
 - Limits: SETTINGS advertise max_concurrent_streams and max_header_list_size, and h2
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import cast
 
 import h2.events as ev
@@ -34,22 +36,49 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import NoSuchStreamError, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from serve.server import h2_scope
+from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
-from serve.server.cycle import Cycle
-from serve.server.events import RequestHead
+from serve.server.errors import RequestRejected
 from serve.server.flow import FlowControl
-from serve.server.h1_validate import RequestRejected
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
+from serve.server.h2_outbound import Outbound, Sent
+from serve.server.h2_settings import H2Settings
 from serve.server.h2_stream import H2Stream
-from serve.server.tls import tls_extension
+from serve.server.h2_streams import StreamTable
 
 logger = logging.getLogger("serve")
 
 _DEFAULT_WINDOW = 65535
 _LINGERING, _GOAWAY_SENT, _SERVING = Phase.LINGERING, Phase.GOAWAY_SENT, Phase.SERVING
+_WHOLE, _GONE = Sent.WHOLE, Sent.GONE
+
+
+def server_connection(settings: H2Settings) -> H2Connection:
+    """h2's state machine for one connection, advertising our limits in its SETTINGS."""
+    config = H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=True,
+        # server.h2_scope builds every response and trailer field list already checked,
+        # lowercased and trimmed; h2's second pass cost a sixth of a small response.
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+    conn = H2Connection(config)
+    conn.local_settings = Settings(
+        client=False,
+        initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+        },
+    )
+    conn.decoder.max_header_list_size = settings.max_header_list_size
+    return conn
 
 
 class H2Session(asyncio.Protocol):
@@ -58,10 +87,7 @@ class H2Session(asyncio.Protocol):
         ctx: WorkerContext,
         transport: asyncio.Transport,
         flow: FlowControl,
-        *,
-        server: tuple[str, int] | None,
-        client: tuple[str, int] | None,
-        trusted: bool,
+        info: ConnectionInfo,
     ) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -69,40 +95,16 @@ class H2Session(asyncio.Protocol):
         self.flush_due = False
         self.transport = transport
         self.flow = flow
-        self.server, self.client, self.trusted = server, client, trusted
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "http" if ssl_object is None else "https"
-        self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
+        self.info = info
         settings = ctx.settings.http2
-        config = H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=True,
-            # server.h2_scope builds every response and trailer field list already checked,
-            # lowercased and trimmed; h2's second pass cost a sixth of a small response.
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        self.conn = H2Connection(config)
-        self.conn.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
-                SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
-            },
-        )
-        self.conn.decoder.max_header_list_size = settings.max_header_list_size
+        self.conn = server_connection(settings)
         self.guard = ResetGuard(settings.resets_per_second, self.loop.time())
         # Streams whose response is not complete on the wire; those of them waiting for window.
-        self.streams: dict[int, H2Stream] = {}
-        self.sending: dict[int, H2Stream] = {}
+        self.streams = StreamTable(ctx, info, self)
+        self.outbound = Outbound(self.conn)
         self.write_paused = False
         self.closed = False
-        self.requests = 0
         self.ending = H2Ending(self)
-        # server.capacity's order of idle connections: ctx.requests when the last stream ended.
-        self.idle_mark = ctx.requests
         # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
         self.over_limit = False
         self._date_block = b""
@@ -119,7 +121,7 @@ class H2Session(asyncio.Protocol):
 
     def attach(self) -> None:
         self.transport.set_protocol(self)
-        self.ctx.connections.add(self)
+        self.ctx.connection_opened(self)
 
     def open_connection_window(self) -> None:
         increment = self.ctx.settings.http2.connection_window_size - _DEFAULT_WINDOW
@@ -134,7 +136,7 @@ class H2Session(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
             # h2 has queued the GOAWAY that names the error.
-            logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
             self.write_out()
             self.shut()
             return
@@ -143,11 +145,11 @@ class H2Session(asyncio.Protocol):
                 return
             kind = type(event)
             if kind is ev.DataReceived:
-                self.body_received(cast(ev.DataReceived, event))
+                self.streams.body(cast(ev.DataReceived, event))
             elif kind is ev.RequestReceived:
                 self.request_received(cast(ev.RequestReceived, event))
             elif kind is ev.StreamEnded:
-                self.stream_ended(cast(ev.StreamEnded, event).stream_id)
+                self.streams.ended(cast(ev.StreamEnded, event).stream_id)
             elif kind is ev.StreamReset:
                 self.stream_reset(cast(ev.StreamReset, event).stream_id)
             elif kind is ev.WindowUpdated or kind is ev.RemoteSettingsChanged:
@@ -158,28 +160,24 @@ class H2Session(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
-        self.streams.clear()
-        self.sending.clear()
+        self.streams.lose_all()
+        self.streams.open.clear()
+        self.outbound.clear()
         self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.ending.waiting = None
+        self.ending.wait.restart()
         # A peer that does not read gets no more of our replies (PING, SETTINGS acks) queued.
         self.flow.pause_reading()
-        for stream in self.streams.values():
-            stream.flow.pause()
+        self.streams.pause_all()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.ending.waiting = None
+        self.ending.wait.restart()
         self.flow.resume_reading()
         self.pump_all()
-        for stream_id, stream in self.streams.items():
-            if stream_id not in self.sending:
-                stream.flow.resume()
+        self.streams.resume_all(self.outbound.sending)
 
     # -- requests ------------------------------------------------------------------------------
     def request_received(self, event: ev.RequestReceived) -> None:
@@ -199,57 +197,18 @@ class H2Session(asyncio.Protocol):
             if limit is not None and declared is not None and declared > limit:
                 raise RequestRejected(413, "request body too large")
         except RequestRejected as exc:
-            logger.debug("bad HTTP/2 request from %s: %s", self.client, exc.reason)
+            logger.debug("bad HTTP/2 request from %s: %s", self.info.client, exc.reason)
             self.conn.send_headers(stream_id, [(b":status", b"%d" % exc.status)], end_stream=True)
             if has_body:
                 self.refuse(stream_id, ErrorCodes.NO_ERROR)
             return
-        self.start_stream(stream_id, head)
-
-    def start_stream(self, stream_id: int, head: RequestHead) -> None:
-        ctx = self.ctx
-        stream = H2Stream(self, stream_id)
-        scope = h2_scope.build_scope(
-            ctx, head, server=self.server, client=self.client, scheme=self.scheme,
-            trusted=self.trusted, tls_info=self.tls_info,
-        )  # fmt: skip
-        cycle = Cycle(stream, scope, head.has_body, head.expect_continue, True)
-        cycle.start_time = time.perf_counter()
-        stream.cycle = cycle
-        if self.write_paused:
-            stream.flow.pause()
-        self.streams[stream_id] = stream
-        self.requests += 1
-        if ctx.shedding:
-            ctx.shed(cycle)
-            return
-        ctx.app_started(cycle, self.loop.create_task(cycle.run(ctx.app)))
-
-    def body_received(self, event: ev.DataReceived) -> None:
-        stream_id = event.stream_id
-        data = event.data or b""
-        size = event.flow_controlled_length or 0
-        stream = self.streams.get(stream_id)
-        if stream is None or not stream.receiving:
-            self.acknowledge(stream_id, size)
-            return
-        limit = self.ctx.settings.limits.max_body_size
-        if limit is not None and stream.body_received + len(data) > limit:
-            self.acknowledge(stream_id, size)
-            stream.too_large()
-            return
-        stream.receive(data, size)
-
-    def stream_ended(self, stream_id: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.receiving:
-            stream.cycle.end_body()
+        self.streams.start(stream_id, head)
 
     def stream_reset(self, stream_id: int) -> None:
         if not self.guard.allow(self.loop.time()):
             self.calm()
             return
-        stream = self.streams.get(stream_id)
+        stream = self.streams.open.get(stream_id)
         if stream is not None:
             stream.lost()
             self.forget(stream)
@@ -262,12 +221,34 @@ class H2Session(asyncio.Protocol):
             self.conn.reset_stream(stream_id, code)
 
     def calm(self) -> None:
-        logger.warning("HTTP/2 client %s resets too many streams; closing", self.client)
+        logger.warning("HTTP/2 client %s resets too many streams; closing", self.info.client)
         self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
         self.write_out()
         self.shut()
 
-    # -- what streams ask ----------------------------------------------------------------------
+    # -- what streams and the ending ask (server.h2_stream.StreamSession, h2_ending.EndingSession)
+    def carries(self, stream: H2Stream) -> bool:
+        return not self.closed and stream.stream_id in self.streams.open
+
+    @property
+    def last_stream_id(self) -> int:
+        return int(self.conn.highest_inbound_stream_id)
+
+    def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None:
+        self.conn.send_headers(stream_id, fields, end_stream=end_stream)
+
+    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None:
+        """A whole response of the server's own, in one go (no flow control to wait for)."""
+        self.conn.send_headers(stream_id, fields)
+        self.conn.send_data(stream_id, body, end_stream=True)
+
+    def write_goaway(self, last_stream_id: int) -> None:
+        """GOAWAY NO_ERROR after what h2 has queued. Written beside h2: h2's own
+        close_connection would stop the streams still open."""
+        self.write_out()
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self.transport.write(frame.serialize())
+
     def date_fields(self) -> h2_scope.Fields:
         block = self.ctx.date_block
         if block is not self._date_block:
@@ -297,45 +278,22 @@ class H2Session(asyncio.Protocol):
         """Send what `stream` has queued as far as the windows allow."""
         if self.closed:
             return
-        self.sending[stream.stream_id] = stream
+        self.outbound.add(stream)
         if not self.write_paused:
             self.send_queued(stream)
         self.write_soon()
 
     def pump_all(self) -> None:
         if not self.write_paused and not self.closed:
-            for stream in list(self.sending.values()):
+            for stream in list(self.outbound.sending.values()):
                 self.send_queued(stream)
             self.write_out()
 
     def send_queued(self, stream: H2Stream) -> None:
-        conn, stream_id, out = self.conn, stream.stream_id, stream.out
-        frame_size = conn.max_outbound_frame_size
-        ended_with_data = False
-        try:
-            while out:
-                window = min(conn.local_flow_control_window(stream_id), frame_size)
-                if window <= 0:
-                    stream.flow.pause()
-                    return
-                chunk = out[0]
-                if len(chunk) > window:
-                    piece, out[0] = chunk[:window], chunk[window:]
-                else:
-                    piece = out.popleft()
-                ended_with_data = not out and stream.ended and stream.trailers is None
-                conn.send_data(stream_id, piece, end_stream=ended_with_data)
-                stream.sent += len(piece)
-            del self.sending[stream_id]
-            if stream.ended:
-                if stream.trailers is not None:
-                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
-                elif not ended_with_data:
-                    conn.send_data(stream_id, b"", end_stream=True)
-                self.stream_sent(stream)
-            elif not self.write_paused:
-                stream.flow.resume()
-        except NoSuchStreamError:
+        sent = self.outbound.send(stream, self.write_paused)
+        if sent is _WHOLE:
+            self.stream_sent(stream)
+        elif sent is _GONE:
             stream.lost()
             self.forget(stream)
 
@@ -355,10 +313,8 @@ class H2Session(asyncio.Protocol):
         self.write_out()
 
     def forget(self, stream: H2Stream) -> None:
-        self.streams.pop(stream.stream_id, None)
-        self.sending.pop(stream.stream_id, None)
-        if not self.streams:
-            self.idle_mark = self.ctx.requests
+        self.streams.remove(stream.stream_id)
+        self.outbound.discard(stream.stream_id)
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
 
@@ -367,8 +323,7 @@ class H2Session(asyncio.Protocol):
         """Stop every stream now and close once what is written is flushed."""
         self.write_out()
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
+        self.streams.lose_all()
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -379,7 +334,7 @@ class H2Session(asyncio.Protocol):
         """server.capacity: no stream open and still serving."""
         if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
             return None
-        return self.idle_mark
+        return self.streams.idle_mark
 
     def close_idle(self) -> None:
         self.conn.close_connection(ErrorCodes.NO_ERROR)
@@ -389,6 +344,5 @@ class H2Session(asyncio.Protocol):
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""
         self.closed = True
-        for stream in self.streams.values():
-            stream.lost()
+        self.streams.lose_all()
         self.transport.abort()

@@ -18,7 +18,7 @@ import asyncio
 from typing import cast
 
 from serve.server.context import WorkerContext
-from serve.server.protocol import H1Connection
+from serve.server.h1_connection import H1Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -39,8 +39,7 @@ class ProtocolDispatch(asyncio.Protocol):
             return
         if ssl_object.selected_alpn_protocol() == "h2":
             ctx = self.h1.ctx
-            limit = ctx.settings.limit_concurrency
-            if limit is not None and len(ctx.connections) >= limit:
+            if ctx.at_concurrency_limit():
                 from serve.server.h2_handover import take_over_over_limit
 
                 take_over_over_limit(ctx, self.transport)
@@ -68,14 +67,12 @@ class ProtocolDispatch(asyncio.Protocol):
     def to_h2(self, data: bytes) -> None:
         h1 = self.h1
         ctx = h1.ctx
-        ctx.connections.discard(h1)
+        ctx.connection_handed_over(h1)
         if self.transport.is_closing():
             return  # over limit_concurrency: H1Connection answered 503
         from serve.server.h2_handover import take_over
 
-        session = take_over(
-            ctx, self.transport, h1.flow, server=h1.server, client=h1.client, trusted=h1.trusted
-        )
+        session = take_over(ctx, self.transport, h1.flow, h1.info)
         session.begin(data)
 
     # Until the first bytes decide, the H1Connection hears what happens to the transport.

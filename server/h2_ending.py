@@ -26,15 +26,18 @@ after a GOAWAY (browsers, curl, nghttp2, Go) finish their open streams then.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from serve.server import h2_scope
+from serve.server.deadline import Wait
+from serve.server.h2_outbound import Outbound
+from serve.server.h2_stream import H2Stream
+from serve.server.h2_streams import StreamTable
 
 if TYPE_CHECKING:
-    from serve.server.h2_connection import H2Session
+    from serve.server.context import WorkerContext
 
 _BUSY_BODY = b"Service Unavailable"
 _BUSY_HEAD = (
@@ -50,24 +53,47 @@ class Phase(enum.Enum):
     LINGERING = 4
 
 
-class H2Ending:
-    __slots__ = ("phase", "session", "waiting", "waiting_since")
+class EndingSession(Protocol):
+    """What the ending asks of its session (server.h2_connection.H2Session), which alone feeds
+    h2 and writes what h2 produces."""
 
-    def __init__(self, session: H2Session) -> None:
+    @property
+    def ctx(self) -> WorkerContext: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def write_paused(self) -> bool: ...
+    # Streams whose response is not complete; the outbound holds those waiting for window.
+    @property
+    def streams(self) -> StreamTable: ...
+    @property
+    def outbound(self) -> Outbound: ...
+    @property
+    def last_stream_id(self) -> int: ...
+    def date_fields(self) -> h2_scope.Fields: ...
+    def write_goaway(self, last_stream_id: int) -> None: ...
+    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None: ...
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
+    def write_out(self) -> None: ...
+    def close_idle(self) -> None: ...
+    def shut(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class H2Ending:
+    __slots__ = ("phase", "session", "wait")
+
+    def __init__(self, session: EndingSession) -> None:
         self.session = session
         self.phase = Phase.SERVING
-        # (requests seen, write paused) at the sweep that first found the connection waiting.
-        self.waiting: tuple[int, bool] | None = None
-        self.waiting_since = 0.0
+        # Marked by (requests seen, write paused).
+        self.wait = Wait()
 
     def goaway(self, last_stream_id: int) -> None:
         """GOAWAY NO_ERROR naming the last stream processed, as the connection's last frame
-        when no stream is open. Written beside h2: h2's own close_connection would stop the
-        streams still open."""
+        when no stream is open."""
         session = self.session
-        session.write_out()
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        session.transport.write(frame.serialize())
+        session.write_goaway(last_stream_id)
         if session.streams:
             self.phase = Phase.GOAWAY_SENT
         else:
@@ -77,14 +103,13 @@ class H2Ending:
         """503 on the first stream of a connection over limit_concurrency, then GOAWAY."""
         session = self.session
         fields, _ = h2_scope.response_fields(503, _BUSY_HEAD, session.date_fields())
-        session.conn.send_headers(stream_id, fields)
-        session.conn.send_data(stream_id, _BUSY_BODY, end_stream=True)
+        session.answer(stream_id, fields, _BUSY_BODY)
         self.goaway(stream_id)
 
     def idle(self) -> None:
         """The last open stream is done while the connection ends."""
         if self.phase is Phase.DRAINING:
-            self.goaway(self.session.conn.highest_inbound_stream_id)
+            self.goaway(self.session.last_stream_id)
         elif self.phase is Phase.GOAWAY_SENT:
             self.session.write_out()
             self.session.shut()
@@ -100,11 +125,11 @@ class H2Ending:
             return
         # A connection accepted just before the drain has its first request served, as
         # HTTP/1.1 serves one (with Connection: close); header_timeout still applies to it.
-        if session.ctx.draining and phase is not Phase.GOAWAY_SENT and session.requests:
+        if session.ctx.draining and phase is not Phase.GOAWAY_SENT and session.streams.requests:
             if phase is Phase.SERVING and session.streams:
                 self.phase = Phase.DRAINING
             else:
-                self.goaway(session.conn.highest_inbound_stream_id)
+                self.goaway(session.last_stream_id)
                 if self.phase is Phase.LINGERING:
                     return
         self.timeouts(now)
@@ -113,27 +138,24 @@ class H2Ending:
         session = self.session
         settings = session.ctx.settings
         paused = session.write_paused
-        for stream in list(session.sending.values()):
-            if stream.stalled is None or stream.stalled[0] != stream.sent:
-                stream.stalled = (stream.sent, now)
-            elif now - stream.stalled[1] >= settings.send_timeout_s and not paused:
+        for stream in list(session.outbound.sending.values()):
+            if stream.stalled is None:
+                stream.stalled = Wait()
+            stalled = stream.stalled.waited(stream.sent, now)
+            if stalled is not None and stalled >= settings.send_timeout_s and not paused:
                 session.reset(stream, ErrorCodes.CANCEL)
         if session.streams and not paused:
-            self.waiting = None
+            self.wait.restart()
             return
-        mark = (session.requests, paused)
-        if mark != self.waiting:
-            self.waiting, self.waiting_since = mark, now
+        waited = self.wait.waited((session.streams.requests, paused), now)
+        if waited is None:
             return
-        waited = now - self.waiting_since
         if paused:
             if waited >= settings.send_timeout_s:
                 session.abort()
             return
         idle_timeout = (
-            settings.keep_alive_timeout_s if session.requests else settings.header_timeout_s
+            settings.keep_alive_timeout_s if session.streams.requests else settings.header_timeout_s
         )
         if waited >= idle_timeout:
-            session.conn.close_connection(ErrorCodes.NO_ERROR)
-            session.write_out()
-            session.shut()
+            session.close_idle()

@@ -1,7 +1,7 @@
 """How a connection becomes HTTP/2: from the dispatch (ALPN h2, the cleartext preface) or
 from an HTTP/1.1 `Upgrade: h2c` request (RFC 7540 section 3.2).
 
-Rules: like the WebSocket hand-over (server.ws), the transport gets a new protocol, an
+Rules: like the WebSocket hand-over (server.ws_handover), the transport gets a new protocol, an
 H2Session, which registers with the worker in place of the H1Connection. An h2c upgrade
 needs exactly one HTTP2-Settings field that h2 can read; its request becomes stream 1,
 answered over HTTP/2 after `101 Switching Protocols`. Otherwise the request gets 400 (503
@@ -20,11 +20,11 @@ import logging
 from h2.exceptions import ProtocolError
 
 from serve.server import h1_writer as w
+from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h2_connection import H2Session
-from serve.server.protocol import inet_address
 
 logger = logging.getLogger("serve")
 
@@ -37,27 +37,19 @@ def take_over(
     ctx: WorkerContext,
     transport: asyncio.Transport,
     flow: FlowControl,
-    *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    trusted: bool,
+    info: ConnectionInfo,
 ) -> H2Session:
     """Make an accepted connection an HTTP/2 one; the caller then calls begin()."""
-    session = H2Session(ctx, transport, flow, server=server, client=client, trusted=trusted)
+    session = H2Session(ctx, transport, flow, info)
     session.attach()
     return session
 
 
 def take_over_over_limit(ctx: WorkerContext, transport: asyncio.Transport) -> None:
     """An ALPN h2 connection accepted over limit_concurrency: see server.h2_ending."""
-    session = H2Session(
-        ctx,
-        transport,
-        FlowControl(transport),
-        server=inet_address(transport.get_extra_info("sockname")),
-        client=inet_address(transport.get_extra_info("peername")),
-        trusted=False,
-    )
+    # Its requests get 503 without the app, so no proxy's word on its client is needed.
+    info = ConnectionInfo.of(transport, None)
+    session = H2Session(ctx, transport, FlowControl(transport), info)
     session.over_limit = True
     session.attach()
     session.begin(b"")
@@ -68,17 +60,15 @@ def take_over_upgrade(
     transport: asyncio.Transport,
     flow: FlowControl,
     head: RequestHead,
-    data: bytes,
     *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    trusted: bool,
+    info: ConnectionInfo,
+    data: bytes,
 ) -> None:
     """Serve an HTTP/1.1 `Upgrade: h2c` request as stream 1 of a new HTTP/2 connection."""
     values = [value for name, value in head.headers if name == b"http2-settings"]
     status = 503 if ctx.draining else 400
     if len(values) == 1 and not ctx.draining:
-        session = H2Session(ctx, transport, flow, server=server, client=client, trusted=trusted)
+        session = H2Session(ctx, transport, flow, info)
         try:
             session.conn.initiate_upgrade_connection(values[0])
         except (ProtocolError, binascii.Error, ValueError):
@@ -86,7 +76,7 @@ def take_over_upgrade(
         else:
             _begin_upgraded(session, head, data)
             return
-    logger.debug("h2c upgrade from %s refused with %d", client, status)
+    logger.debug("h2c upgrade from %s refused with %d", info.client, status)
     transport.write(w.error_response(status, ctx.date_block))
     transport.close()
 
@@ -101,6 +91,6 @@ def _begin_upgraded(session: H2Session, head: RequestHead, data: bytes) -> None:
         head.method, head.target, head.path, head.raw_path, head.query_string, "2",
         headers, True, False, None, False,
     )  # fmt: skip
-    session.start_stream(1, head)
+    session.streams.start(1, head)
     if data:
         session.data_received(data)

@@ -1,12 +1,12 @@
-"""HTTP/2 header lists in and out: request pseudo-headers -> RequestHead -> ASGI scope, and an
-app's response head -> the header list h2 sends.
+"""HTTP/2 header lists in and out: request pseudo-headers -> RequestHead (whose scope
+server.scope builds, as for HTTP/1.1), and an app's response head -> the header list h2 sends.
 
 Rules: no IO and no h2 import. h2 (validate_inbound_headers) has already refused what RFC 9113
 section 8.2 makes a malformed message: uppercase names, connection-specific fields, pseudo-
 headers after regular ones, repeated or missing pseudo-headers. What is left here is what the
-request means to us, with the same target rules as HTTP/1.1 (server.h1_validate): a request we
+request means to us, with the same target rules as HTTP/1.1 (server.http_target): a request we
 will not serve raises RequestRejected(status), answered on its stream without the app.
-Response fields are checked by server.h1_writer, the same way as for HTTP/1.1, so that no
+Response fields are checked by server.http_fields, the same way as for HTTP/1.1, so that no
 header an app sends can carry CR, LF or NUL to a proxy that turns it back into HTTP/1.1, and
 come out lowercased, trimmed and without connection-specific fields: h2's own outbound
 validation and normalisation, which would do it all again per response, are off.
@@ -17,12 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from serve.server import h1_writer as w
-from serve.server.context import ASGI_INFO, WorkerContext
+from serve.server import http_fields as hf
+from serve.server.errors import InvalidResponse, RequestRejected
 from serve.server.events import RequestHead
-from serve.server.h1_validate import RequestRejected, decode_path, split_target, valid_authority
-from serve.server.proxy import FORWARDING_FIELDS
-from serve.server.types import Scope
+from serve.server.http_target import decode_path, split_target, valid_authority
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -84,42 +82,6 @@ def declared_length(headers: Fields) -> int | None:
     return None
 
 
-def build_scope(
-    ctx: WorkerContext,
-    head: RequestHead,
-    *,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    scheme: str,
-    trusted: bool,
-    tls_info: dict[str, object] | None,
-) -> Scope:
-    """The ASGI `http` scope of one stream (http_version "2")."""
-    headers = head.headers
-    if trusted and ctx.proxy is not None and any(n in FORWARDING_FIELDS for n, _ in headers):
-        client, scheme = ctx.proxy.resolve(client, scheme, headers)
-    root_path = ctx.root_path
-    extensions: dict[str, object] = dict(TRAILERS_EXTENSION)
-    if tls_info is not None:
-        extensions["tls"] = tls_info
-    return {
-        "type": "http",
-        "asgi": ASGI_INFO,
-        "http_version": "2",
-        "server": server,
-        "client": client,
-        "scheme": scheme,
-        "method": head.method,
-        "root_path": root_path,
-        "path": root_path + head.path,
-        "raw_path": ctx.root_path_bytes + head.raw_path,
-        "query_string": head.query_string,
-        "headers": headers,
-        "state": ctx.lifespan_state.copy(),
-        "extensions": extensions,
-    }
-
-
 def response_fields(
     status: int, headers: Iterable[tuple[bytes, bytes]], date_fields: Fields
 ) -> tuple[Fields, int | None]:
@@ -129,9 +91,9 @@ def response_fields(
     """
     if status < 200 or status > 599:
         # 1xx heads are the server's (100-continue); 101 does not exist in HTTP/2.
-        raise w.InvalidResponse(f"invalid status code {status!r} for HTTP/2")
+        raise InvalidResponse(f"invalid status code {status!r} for HTTP/2")
     headers = list(headers)
-    _, declared, _ = w.response_headers(headers)
+    _, declared, _ = hf.response_headers(headers)
     fields: Fields = [(b":status", b"%d" % status)]
     for name, value in headers:
         lname = name.lower()
@@ -151,10 +113,10 @@ def _trimmed(value: bytes) -> bytes:
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Fields:
     """The fields of http.response.trailers, checked like response headers."""
     headers = list(headers)
-    w.encode_headers(headers)
+    hf.encode_headers(headers)
     fields = [(name.lower(), _trimmed(value)) for name, value in headers]
     if any(name in _HOP_BY_HOP or name[:1] == b":" for name, _ in fields):
-        raise w.InvalidResponse("trailers may not hold connection or pseudo-header fields")
+        raise InvalidResponse("trailers may not hold connection or pseudo-header fields")
     return fields
 
 

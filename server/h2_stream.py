@@ -1,8 +1,9 @@
-"""One HTTP/2 stream as the owner of an ASGI cycle (server.cycle.CycleOwner).
+"""One HTTP/2 stream as the owner and the writer of an ASGI cycle (server.cycle).
 
-Rules: the stream turns what the cycle asks into h2 calls on its session's connection and
-never writes to the transport itself: the session (server.h2_connection) sends DATA as the
-flow-control windows allow. Backpressure both ways:
+Rules: the stream turns what the cycle asks into requests to its session, through the
+narrow StreamSession it is handed, and neither feeds h2 nor writes itself: the session
+(server.h2_connection) does both, and sends DATA as the flow-control windows allow.
+Backpressure both ways:
 - out: body bytes the windows do not let out yet wait in `out`; meanwhile the stream's flow
   is paused and the app's send() waits in drain(), so a stream holds at most one app message.
 - in: request body bytes reach the cycle at once but are acknowledged to h2 (which grants
@@ -14,24 +15,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
+from serve.server import http_fields as hf
 from serve.server.cycle import BodyState, Cycle, ResponseState
-from serve.server.h1_writer import RETRY_AFTER_S, InvalidResponse, reason
-from serve.server.stats import STATS
+from serve.server.deadline import Wait
 
 if TYPE_CHECKING:
-    from serve.server.h2_connection import H2Session
+    from serve.server.context import WorkerContext
 
 logger = logging.getLogger("serve")
 
-_NO_BODY_STATUSES = frozenset((204, 304))
+
+class StreamSession(Protocol):
+    """What a stream asks of its session (server.h2_connection.H2Session), which alone feeds
+    h2 and writes what h2 produces."""
+
+    @property
+    def ctx(self) -> WorkerContext: ...
+    def carries(self, stream: H2Stream) -> bool: ...
+    def date_fields(self) -> h2_scope.Fields: ...
+    def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None: ...
+    def write_out(self) -> None: ...
+    def write_soon(self) -> None: ...
+    def acknowledge(self, stream_id: int, size: int) -> None: ...
+    def pump(self, stream: H2Stream) -> None: ...
+    def stream_sent(self, stream: H2Stream) -> None: ...
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
 
 
 class StreamFlow:
@@ -75,7 +90,7 @@ class H2Stream:
         "unacked",
     )
 
-    def __init__(self, session: H2Session, stream_id: int) -> None:
+    def __init__(self, session: StreamSession, stream_id: int) -> None:
         self.session = session
         self.stream_id = stream_id
         self.cycle: Cycle
@@ -87,9 +102,10 @@ class H2Stream:
         self.trailers: h2_scope.Fields | None = None
         self.no_body = False
         self.remaining: int | None = None
-        # Bytes sent in DATA frames; with `stalled`, what the deadline sweep compares.
+        # Bytes sent in DATA frames: the mark of the sweep's `stalled` wait (server.deadline),
+        # created the first time the stream waits for window at a sweep.
         self.sent = 0
-        self.stalled: tuple[int, float] | None = None
+        self.stalled: Wait | None = None
         # Request body: received in all (for max_body_size), and not yet acknowledged to h2.
         self.body_received = 0
         self.unacked = 0
@@ -108,7 +124,7 @@ class H2Stream:
         """The body went over max_body_size: 413 if the app has not answered yet."""
         cycle = self.cycle
         if cycle.response is ResponseState.NOT_STARTED or cycle.response is ResponseState.STARTED:
-            self.session.conn.send_headers(self.stream_id, [(b":status", b"413")], end_stream=True)
+            self.session.send_head(self.stream_id, [(b":status", b"413")], True)
         self.session.reset(self, ErrorCodes.CANCEL)
 
     def lost(self) -> None:
@@ -128,19 +144,20 @@ class H2Stream:
     ) -> None:
         session = self.session
         fields, declared = h2_scope.response_fields(status, headers, session.date_fields())
-        self.no_body = cycle.head_request or status in _NO_BODY_STATUSES
+        self.no_body = cycle.head_request or status in hf.NO_BODY_STATUSES
         if declared is None and not more:
             if not self.no_body or body:
                 fields.append((b"content-length", b"%d" % len(body)))
         elif declared is not None and not self.no_body:
-            if len(body) > declared:
-                raise InvalidResponse("response body longer than its Content-Length")
+            hf.first_part(declared, len(body))
             self.remaining = declared
         end = self.no_body or (not more and not body)
-        session.conn.send_headers(self.stream_id, fields, end_stream=end)
+        session.send_head(self.stream_id, fields, end)
         if end:
             self.ended = True
             session.stream_sent(self)
+            # Nothing else may write soon: a client waiting for this response sends nothing.
+            session.write_soon()
         else:
             self.send_body(cycle, body, more)
 
@@ -148,11 +165,8 @@ class H2Stream:
         if self.ended or self.no_body:
             return
         if self.remaining is not None:
-            self.remaining -= len(body)
-            if self.remaining < 0:
-                raise RuntimeError("response body longer than its Content-Length")
-            if not more and self.remaining > 0:
-                logger.error("response ended %d bytes short of its Content-Length", self.remaining)
+            self.remaining = hf.next_part(self.remaining, len(body))
+            if not more and not hf.ended_whole(self.remaining):
                 self.session.reset(self, ErrorCodes.INTERNAL_ERROR)
                 return
         if body:
@@ -173,7 +187,7 @@ class H2Stream:
             self.session.pump(self)
 
     def send_continue(self) -> None:
-        self.session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+        self.session.send_head(self.stream_id, [(b":status", b"100")], False)
         self.session.write_out()
 
     def body_consumed(self) -> None:
@@ -182,21 +196,21 @@ class H2Stream:
             self.session.acknowledge(self.stream_id, acked)
 
     def response_complete(self, cycle: Cycle) -> None:
-        self.record(cycle)
+        self.session.ctx.finish_request(cycle)
 
     def response_failed(self, cycle: Cycle) -> None:
-        self.record(cycle)
+        self.session.ctx.finish_request(cycle)
         session = self.session
-        if session.closed or self.stream_id not in session.streams:
+        if not session.carries(self):
             return
         if cycle.answer:
             self.out.clear()
-            body = reason(cycle.answer)
+            body = hf.reason(cycle.answer)
             fields, _ = h2_scope.response_fields(cycle.answer, (), session.date_fields())
             fields.append((b"content-length", b"%d" % len(body)))
             if cycle.answer == 503:
-                fields.append((b"retry-after", b"%d" % RETRY_AFTER_S))
-            session.conn.send_headers(self.stream_id, fields)
+                fields.append((b"retry-after", b"%d" % hf.RETRY_AFTER_S))
+            session.send_head(self.stream_id, fields, False)
             self.out.append(memoryview(body))
             self.ended = True
             session.pump(self)
@@ -205,14 +219,6 @@ class H2Stream:
 
     def app_finished(self, cycle: Cycle) -> None:
         self.session.ctx.app_finished(cycle)
-
-    def record(self, cycle: Cycle) -> None:
-        ctx = self.session.ctx
-        ctx.requests += 1
-        duration_s = time.perf_counter() - cycle.start_time
-        STATS.record(cycle.status, duration_s)
-        if ctx.access_logger is not None:
-            ctx.access_logger.log_scope(cycle.scope, cycle.status, cycle.bytes_sent, duration_s)
 
     @property
     def receiving(self) -> bool:

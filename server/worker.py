@@ -29,10 +29,10 @@ from serve.server.accesslog import AccessLogger
 from serve.server.context import WorkerContext, date_block
 from serve.server.errors import LifespanFailed
 from serve.server.exitcodes import BOOT_ERROR, OK
+from serve.server.h1_connection import H1Connection
 from serve.server.h2_dispatch import ProtocolDispatch
 from serve.server.lifespan import Lifespan
 from serve.server.logs import reopen_log_files
-from serve.server.protocol import H1Connection
 from serve.server.proxy import ProxyTrust
 from serve.server.settings import WorkerSettings
 from serve.server.shedding import LoadShedder

@@ -1,14 +1,15 @@
-"""One WebSocket connection after the handshake was handed over: wsproto <-> ASGI.
+"""One WebSocket connection after the handshake was handed over: wsproto <-> the transport.
 
 Rules: wsproto does all the framing, masking, UTF-8 checks and permessage-deflate (sans-IO);
-this class only moves bytes between it and the transport and turns its events into ASGI
-messages. States: HANDSHAKE (the app has websocket.connect; reading is paused, the client may
-not send yet, RFC 6455 §4.1) -> OPEN -> CLOSING (our close frame is out, the client's is
-awaited) -> CLOSED; or HANDSHAKE -> DENYING (the app's own HTTP response) -> CLOSED. Once
-CLOSED, receive() gives websocket.disconnect and send() raises ClientDisconnected (ASGI spec
-2.4). Deadlines (next ping, pong, close reply) are plain numbers the worker's once-a-second
-sweep checks through check_deadline(), like HTTP/1.1's; the same sweep starts the 1001 close
-once the worker drains.
+this class only moves bytes between it and the transport, and owns the connection's state.
+The app's side is elsewhere: what it receives is the Inbox's (server.ws_inbox), what it sends
+goes through server.ws_asgi, the handshake's HTTP answer is server.ws_reply's. States:
+HANDSHAKE (the app has websocket.connect; reading is paused, the client may not send yet,
+RFC 6455 §4.1) -> OPEN -> CLOSING (our close frame is out, the client's is awaited) ->
+CLOSED; or HANDSHAKE -> DENYING (the app's own HTTP response) -> CLOSED. Deadlines (next
+ping, pong, close reply) are plain numbers the worker's once-a-second sweep checks through
+check_deadline(), like HTTP/1.1's; the same sweep starts the 1001 close once the worker
+drains.
 """
 
 from __future__ import annotations
@@ -16,18 +17,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from serve.server import h1_writer as w
 from serve.server import ws_handshake as hs
-from serve.server.errors import ClientDisconnected
 from serve.server.flow import FlowControl
-from serve.server.types import ASGIApp, Message, Scope
+from serve.server.types import Message, Scope
+from serve.server.ws_inbox import Inbox
+from serve.server.ws_reply import HandshakeReply
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -35,18 +34,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("serve")
 
-# Received messages the app has not taken yet, before reading from the socket pauses.
-QUEUE_MAX_MESSAGES = 32
-QUEUE_MAX_BYTES = 1024 * 1024
 # Compressed bytes handed to wsproto at a time; deflate expands at most ~1032 times.
 INFLATE_SLICE_BYTES = 4096
 # How long a close frame we sent waits for the client's before the socket is closed anyway.
 CLOSE_TIMEOUT_S = 10.0
 # RFC 6455 §7.4.1 close codes the server itself sends or reports.
 NORMAL, GOING_AWAY, ABNORMAL, TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
-
-_Texts = list[str]
-_Blobs = list[bytes]
 
 
 class WSState(enum.Enum):
@@ -73,24 +66,20 @@ class WebSocketConnection(asyncio.Protocol):
         self.settings = settings
         self.transport = transport
         self.flow = flow
-        self.scope = scope
-        self.offer = offer
         self.state = WSState.HANDSHAKE
-        self.started = time.perf_counter()
         deflate = settings.per_message_deflate
         negotiated = hs.negotiate_deflate(offer.extensions) if deflate else None
-        self.extensions_header = negotiated[1] if negotiated is not None else None
+        self.deflate = negotiated is not None
+        self.reply = HandshakeReply(
+            ctx, transport, scope, offer, negotiated[1] if negotiated is not None else None
+        )
         # Created now, fed only once the app accepts: until then the client may not send
         # (RFC 6455 §4.1) and reading stays paused; anything early waits in `early`.
         self.ws = Connection(ConnectionType.SERVER, [negotiated[0]] if negotiated else None)
         self.early = data
         flow.pause_reading()
-        self.queue: deque[Message] = deque([{"type": "websocket.connect"}])
-        self.queued_bytes = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.fragments: list[str | bytes] = []
-        self.fragments_size = 0
-        self.denial: tuple[int, list[tuple[bytes, bytes]]] = (403, [])
+        # What the app's receive() gives: websocket.connect first.
+        self.inbox = Inbox(flow, settings.max_size)
         self.close_code = ABNORMAL
         self.close_reason = ""
         # loop.time() deadlines; 0.0 means none.
@@ -100,7 +89,7 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is WSState.OPEN or state is WSState.CLOSING:
-            if self.extensions_header is None or len(data) <= INFLATE_SLICE_BYTES:
+            if not self.deflate or len(data) <= INFLATE_SLICE_BYTES:
                 self.ws.receive_data(data)
                 self.handle_events()
                 return
@@ -117,7 +106,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.flow.resume_writing()
         self.ctx.connection_closed(self)
 
@@ -131,7 +120,8 @@ class WebSocketConnection(asyncio.Protocol):
     def handle_events(self) -> None:
         for event in self.ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                self.message_part(event.data, event.message_finished)
+                if not self.inbox.add_part(event.data, event.message_finished):
+                    self.fail(TOO_BIG, "message too big")
             elif isinstance(event, Ping):
                 if self.ws.state is ConnectionState.OPEN:
                     self.transport.write(self.ws.send(event.response()))
@@ -141,27 +131,6 @@ class WebSocketConnection(asyncio.Protocol):
                 self.peer_closed(event)
             if self.state is WSState.CLOSED:
                 return
-
-    def message_part(self, data: str | bytes | bytearray, finished: bool) -> None:
-        self.fragments.append(data if isinstance(data, str) else bytes(data))
-        self.fragments_size += len(data)
-        if self.fragments_size > self.settings.max_size:
-            self.fail(TOO_BIG, "message too big")
-            return
-        if not finished:
-            return
-        parts, size = self.fragments, self.fragments_size
-        self.fragments, self.fragments_size = [], 0
-        if isinstance(data, str):
-            message: Message = {"type": "websocket.receive", "text": "".join(cast(_Texts, parts))}
-        else:
-            message = {"type": "websocket.receive", "bytes": b"".join(cast(_Blobs, parts))}
-        self.queue.append(message)
-        self.queued_bytes += size
-        if self.queue_full():
-            # The app is behind: stop reading until it catches up (see receive()).
-            self.flow.pause_reading()
-        self.wake()
 
     def peer_closed(self, event: CloseConnection) -> None:
         if self.ws.state is ConnectionState.REMOTE_CLOSING:
@@ -174,72 +143,14 @@ class WebSocketConnection(asyncio.Protocol):
             self.close_code, self.close_reason = int(event.code), event.reason or ""
         self.closed()
 
-    # -- the ASGI callables ----------------------------------------------------------------
-    async def receive(self) -> Message:
-        while True:
-            if self.queue:
-                return self.take_message()
-            if self.state is WSState.CLOSED:
-                return {
-                    "type": "websocket.disconnect",
-                    "code": self.close_code,
-                    "reason": self.close_reason,
-                }
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
+    # -- what the app's side (server.ws_asgi) asks -------------------------------------------
+    def denying(self) -> None:
+        """The app answers the handshake with its own HTTP response (server.ws_reply)."""
+        self.state = WSState.DENYING
 
-    def take_message(self) -> Message:
-        message = self.queue.popleft()
-        if message["type"] == "websocket.receive":
-            payload = message.get("text") or message.get("bytes") or b""
-            self.queued_bytes -= len(payload)
-            if self.state is not WSState.CLOSED and not self.queue_full():
-                self.flow.resume_reading()
-        return message
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        state = self.state
-        if state is WSState.OPEN:
-            if kind == "websocket.send":
-                self.send_data(message)
-                await self.flow.drain()
-                if self.state is WSState.CLOSED:
-                    raise ClientDisconnected("the WebSocket closed before the client read it")
-                return
-            if kind == "websocket.close":
-                self.start_close(int(message.get("code") or NORMAL), message.get("reason") or "")
-                return
-        elif state is WSState.HANDSHAKE:
-            if kind == "websocket.accept":
-                self.accept(message)
-                return
-            if kind == "websocket.close":
-                self.respond_and_close(w.error_response(403, self.ctx.date_block), 403)
-                return
-            if kind == "websocket.http.response.start":
-                self.denial = (int(message["status"]), list(message.get("headers", ())))
-                self.state = WSState.DENYING
-                return
-        elif state is WSState.DENYING:
-            if kind == "websocket.http.response.body":
-                self.send_denial_body(message)
-                return
-        else:
-            raise ClientDisconnected(f"{kind!r} sent on a closed WebSocket")
-        raise RuntimeError(f"unexpected ASGI message {kind!r} in WebSocket state {state.name}")
-
-    def accept(self, message: Message) -> None:
-        response = hs.accept_response(
-            self.offer,
-            message.get("subprotocol"),
-            self.extensions_header,
-            message.get("headers") or (),
-            self.ctx.date_block,
-        )
-        self.transport.write(response)
+    def opened(self) -> None:
+        """The 101 is out: frames flow both ways from now on."""
         self.state = WSState.OPEN
-        self.handshake_done(101)
         interval = self.settings.ping_interval_s
         if interval:
             self.next_ping = asyncio.get_running_loop().time() + interval
@@ -258,47 +169,6 @@ class WebSocketConnection(asyncio.Protocol):
             raise RuntimeError("websocket.send needs 'text' or 'bytes'")
         self.transport.write(self.ws.send(event))
 
-    def send_denial_body(self, message: Message) -> None:
-        body = bytes(message.get("body", b""))
-        more = bool(message.get("more_body", False))
-        status, headers = self.denial
-        if status:
-            head = hs.denial_head(status, headers, None if more else len(body), self.ctx.date_block)
-            self.denial = (0, [])  # the head is out; later messages carry only body
-            self.transport.write(head + body)
-            self.handshake_done(status)
-        else:
-            self.transport.write(body)
-        if not more:
-            self.closed()
-
-    # -- running the app -------------------------------------------------------------------
-    async def run(self, app: ASGIApp) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the app's failure must never take the worker down
-            if isinstance(exc, ClientDisconnected):
-                logger.debug("WebSocket app ended after its client left: %s", exc)
-            else:
-                logger.error("exception in the ASGI app (websocket)", exc_info=exc)
-            self.app_ended(INTERNAL_ERROR)
-        else:
-            if self.state is WSState.HANDSHAKE:
-                logger.error("ASGI app returned without accepting or closing the WebSocket")
-            self.app_ended(NORMAL)
-
-    def app_ended(self, code: int) -> None:
-        state = self.state
-        if state is WSState.HANDSHAKE:
-            self.respond_and_close(w.error_response(500, self.ctx.date_block), 500)
-        elif state is WSState.OPEN:
-            self.start_close(code, "")
-        elif state is WSState.DENYING:
-            # The denial response is unfinished: only closing the connection can end it.
-            self.closed()
-
     # -- closing, deadlines, drain ---------------------------------------------------------
     def start_close(self, code: int, reason: str) -> None:
         """Send our close frame and wait (up to CLOSE_TIMEOUT_S) for the client's."""
@@ -314,16 +184,11 @@ class WebSocketConnection(asyncio.Protocol):
         self.close_code, self.close_reason = code, reason
         self.closed()
 
-    def respond_and_close(self, response: bytes, status: int) -> None:
-        self.transport.write(response)
-        self.handshake_done(status)
-        self.closed()
-
     def closed(self) -> None:
         """The WebSocket is over: the app hears it now (a send waiting for the client to
         read raises), the socket closes once flushed, or after send_timeout if it never is."""
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.close_deadline = 0.0
         if self.flow.write_paused:
             now = asyncio.get_running_loop().time()
@@ -342,7 +207,7 @@ class WebSocketConnection(asyncio.Protocol):
         if state is WSState.OPEN:
             if self.ctx.draining:
                 self.shutdown()
-            elif self.queue_full():
+            elif self.inbox.full():
                 # Reading is paused for the app's sake: a pong could not be read anyway.
                 self.pong_deadline = 0.0
             elif self.pong_deadline and now >= self.pong_deadline:
@@ -366,34 +231,10 @@ class WebSocketConnection(asyncio.Protocol):
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection."""
         self.state = WSState.CLOSED
-        self.wake()
+        self.inbox.end(self.close_code, self.close_reason)
         self.transport.abort()
 
     def reuse_mark(self) -> None:
         """A WebSocket never gives way to a new connection (server.capacity)."""
 
     close_idle = abort
-
-    # -- helpers ---------------------------------------------------------------------------
-    def queue_full(self) -> bool:
-        return len(self.queue) >= QUEUE_MAX_MESSAGES or self.queued_bytes >= QUEUE_MAX_BYTES
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def handshake_done(self, status: int) -> None:
-        ctx = self.ctx
-        ctx.requests += 1
-        access = ctx.access_logger
-        if access is None:
-            return
-        scope = self.scope
-        target = scope["path"]
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        duration_s = time.perf_counter() - self.started
-        access.log(scope["client"], "GET", target, scope["http_version"], status, 0, duration_s)

@@ -3,7 +3,7 @@
 Rules: pure functions, no IO and no state. The HTTP/1.1 parser has framed and validated the
 upgrade request; this module checks the few fields only a WebSocket server cares about and
 encodes the server's answers (101, 403, 400/426 and the app's own denial response) with the
-same header validation as every HTTP/1.1 response (server.h1_writer). Extension negotiation
+same header validation as every HTTP/1.1 response (server.http_fields). Extension negotiation
 is wsproto's: this module only picks which offer to hand it.
 """
 
@@ -19,6 +19,8 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
 from serve.server import h1_writer as w
+from serve.server import http_fields as hf
+from serve.server.errors import InvalidResponse
 from serve.server.events import RequestHead
 
 WS_VERSION = b"13"
@@ -118,12 +120,12 @@ def accept_response(
     parts = [_SWITCHING, b"sec-websocket-accept: %s\r\n" % generate_accept_token(offer.key)]
     if subprotocol is not None:
         if subprotocol not in offer.subprotocols:
-            raise w.InvalidResponse(f"subprotocol {subprotocol!r} was not offered by the client")
+            raise InvalidResponse(f"subprotocol {subprotocol!r} was not offered by the client")
         parts.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("ascii"))
         headers = [h for h in headers if h[0] != b"sec-websocket-protocol"]
     if extensions is not None:
         parts.append(b"sec-websocket-extensions: %s\r\n" % extensions)
-    parts += (w.encode_headers(h for h in headers if h[0] not in _OWN_101_HEADERS), date_block)
+    parts += (hf.encode_headers(h for h in headers if h[0] not in _OWN_101_HEADERS), date_block)
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -147,7 +149,7 @@ def denial_head(
     return b"".join(
         (
             w.status_line(status),
-            w.encode_headers(h for h in headers if h[0] not in _FRAMING_HEADERS),
+            hf.encode_headers(h for h in headers if h[0] not in _FRAMING_HEADERS),
             extra,
             w.CONNECTION_CLOSE,
             date_block,

@@ -129,7 +129,7 @@ def test_counters_follow_traffic_a_reload_and_a_kill(
 def test_responses_by_status_class_and_the_duration_histogram(
     start_serve: StartServe, tmp_path: Path
 ) -> None:
-    """Needs server.protocol to call server.stats.STATS.record() for each response."""
+    """Needs every response to reach server.stats.STATS (WorkerContext.finish_request)."""
     serve, metrics = start(start_serve, tmp_path, workers=2)
     with httpx.Client(base_url=serve.url, timeout=10) as client:
         statuses = [client.get(f"/status/{code}").status_code for code in (200, 200, 302, 404)]

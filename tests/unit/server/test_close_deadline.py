@@ -16,7 +16,7 @@ import socket
 import pytest
 
 from serve.server.context import WorkerContext
-from serve.server.protocol import H1Connection
+from serve.server.h1_connection import H1Connection
 from serve.server.settings import WorkerSettings
 from serve.server.types import Receive, Scope, Send
 from tests.unit.server.test_ws_harness import eventually, run
@@ -32,9 +32,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_a_close_the_peer_never_reads_is_aborted_after_send_timeout(loop_kind: str) -> None:
     settings = WorkerSettings(app=app, keep_alive_timeout_s=1.0, send_timeout_s=2.0)
-    ctx = WorkerContext(settings, app, {}, None, None)
 
     async def main() -> None:
+        # Built on its loop, as the worker builds it.
+        ctx = WorkerContext(settings, app, {}, None, None)
         loop = asyncio.get_running_loop()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

@@ -62,6 +62,7 @@ def make(has_body: bool = False, expect_continue: bool = False) -> tuple[Cycle, 
     scope = {"method": "GET", "path": "/"}
     cycle = Cycle(
         owner,
+        owner,
         scope,
         has_body=has_body,
         expect_continue=expect_continue,
@@ -233,7 +234,7 @@ LAST_BODY = {"type": "http.response.body", "body": b"end"}
 def test_trailers_follow_a_body_that_stays_open_on_the_wire() -> None:
     async def scenario() -> list[tuple[Any, ...]]:
         owner = TrailerOwner()
-        cycle = Cycle(owner, {"method": "GET"}, False, False, True)
+        cycle = Cycle(owner, owner, {"method": "GET"}, False, False, True)
         await cycle.send(TRAILERS_START)
         await cycle.send(LAST_BODY)
         assert cycle.response is ResponseState.TRAILERS
@@ -275,7 +276,7 @@ def test_an_owner_without_trailers_ends_the_body_and_completes_after_the_trailer
 def test_trailers_out_of_place_are_refused(messages: list[dict[str, Any]]) -> None:
     async def scenario() -> None:
         owner = TrailerOwner()
-        cycle = Cycle(owner, {"method": "GET"}, False, False, True)
+        cycle = Cycle(owner, owner, {"method": "GET"}, False, False, True)
         for message in messages[:-1]:
             await cycle.send(message)
         with pytest.raises(RuntimeError):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.server.h1_validate import RequestRejected
-from serve.server.h1_writer import InvalidResponse
+from serve.server.errors import InvalidResponse, RequestRejected
 from serve.server.h2_scope import date_fields, request_head, response_fields, trailer_fields
 
 

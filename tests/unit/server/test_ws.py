@@ -13,8 +13,9 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
+from serve.server.errors import ClientDisconnected
 from serve.server.types import Message, Receive, Scope, Send
-from serve.server.ws_connection import ClientDisconnected, WebSocketConnection
+from serve.server.ws_connection import WebSocketConnection
 from serve.server.ws_settings import WSSettings
 from tests.unit.server.test_ws_harness import Client, eventually, run, serving
 

@@ -1,4 +1,4 @@
-"""The hand-over from the real HTTP/1.1 connection (server.protocol) to a WebSocket.
+"""The hand-over from the real HTTP/1.1 connection (server.h1_connection) to a WebSocket.
 
 A real H1Connection serves a loopback socket, as in a worker: its parser stops at the end of
 a WebSocket upgrade head and the transport moves to the WebSocket side with the bytes that
@@ -16,7 +16,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from serve.server.context import WorkerContext
-from serve.server.protocol import H1Connection
+from serve.server.h1_connection import H1Connection
 from serve.server.settings import WorkerSettings
 from serve.server.types import Receive, Scope, Send
 from serve.server.ws_settings import WSSettings

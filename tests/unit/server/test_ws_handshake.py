@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from serve.server import ws_handshake as hs
+from serve.server.errors import InvalidResponse
 from serve.server.events import RequestHead
 from serve.server.h1_parser import H1Parser
-from serve.server.h1_writer import InvalidResponse
 from serve.server.settings import Limits
 
 # RFC 6455 §1.3's worked example.

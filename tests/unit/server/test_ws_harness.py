@@ -2,9 +2,9 @@
 
 The server side is what a worker runs: an asyncio server on 127.0.0.1:0 whose protocol
 parses the upgrade request with the real H1Parser and hands the transport to
-server.ws.take_over, exactly as server.protocol does. A sweep task calls check_deadline on
-every connection, as the worker's once-a-second tick does (faster here). The client is
-wsproto (with h11 for the handshake): an implementation independent of the server's.
+server.ws_handover.take_over, exactly as server.h1_connection does. A sweep task calls
+check_deadline on every connection, as the worker's once-a-second tick does (faster here).
+The client is wsproto (with h11 for the handshake): an implementation independent of the server's.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
+from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.settings import Limits, WorkerSettings
 from serve.server.types import ASGIApp
-from serve.server.ws import take_over
+from serve.server.ws_handover import take_over
 from serve.server.ws_settings import WSSettings
 
 SWEEP_INTERVAL_S = 0.02
@@ -63,13 +64,10 @@ class Front(asyncio.Protocol):
         assert isinstance(head, RequestHead), head
         take_over(
             self.ctx,
-            self.settings,
             self.transport,
             self.flow,
             head,
-            server=self.transport.get_extra_info("sockname")[:2],
-            client=self.transport.get_extra_info("peername")[:2],
-            trusted=False,
+            info=ConnectionInfo.of(self.transport, None),
             data=rest,
         )
 
@@ -105,12 +103,13 @@ async def _sweep(ctx: WorkerContext) -> None:
 async def serving(
     app: ASGIApp, settings: WSSettings | None = None, *, access_log: bool = False
 ) -> AsyncIterator[tuple[WorkerContext, int]]:
-    ctx = WorkerContext(WorkerSettings(app=app), app, {"shared": 1}, None, None)
+    ws = settings or WSSettings()
+    ctx = WorkerContext(WorkerSettings(app=app, ws=ws), app, {"shared": 1}, None, None)
     loop = asyncio.get_running_loop()
     fronts: list[Front] = []
 
     def accept() -> Front:
-        fronts.append(Front(ctx, settings or WSSettings()))
+        fronts.append(Front(ctx, ws))
         return fronts[-1]
 
     server = await loop.create_server(accept, "127.0.0.1", 0)

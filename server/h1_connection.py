@@ -1,18 +1,19 @@
 """asyncio glue for one HTTP/1.1 connection: bytes in -> parser -> cycles -> bytes out.
 
 Rules: the request half and the connection's life are here, the response half in
-server.h1_response (inherited). Framing decisions come from serve.server.h1_parser (requests) and
-server.h1_writer (responses); ASGI rules live in server.cycle. Connection states follow Go's
-net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a request in
-progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
+server.h1_response (an H1Response the connection owns); where the transport goes after an
+Upgrade head is server.h1_upgrade's. Framing decisions come from server.h1_parser (requests)
+and server.h1_response (responses); ASGI rules live in server.cycle. Connection states
+follow Go's net/http: NEW (accepted, or the first bytes of a request arrived), ACTIVE (a
+request in progress), IDLE (keep-alive, between requests), CLOSED. Waiting in NEW ends after
 header_timeout (slowloris), in IDLE after keep_alive_timeout (header_timeout if part of a
 next head is buffered); the app's deadline is request_timeout's (server.deadline), and a
 connection whose writes stay paused (a peer that does not read), or whose close waits on
-such a peer, is aborted after send_timeout: a close would wait for a flush that never
-comes. Time is kept by the worker's once-a-second sweep, not per request: the sweep notes
-when it first finds a connection waiting, and closes it once the wait is over its timeout.
-Hot path: enum members are read through module aliases (an Enum class attribute goes
-through EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
+such a peer, is aborted after send_timeout: a close would wait for a flush that never comes.
+Time is kept by the worker's once-a-second sweep, not per request: the sweep notes when it
+first finds a connection waiting, and closes it once the wait is over its timeout. Hot path:
+enum members are read through module aliases (an Enum class attribute goes through
+EnumType.__getattr__ on 3.11) and calls are kept off the per-request path.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ import logging
 import sys
 import time
 from collections import deque
-from operator import itemgetter
 from typing import cast
 
 from serve.server import h1_writer as w
-from serve.server.context import ASGI_INFO, WorkerContext
+from serve.server.connection_info import ConnectionInfo
+from serve.server.context import WorkerContext
 from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.deadline import Wait
 from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
-from serve.server.h1_response import JOIN_LIMIT, Framing, H1ResponseWriter
-from serve.server.proxy import FORWARDING_FIELDS
-from serve.server.stats import STATS
-from serve.server.tls import tls_extension
+from serve.server.h1_response import JOIN_LIMIT, H1Response
+from serve.server.h1_upgrade import hand_over
+from serve.server.scope import http_scope
 from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
@@ -57,20 +58,11 @@ class ConnState(enum.Enum):
 
 
 _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
-NO_BODY = Framing.NONE
 _RECEIVING = BodyState.RECEIVING
 _NOT_STARTED = ResponseState.NOT_STARTED
-_field_name = itemgetter(0)
 
 
-def inet_address(info: object) -> tuple[str, int] | None:
-    """(host, port) of a sockname/peername extra-info value; None for a unix socket."""
-    if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), int(info[1])
-    return None
-
-
-class H1Connection(H1ResponseWriter, asyncio.Protocol):
+class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -84,12 +76,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.starting: Cycle | None = None
         # Request heads seen; with the state, what the deadline sweep compares between runs.
         self.heads = 0
-        self.waiting: tuple[int, ConnState] | None = None
-        self.waiting_since = 0.0
-        # Response framing of the cycle at the head of the pipeline.
-        self.framing = NO_BODY
-        self.remaining = 0
-        self.keep_alive = True
+        self.wait = Wait()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,27 +84,13 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
         self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
+        # The writer of every response on this connection, head of the pipeline first.
+        self.response = H1Response(self.ctx, self.transport, self.batch)
         ctx = self.ctx
-        cap = ctx.cap
         self.idle_mark = ctx.requests
-        room = cap is None or cap.admit(len(ctx.connections) + 1, ctx.connections, self.loop.time())
-        ctx.connections.add(self)
-        if ctx.load is not None:
-            ctx.load.accepted(transport)
-        self.server = inet_address(transport.get_extra_info("sockname"))
-        self.client = inet_address(transport.get_extra_info("peername"))
-        if self.server is None:
-            # A unix socket: ASGI names the server by its path and has no client address.
-            self.server = (str(transport.get_extra_info("sockname")), 0)
-        # TLS facts belong to the connection: computed once, shared by its requests.
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "http" if ssl_object is None else "https"
-        self.tls_info = None if ssl_object is None else tls_extension(ssl_object)
-        self.trusted = ctx.proxy is not None and ctx.proxy.trusts(
-            self.client[0] if self.client else None
-        )
-        limit = ctx.settings.limit_concurrency
-        if not room or (limit is not None and len(ctx.connections) > limit):
+        # Computed once, shared by the connection's requests and whoever takes it over.
+        self.info = ConnectionInfo.of(transport, ctx.proxy)
+        if not ctx.admit(self, transport, self.loop.time()):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 
@@ -145,7 +118,7 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             # Started once the whole read is dispatched, so that an app started eagerly
             # finds the body bytes that came with its head.
             self.starting = None
-            self.run(cycle, EAGER_TASKS)
+            self.ctx.start_request(cycle, EAGER_TASKS)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
@@ -157,11 +130,11 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def pause_writing(self) -> None:
         self.flow.pause_writing()
         # Each pause starts a new send_timeout wait, each resume a new header/idle wait.
-        self.waiting = None
+        self.wait.restart()
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-        self.waiting = None
+        self.wait.restart()
 
     # -- events from the parser ------------------------------------------------------------
     def request_head(self, head: RequestHead) -> None:
@@ -171,30 +144,13 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.state = _ACTIVE
         self.heads += 1
         ctx = self.ctx
-        client, scheme, headers = self.client, self.scheme, head.headers
-        if self.trusted and not FORWARDING_FIELDS.isdisjoint(map(_field_name, headers)):
-            assert ctx.proxy is not None
-            client, scheme = ctx.proxy.resolve(client, scheme, headers)
-        root_path = ctx.root_path
-        scope = {
-            "type": "http",
-            "asgi": ASGI_INFO,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": head.method,
-            "root_path": root_path,
-            "path": root_path + head.path if root_path else head.path,
-            "raw_path": ctx.root_path_bytes + head.raw_path if root_path else head.raw_path,
-            "query_string": head.query_string,
-            "headers": headers,
-            "state": ctx.lifespan_state.copy(),
-        }
-        if self.tls_info is not None:
-            scope["extensions"] = {"tls": self.tls_info}
         cycle = Cycle(
-            self, scope, head.has_body, head.expect_continue, head.keep_alive and not ctx.draining
+            self,
+            self.response,
+            http_scope(ctx, self.info, head),
+            head.has_body,
+            head.expect_continue,
+            head.keep_alive and not ctx.draining,
         )
         # One clock read per request: the duration histogram and the access log share it.
         cycle.start_time = time.perf_counter()
@@ -215,39 +171,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.flow.pause_reading()
             return
         self.state = _CLOSED
-        self.ctx.connections.discard(self)
-        if head.upgrade == b"h2c":
-            # Imported on the first upgrade, as for WebSockets below.
-            from serve.server.h2_handover import take_over_upgrade
-
-            take_over_upgrade(
-                self.ctx,
-                self.transport,
-                self.flow,
-                head,
-                self.parser.take_remaining(),
-                server=self.server,
-                client=self.client,
-                trusted=self.trusted,
-            )
-            return
-        # Imported on the first upgrade: wsproto is not needed by a worker that serves none.
-        from serve.server.ws import take_over
-
-        take_over(
-            self.ctx,
-            self.ctx.settings.ws,
-            self.transport,
-            self.flow,
-            head,
-            server=self.server,
-            client=self.client,
-            trusted=self.trusted,
-            data=self.parser.take_remaining(),
-        )
+        self.ctx.connection_handed_over(self)
+        data = self.parser.take_remaining()
+        hand_over(self.ctx, self.transport, self.flow, head, info=self.info, data=data)
 
     def parse_failed(self, event: ParseFailed) -> None:
-        logger.debug("bad request from %s: %s", self.client, event.reason)
+        logger.debug("bad request from %s: %s", self.info.client, event.reason)
         if not self.pipeline:
             self.write_error_and_close(event.status)
             return
@@ -267,31 +196,12 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         self.flow.pause_reading()
 
     # -- running cycles --------------------------------------------------------------------
-    def run(self, cycle: Cycle, eager: bool) -> None:
-        """Start the app for the cycle at the head of the pipeline.
-
-        `eager` only from data_received: a chain of pipelined requests started eagerly from
-        each other's completion would nest one Python frame stack per request.
-        """
-        self.framing = NO_BODY
-        self.keep_alive = cycle.keep_alive
-        ctx = self.ctx
-        if ctx.shedding:
-            ctx.shed(cycle)
-            return
-        if sys.version_info >= (3, 12) and eager:
-            task = asyncio.Task(cycle.run(ctx.app), loop=self.loop, eager_start=True)
-            if task.done():
-                return
-        else:
-            task = self.loop.create_task(cycle.run(ctx.app))
-        ctx.app_started(cycle, task)
 
     def app_finished(self, cycle: Cycle) -> None:
         """The app returned (or raised): its task ends now. Replaces a done callback."""
         self.ctx.app_finished(cycle)
 
-    # -- CycleOwner (the response side is H1ResponseWriter's) ------------------------------
+    # -- CycleOwner (the response side is H1Response's) ------------------------------------
     def body_consumed(self) -> None:
         if len(self.pipeline) <= 1 and not self.parser.holding:
             self.flow.resume_reading()
@@ -299,17 +209,16 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
     def response_complete(self, cycle: Cycle) -> None:
         """The head-of-line response is complete: start the next request, or go idle."""
         ctx = self.ctx
-        ctx.requests += 1
-        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
-        if ctx.access_logger is not None:
-            self.log_access(cycle)
-        if not self.keep_alive:
+        ctx.finish_request(cycle)
+        if not self.response.keep_alive:
             self.close()
             return
         pipeline = self.pipeline
         pipeline.popleft()
         if pipeline:
-            self.run(pipeline[0], False)
+            # Not eager: a chain of pipelined requests started eagerly from each other's
+            # completion would nest one Python frame stack per request.
+            ctx.start_request(pipeline[0], False)
             if len(pipeline) == 1:
                 self.read_more()
         elif self.pending_error is not None:
@@ -336,18 +245,10 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
             self.data_received(b"")
 
     def response_failed(self, cycle: Cycle) -> None:
-        self.ctx.requests += 1
-        STATS.record(cycle.status, time.perf_counter() - cycle.start_time)
-        if self.ctx.access_logger is not None:
-            self.log_access(cycle)
+        self.ctx.finish_request(cycle)
         if cycle.answer:
             self.transport.write(w.error_response(cycle.answer, self.ctx.date_block))
         self.close()
-
-    def log_access(self, cycle: Cycle) -> None:
-        assert self.ctx.access_logger is not None
-        duration_s = time.perf_counter() - cycle.start_time
-        self.ctx.access_logger.log_scope(cycle.scope, cycle.status, cycle.bytes_sent, duration_s)
 
     # -- closing, deadlines, drain ---------------------------------------------------------
     def write_error_and_close(self, status: int) -> None:
@@ -372,21 +273,19 @@ class H1Connection(H1ResponseWriter, asyncio.Protocol):
         if state is _IDLE and self.ctx.orphaned:
             self.close()
             return
-        mark = (self.heads, state)
-        if mark != self.waiting:
-            # The connection started waiting since the last sweep: its wait starts now.
-            self.waiting, self.waiting_since = mark, now
+        waited = self.wait.waited((self.heads, state), now)
+        if waited is None:
             return
         settings = self.ctx.settings
         if paused:
-            if now - self.waiting_since >= settings.send_timeout_s:
+            if waited >= settings.send_timeout_s:
                 self.abort()
             return
         if state is _NEW or self.parser.buffered_request_head:
             timeout = settings.header_timeout_s
         else:
             timeout = settings.keep_alive_timeout_s
-        if now - self.waiting_since >= timeout:
+        if waited >= timeout:
             self.close()
 
     def reuse_mark(self) -> int | None:

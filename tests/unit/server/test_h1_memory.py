@@ -1,0 +1,150 @@
+"""The real HTTP/1.1 connection (H1Connection, its parser, cycles and writer) driven over an
+in-memory transport: no socket, no process. The test is the client: it sends bytes as
+reads, takes what was written, and runs the worker's sweep with its own clock values."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+from serve.server.context import WorkerContext
+from serve.server.h1_connection import H1Connection
+from serve.server.settings import WorkerSettings
+from serve.server.types import ASGIApp, Receive, Scope, Send
+from tests.unit.server.memory_transport import MemoryTransport, until
+
+GET = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n"
+Main = Callable[[H1Connection, MemoryTransport, WorkerContext], Awaitable[None]]
+
+
+async def echo_path(scope: Scope, receive: Receive, send: Send) -> None:
+    body = scope["path"].encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(
+    app: ASGIApp, main: Main, settings: WorkerSettings | None = None, high_water: int = 65536
+) -> None:
+    async def run() -> None:
+        ctx = WorkerContext(settings or WorkerSettings(app=app), app, {}, None, None)
+        conn = H1Connection(ctx)
+        transport = MemoryTransport(conn, high_water=high_water)
+        conn.connection_made(transport)
+        await main(conn, transport, ctx)
+        transport.abort()
+
+    asyncio.run(run())
+
+
+def statuses(wire: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", wire)
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(GET % 1 + GET % 2 + GET % 3)
+        await until(lambda: ctx.requests == 3)
+        wire = transport.take()
+        assert statuses(wire) == [b"200"] * 3
+        assert re.findall(rb"\r\n\r\n(/\d)", wire) == [b"/1", b"/2", b"/3"]
+        assert not transport.closing
+
+    serve(echo_path, main)
+
+
+def test_a_bad_request_behind_good_ones_is_answered_after_them_then_closes() -> None:
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(GET % 1 + GET % 2 + b"GET /3 HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n")
+        await until(lambda: transport.closing)
+        wire = transport.take()
+        assert statuses(wire) == [b"200", b"200", b"400"]
+        assert wire.endswith(b"Bad Request")
+        # The close completes once the peer has read the answers.
+        await until(lambda: not ctx.connections)
+
+    serve(echo_path, main)
+
+
+def test_header_and_keep_alive_timeouts_are_the_sweeps() -> None:
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(GET % 1)
+        await until(lambda: ctx.requests == 1)
+        transport.take()
+        # Idle: the first sweep starts the keep-alive wait, which ends 5 s later.
+        conn.check_deadline(100.0)
+        conn.check_deadline(104.0)
+        assert not transport.closing
+        # Part of a next head arrives: header_timeout (10 s) from the sweep that sees it.
+        transport.send(b"GET /2 HTTP/1.1\r\n")
+        conn.check_deadline(105.0)
+        conn.check_deadline(114.0)
+        assert not transport.closing
+        conn.check_deadline(115.0)
+        assert transport.closing
+
+    settings = WorkerSettings(app=echo_path, keep_alive_timeout_s=5.0, header_timeout_s=10.0)
+    serve(echo_path, main, settings)
+
+
+def test_a_peer_that_stops_reading_pauses_the_app_and_is_aborted_after_send_timeout() -> None:
+    chunks_sent: list[int] = []
+
+    async def stream(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(10):
+            # Larger than a write batch holds: each goes to the transport at once.
+            await send({"type": "http.response.body", "body": b"x" * 20_000, "more_body": True})
+            chunks_sent.append(i)
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(GET % 1)
+        await until(lambda: transport.write_paused)
+        paused_at = len(chunks_sent)
+        assert paused_at < 10
+        # The peer reads: the app goes on from where it waited.
+        transport.take()
+        await until(lambda: len(chunks_sent) > paused_at)
+        await until(lambda: transport.write_paused)
+        # It stops reading for good: send_timeout (3 s) after the sweep first sees it.
+        conn.check_deadline(50.0)
+        conn.check_deadline(52.0)
+        assert not transport.aborted
+        conn.check_deadline(53.0)
+        assert transport.aborted
+        await until(lambda: not ctx.tasks)
+        assert len(chunks_sent) < 10
+
+    serve(stream, main, WorkerSettings(app=stream, send_timeout_s=3.0), high_water=50_000)
+
+
+def test_an_unread_request_body_pauses_reading_until_the_app_takes_it() -> None:
+    received: list[int] = []
+    gate = asyncio.Event()
+
+    async def slow_reader(scope: Scope, receive: Receive, send: Send) -> None:
+        await gate.wait()
+        while True:
+            message = await receive()
+            received.append(len(message["body"]))
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % sum(received)})
+
+    size = 600 * 1024
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size
+
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(head + b"a" * (300 * 1024))
+        # Over the cycle's high-water mark with nothing consumed: reading pauses.
+        await until(lambda: not transport.reading)
+        gate.set()
+        await until(lambda: transport.reading)
+        transport.send(b"b" * (300 * 1024))
+        await until(lambda: ctx.requests == 1)
+        assert transport.take().endswith(b"\r\n\r\n%d" % size)
+
+    serve(slow_reader, main)
