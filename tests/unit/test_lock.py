@@ -53,3 +53,20 @@ def test_every_pin_carries_a_hash() -> None:
         text = (ROOT / "requirements" / name).read_text()
         entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
         assert all("--hash=sha256:" in entry for entry in entries if PIN.match(entry))
+
+
+def bench_pins() -> list[tuple[str, str]]:
+    lines = (ROOT / "bench" / "requirements.txt").read_text().splitlines()
+    found = (PIN.match(line) for line in lines)
+    return [(canonicalize_name(m.group(1)), m.group(2)) for m in found if m]
+
+
+def test_the_bench_pins_each_package_once() -> None:
+    names = [name for name, _ in bench_pins()]
+    assert sorted(name for name in set(names) if names.count(name) > 1) == []
+
+
+def test_the_bench_pins_what_the_dev_lock_pins_at_the_same_release() -> None:
+    dev = pins("dev.lock")
+    shared = {name: version for name, version in bench_pins() if name in dev}
+    assert shared == {name: dev[name] for name in shared}
