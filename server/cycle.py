@@ -3,13 +3,14 @@
 Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its writer
 (a `ResponseWriter`: server.h1_response, or an HTTP/2 stream) to write a response start or
 body, which frames them, and tells its owner (a `CycleOwner`: the connection or stream)
-how the request goes. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
-NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
-promised trailers (`trailers: True`): the last body message is then followed by
-http.response.trailers messages, which a writer with `send_trailers` (HTTP/2) sends and any
-other writer (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
-ClientDisconnected, an OSError (ASGI spec 2.4), also when it was waiting for the client to
-read, and `receive` returns http.disconnect; ASGI misuse raises RuntimeError into the app.
+how the request goes. The connection feeds the request body to `cycle.body` (a RequestBody,
+server.request_body). The response side moves NOT_STARTED -> STARTED -> STREAMING -> DONE,
+through TRAILERS when http.response.start promised trailers (`trailers: True`): the last
+body message is then followed by http.response.trailers messages, which a writer with
+`send_trailers` (HTTP/2) sends and any other writer (HTTP/1.1) drops. Once the connection
+(or stream) is lost, `send` raises ClientDisconnected, an OSError (ASGI spec 2.4), also when
+it was waiting for the client to read, and `receive` returns http.disconnect; ASGI misuse
+raises RuntimeError into the app.
 The owner hears once, from inside the app's task, that the app returned (`app_finished`).
 Hot path: states are compared against module-level aliases, because reading a member off an
 Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
@@ -24,18 +25,10 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from serve.server.errors import ClientDisconnected, InvalidResponse
+from serve.server.request_body import BodyState, RequestBody
 from serve.server.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("serve")
-
-# Unconsumed request body kept in memory before reading from the socket pauses.
-BODY_HIGH_WATER = 256 * 1024
-
-
-class BodyState(enum.Enum):
-    RECEIVING = 1  # more body may arrive from the client
-    COMPLETE = 2  # all of it arrived; some is not handed to the app yet
-    DELIVERED = 3  # the app received the final http.request message
 
 
 class ResponseState(enum.Enum):
@@ -46,7 +39,7 @@ class ResponseState(enum.Enum):
     DONE = 5
 
 
-_RECEIVING, _COMPLETE, _DELIVERED = BodyState.RECEIVING, BodyState.COMPLETE, BodyState.DELIVERED
+_DELIVERED = BodyState.DELIVERED
 _NOT_STARTED, _STARTED = ResponseState.NOT_STARTED, ResponseState.STARTED
 _STREAMING, _DONE = ResponseState.STREAMING, ResponseState.DONE
 _TRAILERS = ResponseState.TRAILERS
@@ -92,15 +85,12 @@ class CycleOwner(Protocol):
 
 class Cycle:
     __slots__ = (
-        "_body",
-        "_buffered",
         "_headers",
         "_owner",
         "_trailer_sender",
-        "_waiter",
         "_writer",
         "answer",
-        "body_state",
+        "body",
         "bytes_sent",
         "disconnected",
         "expect_continue",
@@ -131,10 +121,7 @@ class Cycle:
         self.keep_alive = keep_alive
         self.head_request = scope["method"] == "HEAD"
         self.expect_continue = expect_continue and has_body
-        self.body_state = _RECEIVING if has_body else _COMPLETE
-        self._body: list[bytes] = []
-        self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self.body = RequestBody(owner, has_body)
         self.response = _NOT_STARTED
         self.disconnected = False
         # The app's status from http.response.start; `answer` if the server answers for it.
@@ -152,38 +139,10 @@ class Cycle:
         self.trailers = False
         self._trailer_sender: TrailerSender | None = None
 
-    # -- fed by the connection -------------------------------------------------------------
-    def feed_body(self, data: bytes) -> bool:
-        """Queue body bytes for the app; True when the unconsumed body is over its mark."""
-        self._body.append(data)
-        self._buffered += len(data)
-        if self._waiter is not None:
-            self._wake()
-        return self._buffered > BODY_HIGH_WATER
-
-    def end_body(self) -> None:
-        self.body_state = _COMPLETE
-        if self._waiter is not None:
-            self._wake()
-
     def disconnect(self) -> None:
+        """The client left: receive() answers http.disconnect from now on."""
         self.disconnected = True
-        # receive() answers http.disconnect from now on: the unread body is garbage, and the
-        # connection that holds this cycle may live on until the cyclic GC runs.
-        self._body.clear()
-        self._buffered = 0
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
+        self.body.drop()
 
     # -- the ASGI callables ----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -194,28 +153,17 @@ class Cycle:
             state = self.response
             if (state is _NOT_STARTED or state is _STARTED) and not self.disconnected:
                 self._writer.send_continue()
+        body = self.body
         while True:
             if self.disconnected:
                 return {"type": "http.disconnect"}
-            if self._body:
-                return self._take_body()
-            if self.body_state is _COMPLETE:
-                self.body_state = _DELIVERED
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.body_state is _DELIVERED and self.response is _DONE:
+            message = body.take()
+            if message is not None:
+                return message
+            if body.state is _DELIVERED and self.response is _DONE:
                 # ASGI: receive after the response is sent reports the request as finished.
                 return {"type": "http.disconnect"}
-            await self._wait()
-
-    def _take_body(self) -> Message:
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body.clear()
-        self._buffered = 0
-        more = self.body_state is _RECEIVING
-        if not more:
-            self.body_state = _DELIVERED
-        self._owner.body_consumed()
-        return {"type": "http.request", "body": body, "more_body": more}
+            await body.wait()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -263,8 +211,8 @@ class Cycle:
             return
         # Inline rather than self._complete(): this runs once per request.
         self.response = _DONE
-        if self._waiter is not None:
-            self._wake()
+        if self.body.waiter is not None:
+            self.body.wake()
         self._owner.response_complete(self)
 
     def _send_trailers(self, kind: str, message: Message) -> None:
@@ -283,8 +231,8 @@ class Cycle:
 
     def _complete(self) -> None:
         self.response = _DONE
-        if self._waiter is not None:
-            self._wake()
+        if self.body.waiter is not None:
+            self.body.wake()
         self._owner.response_complete(self)
 
     # -- running the app -------------------------------------------------------------------
@@ -331,5 +279,5 @@ class Cycle:
         if self.response is _NOT_STARTED or self.response is _STARTED:
             self.status = self.answer = status
         self.response = _DONE
-        self._wake()
+        self.body.wake()
         self._owner.response_failed(self)

@@ -94,11 +94,11 @@ def test_request_without_body_reads_empty_then_disconnect_after_response() -> No
 def test_body_chunks_are_joined_and_more_body_tracks_completion() -> None:
     async def scenario() -> list[dict[str, Any]]:
         cycle, owner = make(has_body=True)
-        cycle.feed_body(b"ab")
-        cycle.feed_body(b"cd")
+        cycle.body.feed(b"ab")
+        cycle.body.feed(b"cd")
         first = await cycle.receive()
-        cycle.feed_body(b"ef")
-        cycle.end_body()
+        cycle.body.feed(b"ef")
+        cycle.body.end()
         second = await cycle.receive()
         assert ("consumed",) in owner.calls
         return [dict(first), dict(second)]
@@ -113,8 +113,8 @@ def test_receive_waits_for_body_that_arrives_later() -> None:
     async def scenario() -> dict[str, Any]:
         cycle, _ = make(has_body=True)
         loop = asyncio.get_running_loop()
-        loop.call_soon(cycle.feed_body, b"late")
-        loop.call_soon(cycle.end_body)
+        loop.call_soon(cycle.body.feed, b"late")
+        loop.call_soon(cycle.body.end)
         return dict(await cycle.receive())
 
     assert run(scenario()) == {"type": "http.request", "body": b"late", "more_body": False}
@@ -123,8 +123,8 @@ def test_receive_waits_for_body_that_arrives_later() -> None:
 def test_expect_continue_sent_once_on_first_receive() -> None:
     async def scenario() -> list[tuple[Any, ...]]:
         cycle, owner = make(has_body=True, expect_continue=True)
-        cycle.feed_body(b"x")
-        cycle.end_body()
+        cycle.body.feed(b"x")
+        cycle.body.end()
         await cycle.receive()
         await cycle.send(START)
         await cycle.send({"type": "http.response.body", "body": b""})
