@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serve.server.accesslog import AccessLogger
+from serve.server.app_run import run_app
 from serve.server.capacity import ConnectionCap
 from serve.server.cycle import Cycle
 from serve.server.deadline import RequestDeadlines
@@ -153,11 +154,11 @@ class WorkerContext:
             cycle.refuse(503)
             return
         if sys.version_info >= (3, 12) and eager:
-            task = asyncio.Task(cycle.run(self.app), loop=self.loop, eager_start=True)
+            task = asyncio.Task(run_app(self.app, cycle, self), loop=self.loop, eager_start=True)
             if task.done():
                 return
         else:
-            task = self.loop.create_task(cycle.run(self.app))
+            task = self.loop.create_task(run_app(self.app, cycle, self))
         self.app_started(cycle, task)
 
     def app_started(self, run: AppRun, task: asyncio.Task[None]) -> None:

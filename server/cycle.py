@@ -10,8 +10,8 @@ body message is then followed by http.response.trailers messages, which a writer
 `send_trailers` (HTTP/2) sends and any other writer (HTTP/1.1) drops. Once the connection
 (or stream) is lost, `send` raises ClientDisconnected, an OSError (ASGI spec 2.4), also when
 it was waiting for the client to read, and `receive` returns http.disconnect; ASGI misuse
-raises RuntimeError into the app.
-The owner hears once, from inside the app's task, that the app returned (`app_finished`).
+raises RuntimeError into the app (those errors, and running the app itself, are
+server.app_run's, shared with WebSocket; `app_ended` is this side's part of it).
 Hot path: states are compared against module-level aliases, because reading a member off an
 Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
 """
@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from serve.server.errors import ClientDisconnected, InvalidResponse
+from serve.server.app_run import (
+    closed_while_sending,
+    returned_unfinished,
+    sent_after_close,
+    sent_after_end,
+    unexpected,
+)
 from serve.server.request_body import BodyState, RequestBody
-from serve.server.types import ASGIApp, Message, Scope
-
-logger = logging.getLogger("serve")
+from serve.server.types import Message, Scope
 
 
 class ResponseState(enum.Enum):
@@ -80,7 +83,6 @@ class CycleOwner(Protocol):
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
-    def app_finished(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
@@ -169,10 +171,10 @@ class Cycle:
         kind = message["type"]
         state = self.response
         if self.disconnected and state is not _DONE:
-            raise ClientDisconnected(f"{kind!r} sent after the client left")
+            raise sent_after_close(kind)
         if state is _NOT_STARTED:
             if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+                raise unexpected(kind, "'http.response.start'")
             status = message["status"]
             self.status = status if type(status) is int else int(status)
             # Kept as given: the head is encoded (and checked) with the first body message.
@@ -184,7 +186,7 @@ class Cycle:
                 self._trailer_sender = getattr(self._writer, "send_trailers", None)
             return
         if state is _DONE:
-            raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
+            raise sent_after_end(kind, "the response")
         if kind != "http.response.body" or state is _TRAILERS:
             self._send_trailers(kind, message)
             return
@@ -204,7 +206,7 @@ class Cycle:
             if flow.write_paused:
                 await flow.drain()
                 if self.disconnected:
-                    raise ClientDisconnected("the client left before reading the response")
+                    raise closed_while_sending(kind)
             return
         if self.trailers:
             self.response = _TRAILERS
@@ -219,9 +221,9 @@ class Cycle:
         if self.response is not _TRAILERS:
             if kind == "http.response.trailers" and self.trailers:
                 raise RuntimeError("'http.response.trailers' before the end of the body")
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+            raise unexpected(kind, "'http.response.body'")
         if kind != "http.response.trailers":
-            raise RuntimeError(f"expected 'http.response.trailers', got {kind!r}")
+            raise unexpected(kind, "'http.response.trailers'")
         more = message.get("more_trailers", False)
         sender = self._trailer_sender
         if sender is not None:
@@ -235,31 +237,11 @@ class Cycle:
             self.body.wake()
         self._owner.response_complete(self)
 
-    # -- running the app -------------------------------------------------------------------
-    async def run(self, app: ASGIApp) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the app's failure must never take the worker down
-            self._app_failed(exc)
-        else:
-            if self.response is not _DONE and not self.disconnected:
-                logger.error("ASGI app returned without completing the response")
-                self._fail_response()
-        finally:
-            self._owner.app_finished(self)
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected) and self.disconnected:
-            # Ours, raised from send(): the spec asks servers not to log it as an error.
-            logger.debug("ASGI app ended after its client left: %s", exc)
-            return
-        if isinstance(exc, InvalidResponse):
-            logger.error("invalid response from the ASGI app: %s", exc)
-        else:
-            logger.error("exception in the ASGI app", exc_info=exc)
-        if self.response is not _DONE and not self.disconnected:
+    # -- how the app ended (server.app_run) --------------------------------------------------
+    def app_ended(self, failed: bool) -> None:
+        if self.response is not _DONE:
+            if not failed:
+                returned_unfinished("the response")
             self._fail_response()
 
     def refuse(self, status: int) -> None:

@@ -198,10 +198,6 @@ class H1Connection(asyncio.Protocol):
 
     # -- running cycles --------------------------------------------------------------------
 
-    def app_finished(self, cycle: Cycle) -> None:
-        """The app returned (or raised): its task ends now. Replaces a done callback."""
-        self.ctx.app_finished(cycle)
-
     # -- CycleOwner (the response side is H1Response's) ------------------------------------
     def body_consumed(self) -> None:
         if len(self.pipeline) <= 1 and not self.parser.holding:

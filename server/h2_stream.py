@@ -218,9 +218,6 @@ class H2Stream:
         else:
             session.reset(self, ErrorCodes.INTERNAL_ERROR)
 
-    def app_finished(self, cycle: Cycle) -> None:
-        self.session.ctx.app_finished(cycle)
-
     @property
     def receiving(self) -> bool:
         return self.cycle.body.state is BodyState.RECEIVING
