@@ -153,13 +153,18 @@ class WorkerContext:
             STATS.overload[SHED] += 1
             cycle.refuse(503)
             return
-        if sys.version_info >= (3, 12) and eager:
+        # `eager` first: on 3.11 it is always False, and the version is then never read.
+        if eager and sys.version_info >= (3, 12):
             task = asyncio.Task(run_app(self.app, cycle, self), loop=self.loop, eager_start=True)
             if task.done():
                 return
         else:
             task = self.loop.create_task(run_app(self.app, cycle, self))
-        self.app_started(cycle, task)
+        # app_started, inline: this runs once per request that suspends.
+        cycle.task = task
+        self.tasks.add(task)
+        if self.deadlines is not None:
+            self.deadlines.watch(cycle)
 
     def app_started(self, run: AppRun, task: asyncio.Task[None]) -> None:
         """An app is running as `task`; an HTTP request's is under request_timeout."""
