@@ -17,6 +17,8 @@ down this map (tests/unit/test_layering.py checks there is no circle):
                            request accounting (STATS, access log), shedding
   scope, cycle, deadline   one ASGI scope builder, one request/response cycle, one deadline
                            mechanism for all three
+  app_run, request_body    one way to run an app call (HTTP and WebSocket): its errors,
+                           its end; the request body the cycle hands to receive()
   connection_info, http_fields, http_target, events, errors, flow, write_batch, stats
                            leaves: connection facts, shared HTTP rules, neutral events
 """

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serve.server.accesslog import AccessLogger
+from serve.server.app_run import run_app
 from serve.server.capacity import ConnectionCap
 from serve.server.cycle import Cycle
 from serve.server.deadline import RequestDeadlines
@@ -152,13 +153,18 @@ class WorkerContext:
             STATS.overload[SHED] += 1
             cycle.refuse(503)
             return
-        if sys.version_info >= (3, 12) and eager:
-            task = asyncio.Task(cycle.run(self.app), loop=self.loop, eager_start=True)
+        # `eager` first: on 3.11 it is always False, and the version is then never read.
+        if eager and sys.version_info >= (3, 12):
+            task = asyncio.Task(run_app(self.app, cycle, self), loop=self.loop, eager_start=True)
             if task.done():
                 return
         else:
-            task = self.loop.create_task(cycle.run(self.app))
-        self.app_started(cycle, task)
+            task = self.loop.create_task(run_app(self.app, cycle, self))
+        # app_started, inline: this runs once per request that suspends.
+        cycle.task = task
+        self.tasks.add(task)
+        if self.deadlines is not None:
+            self.deadlines.watch(cycle)
 
     def app_started(self, run: AppRun, task: asyncio.Task[None]) -> None:
         """An app is running as `task`; an HTTP request's is under request_timeout."""

@@ -3,14 +3,15 @@
 Rules: protocol-neutral. The cycle knows ASGI, not HTTP/1.1 framing: it asks its writer
 (a `ResponseWriter`: server.h1_response, or an HTTP/2 stream) to write a response start or
 body, which frames them, and tells its owner (a `CycleOwner`: the connection or stream)
-how the request goes. The request side moves RECEIVING -> COMPLETE -> DELIVERED; the response side
-NOT_STARTED -> STARTED -> STREAMING -> DONE, through TRAILERS when http.response.start
-promised trailers (`trailers: True`): the last body message is then followed by
-http.response.trailers messages, which a writer with `send_trailers` (HTTP/2) sends and any
-other writer (HTTP/1.1) drops. Once the connection (or stream) is lost, `send` raises
-ClientDisconnected, an OSError (ASGI spec 2.4), also when it was waiting for the client to
-read, and `receive` returns http.disconnect; ASGI misuse raises RuntimeError into the app.
-The owner hears once, from inside the app's task, that the app returned (`app_finished`).
+how the request goes. The connection feeds the request body to `cycle.body` (a RequestBody,
+server.request_body). The response side moves NOT_STARTED -> STARTED -> STREAMING -> DONE,
+through TRAILERS when http.response.start promised trailers (`trailers: True`): the last
+body message is then followed by http.response.trailers messages, which a writer with
+`send_trailers` (HTTP/2) sends and any other writer (HTTP/1.1) drops. Once the connection
+(or stream) is lost, `send` raises ClientDisconnected, an OSError (ASGI spec 2.4), also when
+it was waiting for the client to read, and `receive` returns http.disconnect; ASGI misuse
+raises RuntimeError into the app (those errors, and running the app itself, are
+server.app_run's, shared with WebSocket; `app_ended` is this side's part of it).
 Hot path: states are compared against module-level aliases, because reading a member off an
 Enum class goes through EnumType.__getattr__ on 3.11, several times the cost of a global.
 """
@@ -19,23 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from serve.server.errors import ClientDisconnected, InvalidResponse
-from serve.server.types import ASGIApp, Message, Scope
-
-logger = logging.getLogger("serve")
-
-# Unconsumed request body kept in memory before reading from the socket pauses.
-BODY_HIGH_WATER = 256 * 1024
-
-
-class BodyState(enum.Enum):
-    RECEIVING = 1  # more body may arrive from the client
-    COMPLETE = 2  # all of it arrived; some is not handed to the app yet
-    DELIVERED = 3  # the app received the final http.request message
+from serve.server.app_run import (
+    closed_while_sending,
+    returned_unfinished,
+    sent_after_close,
+    sent_after_end,
+    unexpected,
+)
+from serve.server.request_body import BodyState, RequestBody
+from serve.server.types import Message, Scope
 
 
 class ResponseState(enum.Enum):
@@ -46,7 +42,7 @@ class ResponseState(enum.Enum):
     DONE = 5
 
 
-_RECEIVING, _COMPLETE, _DELIVERED = BodyState.RECEIVING, BodyState.COMPLETE, BodyState.DELIVERED
+_DELIVERED = BodyState.DELIVERED
 _NOT_STARTED, _STARTED = ResponseState.NOT_STARTED, ResponseState.STARTED
 _STREAMING, _DONE = ResponseState.STREAMING, ResponseState.DONE
 _TRAILERS = ResponseState.TRAILERS
@@ -87,20 +83,16 @@ class CycleOwner(Protocol):
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
-    def app_finished(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
     __slots__ = (
-        "_body",
-        "_buffered",
         "_headers",
         "_owner",
         "_trailer_sender",
-        "_waiter",
         "_writer",
         "answer",
-        "body_state",
+        "body",
         "bytes_sent",
         "disconnected",
         "expect_continue",
@@ -131,10 +123,7 @@ class Cycle:
         self.keep_alive = keep_alive
         self.head_request = scope["method"] == "HEAD"
         self.expect_continue = expect_continue and has_body
-        self.body_state = _RECEIVING if has_body else _COMPLETE
-        self._body: list[bytes] = []
-        self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self.body = RequestBody(owner, has_body)
         self.response = _NOT_STARTED
         self.disconnected = False
         # The app's status from http.response.start; `answer` if the server answers for it.
@@ -152,38 +141,10 @@ class Cycle:
         self.trailers = False
         self._trailer_sender: TrailerSender | None = None
 
-    # -- fed by the connection -------------------------------------------------------------
-    def feed_body(self, data: bytes) -> bool:
-        """Queue body bytes for the app; True when the unconsumed body is over its mark."""
-        self._body.append(data)
-        self._buffered += len(data)
-        if self._waiter is not None:
-            self._wake()
-        return self._buffered > BODY_HIGH_WATER
-
-    def end_body(self) -> None:
-        self.body_state = _COMPLETE
-        if self._waiter is not None:
-            self._wake()
-
     def disconnect(self) -> None:
+        """The client left: receive() answers http.disconnect from now on."""
         self.disconnected = True
-        # receive() answers http.disconnect from now on: the unread body is garbage, and the
-        # connection that holds this cycle may live on until the cyclic GC runs.
-        self._body.clear()
-        self._buffered = 0
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
+        self.body.drop()
 
     # -- the ASGI callables ----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -194,37 +155,26 @@ class Cycle:
             state = self.response
             if (state is _NOT_STARTED or state is _STARTED) and not self.disconnected:
                 self._writer.send_continue()
+        body = self.body
         while True:
             if self.disconnected:
                 return {"type": "http.disconnect"}
-            if self._body:
-                return self._take_body()
-            if self.body_state is _COMPLETE:
-                self.body_state = _DELIVERED
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.body_state is _DELIVERED and self.response is _DONE:
+            message = body.take()
+            if message is not None:
+                return message
+            if body.state is _DELIVERED and self.response is _DONE:
                 # ASGI: receive after the response is sent reports the request as finished.
                 return {"type": "http.disconnect"}
-            await self._wait()
-
-    def _take_body(self) -> Message:
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body.clear()
-        self._buffered = 0
-        more = self.body_state is _RECEIVING
-        if not more:
-            self.body_state = _DELIVERED
-        self._owner.body_consumed()
-        return {"type": "http.request", "body": body, "more_body": more}
+            await body.wait()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.response
         if self.disconnected and state is not _DONE:
-            raise ClientDisconnected(f"{kind!r} sent after the client left")
+            raise sent_after_close(kind)
         if state is _NOT_STARTED:
             if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+                raise unexpected(kind, "'http.response.start'")
             status = message["status"]
             self.status = status if type(status) is int else int(status)
             # Kept as given: the head is encoded (and checked) with the first body message.
@@ -236,7 +186,7 @@ class Cycle:
                 self._trailer_sender = getattr(self._writer, "send_trailers", None)
             return
         if state is _DONE:
-            raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
+            raise sent_after_end(kind, "the response")
         if kind != "http.response.body" or state is _TRAILERS:
             self._send_trailers(kind, message)
             return
@@ -256,24 +206,24 @@ class Cycle:
             if flow.write_paused:
                 await flow.drain()
                 if self.disconnected:
-                    raise ClientDisconnected("the client left before reading the response")
+                    raise closed_while_sending(kind)
             return
         if self.trailers:
             self.response = _TRAILERS
             return
         # Inline rather than self._complete(): this runs once per request.
         self.response = _DONE
-        if self._waiter is not None:
-            self._wake()
+        if self.body.waiter is not None:
+            self.body.wake()
         self._owner.response_complete(self)
 
     def _send_trailers(self, kind: str, message: Message) -> None:
         if self.response is not _TRAILERS:
             if kind == "http.response.trailers" and self.trailers:
                 raise RuntimeError("'http.response.trailers' before the end of the body")
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+            raise unexpected(kind, "'http.response.body'")
         if kind != "http.response.trailers":
-            raise RuntimeError(f"expected 'http.response.trailers', got {kind!r}")
+            raise unexpected(kind, "'http.response.trailers'")
         more = message.get("more_trailers", False)
         sender = self._trailer_sender
         if sender is not None:
@@ -283,35 +233,15 @@ class Cycle:
 
     def _complete(self) -> None:
         self.response = _DONE
-        if self._waiter is not None:
-            self._wake()
+        if self.body.waiter is not None:
+            self.body.wake()
         self._owner.response_complete(self)
 
-    # -- running the app -------------------------------------------------------------------
-    async def run(self, app: ASGIApp) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the app's failure must never take the worker down
-            self._app_failed(exc)
-        else:
-            if self.response is not _DONE and not self.disconnected:
-                logger.error("ASGI app returned without completing the response")
-                self._fail_response()
-        finally:
-            self._owner.app_finished(self)
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected) and self.disconnected:
-            # Ours, raised from send(): the spec asks servers not to log it as an error.
-            logger.debug("ASGI app ended after its client left: %s", exc)
-            return
-        if isinstance(exc, InvalidResponse):
-            logger.error("invalid response from the ASGI app: %s", exc)
-        else:
-            logger.error("exception in the ASGI app", exc_info=exc)
-        if self.response is not _DONE and not self.disconnected:
+    # -- how the app ended (server.app_run) --------------------------------------------------
+    def app_ended(self, failed: bool) -> None:
+        if self.response is not _DONE:
+            if not failed:
+                returned_unfinished("the response")
             self._fail_response()
 
     def refuse(self, status: int) -> None:
@@ -331,5 +261,5 @@ class Cycle:
         if self.response is _NOT_STARTED or self.response is _STARTED:
             self.status = self.answer = status
         self.response = _DONE
-        self._wake()
+        self.body.wake()
         self._owner.response_failed(self)

@@ -29,13 +29,14 @@ from typing import cast
 from serve.server import h1_writer as w
 from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
-from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.cycle import Cycle, ResponseState
 from serve.server.deadline import Wait
 from serve.server.events import BodyChunk, MessageEnd, ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.h1_response import JOIN_LIMIT, H1Response
 from serve.server.h1_upgrade import hand_over
+from serve.server.request_body import BodyState
 from serve.server.scope import http_scope
 from serve.server.write_batch import WriteBatch
 
@@ -104,10 +105,10 @@ class H1Connection(asyncio.Protocol):
                 self.request_head(event)
             elif type(event) is MessageEnd:
                 # The cycle of the last head, even if its response is already complete.
-                if self.receiving.body_state is _RECEIVING:
-                    self.receiving.end_body()
+                if self.receiving.body.state is _RECEIVING:
+                    self.receiving.body.end()
             elif type(event) is BodyChunk:
-                if self.receiving.feed_body(event.data):
+                if self.receiving.body.feed(event.data):
                     self.flow.pause_reading()
             elif type(event) is ParseFailed:
                 self.parse_failed(event)
@@ -181,7 +182,7 @@ class H1Connection(asyncio.Protocol):
             self.write_error_and_close(event.status)
             return
         last = self.pipeline[-1]
-        if last.body_state is _RECEIVING:
+        if last.body.state is _RECEIVING:
             # The failure is inside this request's body: it can never complete.
             if len(self.pipeline) == 1:
                 last.disconnect()
@@ -196,10 +197,6 @@ class H1Connection(asyncio.Protocol):
         self.flow.pause_reading()
 
     # -- running cycles --------------------------------------------------------------------
-
-    def app_finished(self, cycle: Cycle) -> None:
-        """The app returned (or raised): its task ends now. Replaces a done callback."""
-        self.ctx.app_finished(cycle)
 
     # -- CycleOwner (the response side is H1Response's) ------------------------------------
     def body_consumed(self) -> None:

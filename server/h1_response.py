@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from serve.server import h1_writer as w
 from serve.server import http_fields as hf
 from serve.server.context import WorkerContext
-from serve.server.cycle import BodyState, Cycle
+from serve.server.cycle import Cycle
+from serve.server.request_body import BodyState
 from serve.server.write_batch import WriteBatch
 
 logger = logging.getLogger("serve")
@@ -71,7 +72,7 @@ class H1Response:
         keep_alive = (
             cycle.keep_alive
             and not close
-            and cycle.body_state is not _RECEIVING
+            and cycle.body.state is not _RECEIVING
             and not self.ctx.draining
         )
         if declared is None or cycle.head_request or status in _NO_BODY_STATUSES:

@@ -23,8 +23,9 @@ from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
 from serve.server import http_fields as hf
-from serve.server.cycle import BodyState, Cycle, ResponseState
+from serve.server.cycle import Cycle, ResponseState
 from serve.server.deadline import Wait
+from serve.server.request_body import BodyState
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -115,7 +116,7 @@ class H2Stream:
         self.body_received += len(data)
         self.unacked += flow_controlled
         if data:
-            self.cycle.feed_body(data)
+            self.cycle.body.feed(data)
         else:
             # Padding only: nothing for the app to consume, so nothing to wait for.
             self.body_consumed()
@@ -217,9 +218,6 @@ class H2Stream:
         else:
             session.reset(self, ErrorCodes.INTERNAL_ERROR)
 
-    def app_finished(self, cycle: Cycle) -> None:
-        self.session.ctx.app_finished(cycle)
-
     @property
     def receiving(self) -> bool:
-        return self.cycle.body_state is BodyState.RECEIVING
+        return self.cycle.body.state is BodyState.RECEIVING

@@ -86,7 +86,7 @@ class StreamTable:
     def ended(self, stream_id: int) -> None:
         stream = self.open.get(stream_id)
         if stream is not None and stream.receiving:
-            stream.cycle.end_body()
+            stream.cycle.body.end()
 
     def remove(self, stream_id: int) -> None:
         if self.open.pop(stream_id, None) is not None and not self.open:

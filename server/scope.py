@@ -34,6 +34,8 @@ def http_scope(ctx: WorkerContext, info: ConnectionInfo, head: RequestHead) -> S
         assert ctx.proxy is not None
         client, scheme = ctx.proxy.resolve(client, scheme, headers)
     root_path = ctx.root_path
+    # A state of its own per request (spec 2.4: a shallow copy); no call when it is empty.
+    state = ctx.lifespan_state
     scope = {
         "type": "http",
         "asgi": ASGI_INFO,
@@ -47,7 +49,7 @@ def http_scope(ctx: WorkerContext, info: ConnectionInfo, head: RequestHead) -> S
         "raw_path": ctx.root_path_bytes + head.raw_path if root_path else head.raw_path,
         "query_string": head.query_string,
         "headers": headers,
-        "state": ctx.lifespan_state.copy(),
+        "state": state.copy() if state else {},
     }
     if info.tls is not None:
         scope["extensions"] = {"tls": info.tls}

@@ -9,7 +9,8 @@ RFC 6455 §4.1) -> OPEN -> CLOSING (our close frame is out, the client's is awai
 CLOSED; or HANDSHAKE -> DENYING (the app's own HTTP response) -> CLOSED. Deadlines (next
 ping, pong, close reply) are plain numbers the worker's once-a-second sweep checks through
 check_deadline(), like HTTP/1.1's; the same sweep starts the 1001 close once the worker
-drains.
+drains, and aborts an open WebSocket whose client has not read for send_timeout (its writes
+paused all along), as HTTP does: the app's waiting send raises then, not at a ping timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from serve.server import ws_handshake as hs
+from serve.server.deadline import Wait
 from serve.server.flow import FlowControl
 from serve.server.types import Message, Scope
 from serve.server.ws_inbox import Inbox
@@ -84,6 +86,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.close_reason = ""
         # loop.time() deadlines; 0.0 means none.
         self.next_ping = self.pong_deadline = self.close_deadline = 0.0
+        # How long writes have stayed paused (send_timeout), measured by the sweep.
+        self.stalled = Wait()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -112,9 +116,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        self.stalled.restart()
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        self.stalled.restart()
 
     # -- wsproto events --------------------------------------------------------------------
     def handle_events(self) -> None:
@@ -205,7 +211,10 @@ class WebSocketConnection(asyncio.Protocol):
         """Called by the worker's sweep: drain, keepalive ping, pong and close timeouts."""
         state = self.state
         if state is WSState.OPEN:
-            if self.ctx.draining:
+            waited = self.stalled.waited(True, now) if self.flow.write_paused else None
+            if waited is not None and waited >= self.ctx.settings.send_timeout_s:
+                self.abort()
+            elif self.ctx.draining:
                 self.shutdown()
             elif self.inbox.full():
                 # Reading is paused for the app's sake: a pong could not be read anyway.
@@ -229,7 +238,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport.write(self.ws.send(Ping()))
 
     def abort(self) -> None:
-        """The graceful deadline passed: drop the connection."""
+        """Drop the connection: the graceful deadline passed, or the client stopped reading."""
         self.state = WSState.CLOSED
         self.inbox.end(self.close_code, self.close_reason)
         self.transport.abort()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from serve.server import h1_writer as w
 from serve.server import ws_handshake as hs
+from serve.server.app_run import run_app
 from serve.server.connection_info import ConnectionInfo
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
@@ -63,4 +64,4 @@ def take_over(
     transport.set_protocol(conn)
     ctx.connection_opened(conn)
     app = WebSocketApp(conn, scope)
-    ctx.app_started(app, ctx.loop.create_task(app.run(ctx.app)))
+    ctx.app_started(app, ctx.loop.create_task(run_app(ctx.app, app, ctx)))

@@ -245,3 +245,20 @@ def test_a_send_blocked_on_a_client_that_stopped_reading_raises_once_it_is_dropp
         log = server.wait_log(r"app: ticker send raised ClientDisconnected after \d+", timeout=15)
         wait_until(lambda: len(list(fds.iterdir())) == idle_fds, timeout=10)
     assert "exception in the ASGI app" not in log
+
+
+def test_send_timeout_drops_an_open_websocket_whose_client_stopped_reading(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    # No keepalive ping here: send_timeout alone must drop the client that reads nothing,
+    # as it drops an HTTP client that stopped reading, so the app's waiting send raises.
+    server = serve_ws(
+        start_serve, tmp_path, "ws_apps:ticker", ws_ping_interval=None, send_timeout=1
+    )
+    sock, _ = raw_handshake(server.port, "/")
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        server.wait_log("app: ticker accepted")
+        log = server.wait_log(r"app: ticker send raised ClientDisconnected after \d+", timeout=20)
+    assert "exception in the ASGI app" not in log
+    assert server.stop() == 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from serve.server.app_run import run_app
 from serve.server.cycle import Cycle, ResponseState
 from serve.server.errors import ClientDisconnected
 
@@ -59,7 +60,7 @@ class RecordingOwner:
 
 def make(has_body: bool = False, expect_continue: bool = False) -> tuple[Cycle, RecordingOwner]:
     owner = RecordingOwner()
-    scope = {"method": "GET", "path": "/"}
+    scope = {"type": "http", "method": "GET", "path": "/"}
     cycle = Cycle(
         owner,
         owner,
@@ -94,11 +95,11 @@ def test_request_without_body_reads_empty_then_disconnect_after_response() -> No
 def test_body_chunks_are_joined_and_more_body_tracks_completion() -> None:
     async def scenario() -> list[dict[str, Any]]:
         cycle, owner = make(has_body=True)
-        cycle.feed_body(b"ab")
-        cycle.feed_body(b"cd")
+        cycle.body.feed(b"ab")
+        cycle.body.feed(b"cd")
         first = await cycle.receive()
-        cycle.feed_body(b"ef")
-        cycle.end_body()
+        cycle.body.feed(b"ef")
+        cycle.body.end()
         second = await cycle.receive()
         assert ("consumed",) in owner.calls
         return [dict(first), dict(second)]
@@ -113,8 +114,8 @@ def test_receive_waits_for_body_that_arrives_later() -> None:
     async def scenario() -> dict[str, Any]:
         cycle, _ = make(has_body=True)
         loop = asyncio.get_running_loop()
-        loop.call_soon(cycle.feed_body, b"late")
-        loop.call_soon(cycle.end_body)
+        loop.call_soon(cycle.body.feed, b"late")
+        loop.call_soon(cycle.body.end)
         return dict(await cycle.receive())
 
     assert run(scenario()) == {"type": "http.request", "body": b"late", "more_body": False}
@@ -123,8 +124,8 @@ def test_receive_waits_for_body_that_arrives_later() -> None:
 def test_expect_continue_sent_once_on_first_receive() -> None:
     async def scenario() -> list[tuple[Any, ...]]:
         cycle, owner = make(has_body=True, expect_continue=True)
-        cycle.feed_body(b"x")
-        cycle.end_body()
+        cycle.body.feed(b"x")
+        cycle.body.end()
         await cycle.receive()
         await cycle.send(START)
         await cycle.send({"type": "http.response.body", "body": b""})
@@ -181,7 +182,7 @@ def test_a_disconnect_raised_from_send_is_no_app_error(caplog: pytest.LogCapture
 
     cycle, owner = make()
     cycle.disconnect()
-    run(cycle.run(app))
+    run(run_app(app, cycle, owner))
     assert owner.calls == [("finished",)]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
@@ -194,7 +195,7 @@ def test_app_exception_before_body_fails_with_500(when: str) -> None:
         raise ValueError("boom")
 
     cycle, owner = make()
-    run(cycle.run(app))
+    run(run_app(app, cycle, owner))
     assert owner.calls == [("failed", 500), ("finished",)]
 
 
@@ -205,7 +206,7 @@ def test_app_exception_while_streaming_closes_without_500() -> None:
         raise ValueError("boom")
 
     cycle, owner = make()
-    run(cycle.run(app))
+    run(run_app(app, cycle, owner))
     assert owner.calls[-2:] == [("failed", 200), ("finished",)]
 
 
@@ -214,7 +215,7 @@ def test_app_returning_without_response_fails_with_500() -> None:
         return None
 
     cycle, owner = make()
-    run(cycle.run(app))
+    run(run_app(app, cycle, owner))
     assert owner.calls == [("failed", 500), ("finished",)]
 
 
@@ -234,7 +235,7 @@ LAST_BODY = {"type": "http.response.body", "body": b"end"}
 def test_trailers_follow_a_body_that_stays_open_on_the_wire() -> None:
     async def scenario() -> list[tuple[Any, ...]]:
         owner = TrailerOwner()
-        cycle = Cycle(owner, owner, {"method": "GET"}, False, False, True)
+        cycle = Cycle(owner, owner, {"type": "http", "method": "GET"}, False, False, True)
         await cycle.send(TRAILERS_START)
         await cycle.send(LAST_BODY)
         assert cycle.response is ResponseState.TRAILERS
@@ -276,7 +277,7 @@ def test_an_owner_without_trailers_ends_the_body_and_completes_after_the_trailer
 def test_trailers_out_of_place_are_refused(messages: list[dict[str, Any]]) -> None:
     async def scenario() -> None:
         owner = TrailerOwner()
-        cycle = Cycle(owner, owner, {"method": "GET"}, False, False, True)
+        cycle = Cycle(owner, owner, {"type": "http", "method": "GET"}, False, False, True)
         for message in messages[:-1]:
             await cycle.send(message)
         with pytest.raises(RuntimeError):
@@ -292,7 +293,7 @@ def test_an_app_that_never_sends_its_promised_trailers_fails_without_a_500() -> 
 
     async def scenario() -> list[tuple[Any, ...]]:
         cycle, owner = make()
-        await cycle.run(app)
+        await run_app(app, cycle, owner)
         return owner.calls
 
     calls = run(scenario())
