@@ -111,7 +111,7 @@ class H1Connection(asyncio.Protocol):
                     self.flow.pause_reading()
             elif type(event) is ParseFailed:
                 self.parse_failed(event)
-        if self.parser.holding:
+        if self.parser.held:
             self.flow.pause_reading()
         cycle = self.starting
         if cycle is not None:
@@ -203,7 +203,7 @@ class H1Connection(asyncio.Protocol):
 
     # -- CycleOwner (the response side is H1Response's) ------------------------------------
     def body_consumed(self) -> None:
-        if len(self.pipeline) <= 1 and not self.parser.holding:
+        if len(self.pipeline) <= 1 and not self.parser.held:
             self.flow.resume_reading()
 
     def response_complete(self, cycle: Cycle) -> None:
@@ -231,7 +231,7 @@ class H1Connection(asyncio.Protocol):
 
     def read_more(self) -> None:
         """Parse what the parser holds of an earlier read first, then read the socket again."""
-        if self.parser.holding:
+        if self.parser.held:
             # Soon, not now: this runs inside the app's send(), and parsing may start an app.
             self.loop.call_soon(self.parse_held)
         else:
