@@ -46,8 +46,6 @@ PIPELINE_MAX = 32
 # 3.12+: the app runs at once inside data_received and a Task exists only if it suspends.
 # On 3.11 an eager start is not available (apps need current_task() to be their Task).
 EAGER_TASKS = sys.version_info >= (3, 12)
-
-
 _NEW, _IDLE, _CLOSED = ConnState.NEW, ConnState.IDLE, ConnState.CLOSED
 _RECEIVING = BodyState.RECEIVING
 
@@ -69,7 +67,9 @@ class H1Connection(asyncio.Protocol):
         # Computed once, shared by the connection's requests and whoever takes it over.
         self.info = ConnectionInfo.of(transport, ctx.proxy)
         response = H1Response(ctx, self.transport, self.batch)
-        self.requests = RequestPipeline(self, ctx, self.parser, self.flow, response, self.info)
+        self.requests = RequestPipeline(
+            self, ctx, parser=self.parser, flow=self.flow, response=response, info=self.info
+        )
         if not ctx.admit(self, transport, self.loop.time()):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()

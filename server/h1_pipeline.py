@@ -66,10 +66,11 @@ class RequestPipeline:
         "state",
     )
 
-    def __init__(  # noqa: PLR0917  (built once per connection, positional like Cycle)
+    def __init__(
         self,
         host: PipelineHost,
         ctx: WorkerContext,
+        *,
         parser: H1Parser,
         flow: FlowControl,
         response: H1Response,
