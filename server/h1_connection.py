@@ -51,6 +51,21 @@ _RECEIVING = BodyState.RECEIVING
 
 
 class H1Connection(asyncio.Protocol):
+    # One per accepted connection: slots build it faster than a dict; its pipeline refers
+    # back to it weakly (server.h1_pipeline).
+    __slots__ = (
+        "__weakref__",
+        "batch",
+        "ctx",
+        "flow",
+        "info",
+        "loop",
+        "parser",
+        "requests",
+        "transport",
+        "wait",
+    )
+
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -67,9 +82,7 @@ class H1Connection(asyncio.Protocol):
         # Computed once, shared by the connection's requests and whoever takes it over.
         self.info = ConnectionInfo.of(transport, ctx.proxy)
         response = H1Response(ctx, self.transport, self.batch)
-        self.requests = RequestPipeline(
-            self, ctx, parser=self.parser, flow=self.flow, response=response, info=self.info
-        )
+        self.requests = RequestPipeline(self, ctx, self.parser, self.flow, response, self.info)
         if not ctx.admit(self, transport, self.loop.time()):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -66,17 +67,20 @@ class RequestPipeline:
         "state",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (positional: a call with keywords builds a dict on 3.11)
         self,
         host: PipelineHost,
         ctx: WorkerContext,
-        *,
         parser: H1Parser,
         flow: FlowControl,
         response: H1Response,
         info: ConnectionInfo,
     ) -> None:
-        self._host = host
+        # Weakly: the connection owns its pipeline, and a strong reference back would leave
+        # every closed connection to the cyclic collector instead of freeing it at once. The
+        # host is asked only while the connection is open: once it is lost, no cycle here
+        # completes or fails.
+        self._host: PipelineHost = weakref.proxy(host)
         self._ctx = ctx
         self._parser = parser
         # The writer of every response on this connection, head of the pipeline first.
