@@ -26,43 +26,52 @@ _BODY_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 class BodyFraming:
     """The framing of the body being received: its bytes still owed, or its chunk scanner."""
 
-    __slots__ = ("_chunked", "_chunks", "_left", "_llhttp", "_max_body")
+    __slots__ = ("_chunks", "_current", "_left", "_limits", "_llhttp")
 
     def __init__(self, llhttp: HttpRequestParser, limits: Limits) -> None:
         self._llhttp = llhttp
-        self._max_body = limits.max_body_size
-        self._chunks = ChunkedBody(limits.max_body_size, limits.max_header_size)
-        self._chunked = False
+        self._limits = limits
+        # The chunk scanner, built for the first chunked body (most connections never see
+        # one), and the current body's: None when it is counted by its Content-Length.
+        self._chunks: ChunkedBody | None = None
+        self._current: ChunkedBody | None = None
         self._left = 0
 
     def check_length(self, length: int) -> None:
         """A Content-Length over the body limit is refused before the request is emitted."""
-        if self._max_body is not None and length > self._max_body:
+        max_body = self._limits.max_body_size
+        if max_body is not None and length > max_body:
             raise RequestRejected(413, "request body too large")
 
     def start(self, llhttp: HttpRequestParser, length: int, chunked: bool) -> None:
         """A body follows the head just given to `llhttp`, which is to read it."""
         self._llhttp = llhttp
-        self._chunked = chunked
         if chunked:
-            self._chunks.reset()
+            chunks = self._chunks
+            if chunks is None:
+                limits = self._limits
+                chunks = self._chunks = ChunkedBody(limits.max_body_size, limits.max_header_size)
+            chunks.reset()
+            self._current = chunks
         else:
+            self._current = None
             self._left = length
 
     def feed(self, data: bytes, pos: int) -> tuple[int, bool]:
         """Hand llhttp the body's bytes from data[pos:]: (where they end in data, whether the
         body ends there)."""
-        if self._chunked:
-            return self._feed_chunked(data, pos)
+        chunks = self._current
+        if chunks is not None:
+            return self._feed_chunked(chunks, data, pos)
         n = len(data)
         end = min(n, pos + self._left)
         self._execute(data if pos == 0 and end == n else memoryview(data)[pos:end])
         self._left -= end - pos
         return end, not self._left
 
-    def _feed_chunked(self, data: bytes, pos: int) -> tuple[int, bool]:
+    def _feed_chunked(self, chunks: ChunkedBody, data: bytes, pos: int) -> tuple[int, bool]:
         try:
-            line, start, end, done = self._chunks.scan(data, pos)
+            line, start, end, done = chunks.scan(data, pos)
         except LimitAt as exc:
             self._execute(memoryview(data)[pos : exc.at])
             raise

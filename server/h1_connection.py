@@ -59,7 +59,6 @@ class H1Connection(asyncio.Protocol):
         "ctx",
         "flow",
         "info",
-        "loop",
         "parser",
         "requests",
         "transport",
@@ -68,7 +67,6 @@ class H1Connection(asyncio.Protocol):
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.loop = asyncio.get_running_loop()
         self.parser = H1Parser(ctx.settings.limits, ctx.upgrades, PIPELINE_MAX)
         self.wait = Wait()
 
@@ -77,13 +75,13 @@ class H1Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but provide its interface.
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
-        self.batch = WriteBatch(self.loop, self.transport, JOIN_LIMIT)
         ctx = self.ctx
+        self.batch = WriteBatch(ctx.loop, self.transport, JOIN_LIMIT)
         # Computed once, shared by the connection's requests and whoever takes it over.
         self.info = ConnectionInfo.of(transport, ctx.proxy)
         response = H1Response(ctx, self.transport, self.batch)
         self.requests = RequestPipeline(self, ctx, self.parser, self.flow, response, self.info)
-        if not ctx.admit(self, transport, self.loop.time()):
+        if not ctx.admit(self, transport, ctx.loop.time()):
             self.transport.write(w.error_response(503, ctx.date_block))
             self.close()
 

@@ -113,3 +113,21 @@ def test_a_reframed_llhttp_reads_the_body_of_a_refused_upgrade(
     assert feed_split(framing, wire + NEXT, len(wire) + 1) == len(wire)
     assert bytes(message.body) == b"hello"
     assert message.complete
+
+
+def test_one_framing_serves_a_connections_bodies_in_turn_whatever_their_framing() -> None:
+    message = Message()
+    framing = BodyFraming(HttpRequestParser(message), Limits(max_body_size=16))
+    for length, chunked, wire, body in [
+        (0, True, b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+        (4, False, b"abcd", b"abcd"),
+        # A new chunked body starts its count and its line afresh: 16 more bytes fit.
+        (0, True, b"10\r\n" + b"z" * 16 + b"\r\n0\r\n\r\n", b"z" * 16),
+    ]:
+        llhttp = HttpRequestParser(message)
+        llhttp.feed_data(CHUNKED_HEAD if chunked else LENGTH_HEAD % length)
+        framing.start(llhttp, length, chunked)
+        message.body.clear()
+        message.complete = False
+        assert feed_split(framing, wire + NEXT, len(wire) // 2) == len(wire)
+        assert (bytes(message.body), message.complete) == (body, True)
