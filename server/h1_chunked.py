@@ -1,6 +1,6 @@
 """Where a chunked request body ends (RFC 9112 §7.1), found without decoding it.
 
-Rules: no IO; used by server.h1_parser, which hands llhttp exactly the bytes this module
+Rules: no IO; used by server.h1_body, which hands llhttp exactly the bytes this module
 says belong to the body. Limits raise RequestRejected (or LimitAt, which says at which
 offset of the read the limit takes effect).
 """

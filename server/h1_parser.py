@@ -2,18 +2,18 @@
 
 Rules:
 - No IO, no clock, no app: feed() and feed_eof() return events and the protocol acts on them.
-- This module finds every message boundary itself (the empty line that ends a head, the
-  Content-Length count, the end of a chunked body) and hands llhttp exactly one message at a
-  time. llhttp, strict (its leniencies are never enabled), validates the syntax of those
-  bytes; h1_validate checks what they mean. Size limits apply before bytes reach llhttp, so
-  however slowly a head arrives (server.h1_head), no more than max_header_size bytes of it
-  are ever held.
+- This module finds every message boundary itself (the empty line that ends a head here or
+  in server.h1_head, the end of a body, counted or chunked, in server.h1_body) and hands
+  llhttp exactly one message at a time. llhttp, strict (its leniencies are never enabled),
+  validates the syntax of those bytes; h1_validate checks what they mean. Size limits apply
+  before bytes reach llhttp, so however slowly a head arrives (server.h1_head), no more than
+  max_header_size bytes of it are ever held.
 - httptools callbacks only append to lists and set flags; they never raise.
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
 - With `max_heads`, a feed stops before the request head that would exceed it and holds the
-  rest of its bytes (`holding`); feed(b"") goes on from there. The caller bounds what one
+  rest of its bytes (`held`); feed(b"") goes on from there. The caller bounds what one
   read of pipelined requests costs it, however many requests the read carries.
 - A bodiless request asking to upgrade to one of `upgrades` (a GET for WebSocket, RFC 6455;
   any method for h2c, RFC 7540 §3.2) ends HTTP/1.1 on the connection: the parser emits its
@@ -34,7 +34,7 @@ from httptools import (
 
 from serve.server.errors import RequestRejected
 from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
-from serve.server.h1_chunked import ChunkedBody, LimitAt
+from serve.server.h1_body import BodyFraming, reframed
 from serve.server.h1_head import PartialHead
 from serve.server.h1_validate import SEEN_REQUEST_LINES, check_fields, request_line
 from serve.server.settings import Limits
@@ -42,24 +42,18 @@ from serve.server.settings import Limits
 _HEAD_END = b"\r\n\r\n"
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
-# llhttp skips the body of a request it takes for a protocol switch (uvicorn#2722). We
-# serve such requests as plain HTTP, so a fresh parser is told the same framing by one of
-# these heads and then parses the real body and whatever follows it.
-_BODY_BY_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
-_BODY_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
 class _State(Enum):
     HEAD = "head"  # waiting for (the rest of) a request head
-    LENGTH = "length"  # inside a body framed by Content-Length
-    CHUNKED = "chunked"  # inside a chunked body
+    BODY = "body"  # inside a body, framed by server.h1_body
     CLOSED = "closed"  # the last request closes the connection; later bytes are ignored
     UPGRADED = "upgraded"  # the connection switched protocols; later bytes are not HTTP/1.1
     DEAD = "dead"  # a ParseFailed was emitted
 
 
 # Module aliases: reading a member off an Enum class goes through EnumType.__getattr__ on 3.11.
-_HEAD, _LENGTH, _CHUNKED = _State.HEAD, _State.LENGTH, _State.CHUNKED
+_HEAD, _BODY = _State.HEAD, _State.BODY
 _CLOSED, _DEAD = _State.CLOSED, _State.DEAD
 
 
@@ -86,8 +80,8 @@ class H1Parser:
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
         self._max_headers = limits.max_headers
-        self._max_body = limits.max_body_size
         self._parser = HttpRequestParser(self)
+        self._body = BodyFraming(self._parser, limits)
         self._state = _HEAD
         self._events: list[Event] = []
         self._partial = PartialHead(limits.max_request_line, limits.max_header_size)
@@ -97,14 +91,13 @@ class H1Parser:
         self._head_done = False
         self._message_done = False
         self._keep_alive = True
-        self._left = 0
-        self._chunks = ChunkedBody(limits.max_body_size, limits.max_header_size)
         self._upgrades = upgrades
         self._rest = b""
-        # Request heads a feed may emit; the unparsed rest of a feed that reached it.
+        # Request heads a feed may emit, and `held`: the unparsed rest of a feed that reached
+        # it (the connection reads it on the hot path, so an attribute, not a property).
         self._max_heads = max_heads or 2**62
         self._heads = 0
-        self._held = b""
+        self.held = b""
         self._held_at = 0
 
     @property
@@ -116,11 +109,6 @@ class H1Parser:
     def upgraded(self) -> bool:
         """True once a request switched the connection to another protocol."""
         return self._state is _State.UPGRADED
-
-    @property
-    def holding(self) -> bool:
-        """True while a feed that reached max_heads holds bytes not parsed yet."""
-        return bool(self._held)
 
     def take_remaining(self) -> bytes:
         """The bytes received after the upgrade request's head, for the new protocol."""
@@ -136,9 +124,9 @@ class H1Parser:
         events: list[Event] = []
         self._events = events
         pos = 0
-        if self._held:
+        if self.held:
             # Resumed where the last feed stopped, without copying what is left.
-            held, pos, self._held = self._held, self._held_at, b""
+            held, pos, self.held = self.held, self._held_at, b""
             data, pos = (held, pos) if not data else (held[pos:] + data, 0)
         self._heads = 0
         n = len(data)
@@ -147,21 +135,24 @@ class H1Parser:
                 state = self._state
                 if state is _HEAD:
                     if self._heads >= self._max_heads and not self._head_buf:
-                        self._held, self._held_at = data, pos
+                        self.held, self._held_at = data, pos
                         break
                     # Inline, the common case: a whole head, within the limit, where the
                     # data starts (a find without an end bound parses fewer arguments).
                     end = -1 if self._head_buf or data[pos] == 0x0D else data.find(_HEAD_END, pos)
                     if end < 0 or end + 4 > pos + self._max_head:
-                        pos = self._feed_head(data, pos)
+                        # A head in pieces, or after empty lines (server.h1_head).
+                        head, pos = self._partial.add(data, pos)
+                        if head is not None:
+                            self._start_message(head)
                     else:
                         end += 4
                         self._start_message(data if end == n and not pos else data[pos:end])
                         pos = end
-                elif state is _LENGTH:
-                    pos = self._feed_length(data, pos)
-                elif state is _CHUNKED:
-                    pos = self._feed_chunked(data, pos)
+                elif state is _BODY:
+                    pos, done = self._body.feed(data, pos)
+                    if done:
+                        self._end_message()
                 else:
                     if state is _State.UPGRADED:
                         self._rest += data[pos:]
@@ -197,13 +188,6 @@ class H1Parser:
         self._message_done = True
 
     # -- framing -------------------------------------------------------------------------------
-    def _feed_head(self, data: bytes, pos: int) -> int:
-        """A head that arrives in pieces, or after empty lines (feed() takes the rest)."""
-        head, pos = self._partial.add(data, pos)
-        if head is not None:
-            self._start_message(head)
-        return pos
-
     def _start_message(self, head: bytes) -> None:
         line = head.partition(b"\r\n")[0]
         if len(line) > self._max_line:
@@ -228,8 +212,8 @@ class H1Parser:
         length, chunked, keep_alive, expect, upgrade = check_fields(
             headers, version == "1.1", has_authority
         )
-        if length and self._max_body is not None and length > self._max_body:
-            raise RequestRejected(413, "request body too large")
+        if length:
+            self._body.check_length(length)
         has_body = chunked or length > 0
         self._heads += 1
         self._events.append(
@@ -242,65 +226,30 @@ class H1Parser:
         if upgrade in self._upgrades and (method == "GET" or upgrade == b"h2c") and not has_body:
             self._state = _State.UPGRADED
             return
-        if has_body or upgraded:
-            self._begin_body(length, chunked, upgraded)
+        if upgraded:
+            self._reframe_body(length, chunked)
+        if has_body:
+            self._begin_body(length, chunked)
         elif self._message_done:
             self._events.append(_END)
             self._state = _HEAD if keep_alive else _CLOSED
         else:
             self._end_message()  # refuses the message
 
-    def _begin_body(self, length: int, chunked: bool, upgraded: bool) -> None:
-        if upgraded:
-            self._reframe_body(length, chunked)
-        if (chunked or length) and self._message_done:
+    def _begin_body(self, length: int, chunked: bool) -> None:
+        if self._message_done:
             # llhttp saw no body where the fields announce one: never guess which is right.
             raise RequestRejected(400, "message framing mismatch")
         if chunked:
             self._headers = []  # trailer fields land here and are dropped with the list
-            self._chunks.reset()
-            self._state = _CHUNKED
-        elif length:
-            self._left = length
-            self._state = _LENGTH
-        else:
-            self._end_message()
+        self._body.start(self._parser, length, chunked)
+        self._state = _BODY
 
     def _reframe_body(self, length: int, chunked: bool) -> None:
-        self._parser = HttpRequestParser(self)
         if chunked or length:
-            self._headers = []
+            self._headers = []  # the fields of the framing head told to llhttp land here
             self._message_done = False
-            self._parser.feed_data(_BODY_CHUNKED if chunked else _BODY_BY_LENGTH % length)
-
-    def _feed_length(self, data: bytes, pos: int) -> int:
-        n = len(data)
-        end = min(n, pos + self._left)
-        self._execute(data if pos == 0 and end == n else memoryview(data)[pos:end])
-        self._left -= end - pos
-        if not self._left:
-            self._end_message()
-        return end
-
-    def _feed_chunked(self, data: bytes, pos: int) -> int:
-        try:
-            line, start, end, done = self._chunks.scan(data, pos)
-        except LimitAt as exc:
-            self._execute(memoryview(data)[pos : exc.at])
-            raise
-        if line:
-            self._execute(line)
-        if end > start:
-            self._execute(data if start == 0 and end == len(data) else memoryview(data)[start:end])
-        if done:
-            self._end_message()
-        return end
-
-    def _execute(self, chunk: bytes | memoryview) -> None:
-        try:
-            self._parser.feed_data(chunk)
-        except HttpParserError as exc:
-            raise RequestRejected(400, str(exc)) from None
+        self._parser = reframed(self, length, chunked)
 
     def _end_message(self) -> None:
         if not self._message_done:

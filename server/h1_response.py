@@ -1,12 +1,12 @@
 """The response half of an HTTP/1.1 connection: how each response is framed, and its writes.
 
-Rules: each H1Connection (server.h1_connection) owns one H1Response, the writer of its
-cycles (server.cycle.ResponseWriter), and reads `keep_alive` once a response is complete, to
-go on or close. The app's fields are checked by server.http_fields and the HTTP/1.1 bytes
-encoded by server.h1_writer; here the framing is chosen (Content-Length, chunked,
-close-delimited, none) and the bytes go out: a complete small response in one write, the
-head with the first body bytes, and the body messages of a streamed response in one write
-per step of the app (server.write_batch).
+Rules: each HTTP/1.1 connection has one H1Response, the writer of its cycles
+(server.cycle.ResponseWriter); its RequestPipeline (server.h1_pipeline) reads `keep_alive`
+once a response is complete, to go on or close. The app's fields are checked by
+server.http_fields and the HTTP/1.1 bytes encoded by server.h1_writer; here the framing is
+chosen (Content-Length, chunked, close-delimited, none) and the bytes go out: a complete
+small response in one write, the head with the first body bytes, and the body messages of a
+streamed response in one write per step of the app (server.write_batch).
 Hot path: framings are compared against module aliases, not Enum attributes.
 """
 

@@ -22,12 +22,12 @@ def test_a_feed_stops_after_max_heads_and_resumes_on_an_empty_feed() -> None:
     assert paths(first) == ["/0", "/1", "/2", "/3"]
     # The fourth request is complete, body and end included; the fifth is not started.
     assert first[-1] == MessageEnd()
-    assert parser.holding
+    assert parser.held
     second = parser.feed(b"")
     assert paths(second) == ["/4", "/5", "/6", "/7"]
     third = parser.feed(b"")
     assert paths(third) == ["/8", "/9"]
-    assert not parser.holding
+    assert not parser.held
     assert parser.feed(b"") == []
     unbounded = H1Parser(Limits()).feed(wire)
     assert first + second + third == unbounded
@@ -41,7 +41,7 @@ def test_bytes_read_while_holding_are_parsed_after_the_held_ones() -> None:
     events = parser.feed(b"")
     assert paths(events) == ["/2"]
     assert BodyChunk(b"hi") in events
-    assert not parser.holding
+    assert not parser.held
 
 
 def test_a_partial_head_is_never_held_back() -> None:
@@ -49,7 +49,7 @@ def test_a_partial_head_is_never_held_back() -> None:
     parser.feed(GET % 0)
     # The limit counts per feed: a new read starts a new count.
     assert paths(parser.feed(GET % 1)) == ["/1"]
-    assert not parser.holding
+    assert not parser.held
     assert parser.feed(b"GET /2 HT") == []
     assert parser.buffered_request_head
-    assert not parser.holding
+    assert not parser.held
