@@ -19,6 +19,7 @@ from serve.server.logs import ACCESS_LOGGER_NAME, LOGGER_NAME, configure_logging
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 
 TEXT_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+DURATION = re.compile(r'"duration_ms": ([0-9.]+)')
 JSON_STAMP = re.compile(r'^\{"ts": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", ')
 # Each: client, method, target, http_version, status, bytes, duration_s.
 REQUESTS = [
@@ -92,9 +93,19 @@ def test_a_json_line_is_the_line_logging_writes(tmp_path: Path) -> None:
     slow, fast = lines_both_ways(tmp_path, DEFAULT_ACCESS_LOG_FORMAT, json_lines=True)
     assert len(fast) == len(REQUESTS)
     assert all(JSON_STAMP.match(line) for line in fast)
-    # Byte for byte, key order and spacing included, but for the time.
-    assert [JSON_STAMP.sub("", line) for line in fast] == [
-        JSON_STAMP.sub("", line) for line in slow
+    # Byte for byte, key order and spacing included, but for the time and the spelling of
+    # the duration: to the microsecond always, where logging's json.dumps drops zeros.
+    assert [DURATION.sub("", JSON_STAMP.sub("", line)) for line in fast] == [
+        DURATION.sub("", JSON_STAMP.sub("", line)) for line in slow
+    ]
+    assert [json.loads(line)["duration_ms"] for line in fast] == [
+        json.loads(line)["duration_ms"] for line in slow
+    ]
+    assert [DURATION.findall(line) for line in fast] == [
+        ["12.500"],
+        ["0.400"],
+        ["1500.000"],
+        ["2.000"],
     ]
     entry = json.loads(fast[2])
     assert entry["request_line"] == 'G\\x1bET /a\\x0d\\x0a"forged"?x=\\x00\\ HTTP/2'
