@@ -3,7 +3,11 @@
 Rules:
 - Defaults are those of `make bench`: 3 interleaved runs of 2 s per cell after a 1 s
   warm-up per scenario, concurrency 64 and 256, workers 1 and 2: about 28 minutes for
-  every server and scenario. `--quick` is a smoke run: 2 runs of 1 s, no warm-up, c64.
+  every server and scenario. `--quick` (`make bench-quick`): every server and scenario,
+  2 runs of 1 s, no warm-up, c64. `--smoke`: the harness end to end in about half a minute
+  with nothing but serve installed (the tests run it): serve with the log off, text and
+  JSON, and the floor, on plaintext, FastAPI and h2, 1 worker, c64, 1 run of 1 s. An
+  option given explicitly wins over either.
 - `--concurrency` is requests in flight: wrk connections, or h2load connections times
   streams for the h2 scenario (bench/load.py).
 - Unknown server or scenario names are a usage error that lists the known ones.
@@ -41,24 +45,60 @@ class Options:
     json: Path
 
 
+# What `make bench`, --quick and --smoke run when an option is not given.
+PRESETS: dict[str, dict[str, str]] = {
+    "full": {
+        "servers": ",".join(SERVERS),
+        "scenarios": ",".join(SCENARIOS),
+        "workers": "1,2",
+        "concurrency": "64,256",
+        "runs": "3",
+        "duration": "2",
+        "warmup": "1",
+    },
+}
+PRESETS["quick"] = PRESETS["full"] | {
+    "concurrency": "64",
+    "runs": "2",
+    "duration": "1",
+    "warmup": "0",
+}
+PRESETS["smoke"] = PRESETS["quick"] | {
+    "servers": "serve,serve-log,serve-log-json,floor",
+    "scenarios": "plaintext,fastapi,h2",
+    "workers": "1",
+    "runs": "1",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description="Benchmark serve side by side with its peers (see bench/README.md).",
     )
     add = parser.add_argument
-    add("--servers", default=",".join(SERVERS), help="comma-separated subset, in run order")
-    add("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
-    add("--workers", default="1,2", help="worker counts (default 1,2)")
+    add("--servers", help="comma-separated subset, in run order (default: all)")
+    add("--scenarios", help="comma-separated subset (default: all)")
+    add("--workers", help="worker counts (default 1,2)")
     add(
-        "--concurrency",
-        default=None,
-        help="requests in flight: wrk connections, h2load streams (default 64,256; --quick: 64)",
+        "--concurrency", help="requests in flight: wrk connections, h2load streams (default 64,256)"
     )
-    add("--runs", type=int, default=None, help="interleaved runs per cell (default 3; --quick: 2)")
-    add("--duration", type=int, default=None, help="seconds per load run (default 2; --quick: 1)")
-    add("--warmup", type=int, default=None, help="warm-up seconds (default 1; --quick: 0)")
-    add("--quick", action="store_true", help="smoke run: 2 runs of 1 s, no warm-up, c64")
+    add("--runs", type=int, help="interleaved runs per cell (default 3)")
+    add("--duration", type=int, help="seconds per load run (default 2)")
+    add("--warmup", type=int, help="warm-up seconds (default 1)")
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument(
+        "--quick",
+        action="store_true",
+        help="every server and scenario, 2 runs of 1 s, no warm-up, c64",
+    )
+    preset.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the harness end to end: serve "
+        "(log off, text, JSON) and the floor on plaintext, fastapi and h2, w1, "
+        "c64, 1 run of 1 s",
+    )
     add("--quiet-wait", type=float, default=10.0, help="max seconds to wait for other load")
     add("--retry-noisy", type=int, default=1, help="redo a run disturbed by other load N times")
     add("--max-minutes", type=float, default=40.0, help="start no server after this many")
@@ -91,16 +131,20 @@ def _ints(parser: argparse.ArgumentParser, what: str, text: str) -> tuple[int, .
 def parse_options(argv: list[str]) -> Options:
     parser = _parser()
     a = parser.parse_args(argv)
+    preset = PRESETS["smoke" if a.smoke else "quick" if a.quick else "full"]
+
+    def chosen(name: str) -> str:
+        given = getattr(a, name)
+        return preset[name] if given is None else str(given)
+
     return Options(
-        servers=_names(parser, "servers", a.servers, dict(SERVERS)),
-        scenarios=_names(parser, "scenarios", a.scenarios, dict(SCENARIOS)),
-        workers=_ints(parser, "--workers", a.workers),
-        concurrency=_ints(
-            parser, "--concurrency", a.concurrency or ("64" if a.quick else "64,256")
-        ),
-        runs=int(a.runs or (2 if a.quick else 3)),
-        duration=int(a.duration or (1 if a.quick else 2)),
-        warmup=int(a.warmup if a.warmup is not None else (0 if a.quick else 1)),
+        servers=_names(parser, "servers", chosen("servers"), dict(SERVERS)),
+        scenarios=_names(parser, "scenarios", chosen("scenarios"), dict(SCENARIOS)),
+        workers=_ints(parser, "--workers", chosen("workers")),
+        concurrency=_ints(parser, "--concurrency", chosen("concurrency")),
+        runs=_ints(parser, "--runs", chosen("runs"))[0],
+        duration=_ints(parser, "--duration", chosen("duration"))[0],
+        warmup=int(chosen("warmup")),
         quiet_wait=float(a.quiet_wait),
         retry_noisy=int(a.retry_noisy),
         max_minutes=float(a.max_minutes),

@@ -25,53 +25,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import machine, report, sections
+from bench import chart, machine, meta, report, sections, shares
+from bench.figures import OURS, Sample, StartSample, aggregate
 from bench.load import (
     SCENARIOS,
     LoadResult,
     group_of,
-    h2load_command,
     probe,
     run_load,
-    wrk_command,
 )
-from bench.machine import CpuUse
-from bench.options import LOAD_TOOLS, ROOT, Options, cannot_run, parse_options
+from bench.machine import Pinning, pinning
+from bench.options import ROOT, Options, cannot_run, parse_options
 from bench.servers import APP, SERVERS, RunningServer, speakers
 
 _SETTLE_S = 0.3  # per wrk run: process start and the report line
 _START_S = 3.0  # per server start: boot, probes, stop
 _NOISE_SHARE = 0.1
 _PROTOCOLS = ("h1", "h2")
-_THREADS = {
-    "h1": "1 wrk thread with `--latency`",
-    "h2": "1 h2load thread with `--log-file` for latencies",
-}
-# Read once: the run narrows its own affinity to wrk's CPUs while it waits.
-_CPUS = sorted(os.sched_getaffinity(0))
-
-
-@dataclass(frozen=True)
-class Pinning:
-    server_cpus: str
-    wrk_cpus: str
-
-
-def pinning(workers: int) -> Pinning:
-    """wrk on the first CPU; servers on the next `workers` CPUs, or on all when too few."""
-    first, rest = _CPUS[0], _CPUS[1:]
-    servers = rest[:workers] if len(rest) >= workers else _CPUS
-    return Pinning(",".join(str(c) for c in servers), str(first))
 
 
 class Bench:
@@ -79,8 +55,8 @@ class Bench:
 
     def __init__(self, options: Options) -> None:
         self.o = options
-        self.samples: list[report.Sample] = []
-        self.starts: list[report.StartSample] = []
+        self.samples: list[Sample] = []
+        self.starts: list[StartSample] = []
         # (server, workers, scenario or "*" for every scenario) -> what went wrong
         self.failures: dict[tuple[str, int, str], str] = {}
         self.cut = ""
@@ -99,7 +75,9 @@ class Bench:
         self.deadline = time.monotonic() + options.max_minutes * 60
         # Waiting for quiet and redoing disturbed runs stop once they would stretch the plan
         # by a tenth: on a machine that is never quiet they do not help, only make it late.
-        self.noise_budget_s = _NOISE_SHARE * self.estimate_s()
+        self.quiet = machine.QuietRuns(
+            _NOISE_SHARE * self.estimate_s(), options.quiet_wait, options.retry_noisy
+        )
 
     def servers(self, group: tuple[str, str]) -> list[str]:
         """The chosen servers that run the group's protocol, app and a scenario of it, in order."""
@@ -161,7 +139,7 @@ class Bench:
             )
             _progress(f"{name}{suffix} w{workers}: FAILED to start: {exc}")
             return None
-        self.starts.append(report.StartSample(name, workers, ms, protocol))
+        self.starts.append(StartSample(name, workers, ms, protocol))
         return server
 
     def _time_starts(self, group: tuple[str, str], workers: int, pin: Pinning) -> None:
@@ -170,7 +148,7 @@ class Bench:
             for name in self.servers(group):
                 if (name, workers, _every(group)) in self.failures:
                     continue
-                self._wait_for_quiet()
+                self.quiet.wait()
                 server = self._launch(name, group, workers, pin, f"start{rep + 1}")
                 if server is not None:
                     server.stop()
@@ -214,14 +192,18 @@ class Bench:
         label = f"{server.spec.name} {name} w{server.workers} c{conc} run {rep}/{self.o.runs}"
         _progress(f"[{self.done}/{self.total}] {label} ...", end="")
         try:
-            result, cpu, tries = self._measure(server, name, conc, pin)
+            result, cpu, tries = self.quiet.measure(
+                server.processes(),
+                lambda: self._load(server, name, conc, self.o.duration, pin),
+                self.o.duration,
+            )
         except (RuntimeError, subprocess.SubprocessError) as exc:
             _progress(f" FAILED: {exc}")
             self.failures[(server.spec.name, server.workers, name)] = f"wrk: {exc}"
             return
         rss = server.rss_per_worker_mib()
         per_cpu = result.requests / cpu.server_cpu_s if cpu.server_cpu_s > 0 else 0.0
-        self.samples.append(report.Sample(
+        self.samples.append(Sample(
             server.spec.name, name, server.workers, conc, rep, result.rps, result.p50_ms,
             result.p99_ms, result.errors, rss, cpu.foreign_pct, per_cpu,
         ))  # fmt: skip
@@ -233,40 +215,32 @@ class Bench:
         notes += [f"quietest of {tries}"] if tries > 1 else []
         _progress(" " + ", ".join(notes))
 
-    def _measure(
-        self, server: RunningServer, name: str, conc: int, pin: Pinning
-    ) -> tuple[LoadResult, CpuUse, int]:
-        """A measured load run, redone while other processes took CPU during it."""
-        best: tuple[LoadResult, CpuUse] | None = None
-        tries = 0
-        while best is None or (
-            best[1].foreign_pct >= machine.QUIET_PCT
-            and tries <= self.o.retry_noisy
-            and self.noise_budget_s > 0
-        ):
-            if tries:
-                self._wait_for_quiet()
-                self.noise_budget_s -= self.o.duration
-            tries += 1
-            meter = machine.CpuMeter(server.processes())
-            result = self._load(server, name, conc, self.o.duration, pin)
-            cpu = meter.read()
-            if best is None or cpu.foreign_pct < best[1].foreign_pct:
-                best = (result, cpu)
-        assert best is not None  # the loop body runs at least once
-        return best[0], best[1], tries
-
-    def _wait_for_quiet(self) -> None:
-        if self.noise_budget_s > 0:
-            started = time.monotonic()
-            machine.wait_for_quiet(min(self.o.quiet_wait, self.noise_budget_s))
-            self.noise_budget_s -= time.monotonic() - started
-
     def _load(
         self, server: RunningServer, name: str, conc: int, seconds: int, pin: Pinning
     ) -> LoadResult:
         scenario = SCENARIOS[name]
         return run_load(server.port, scenario, conc, seconds, pin.wrk_cpus, log=self.latency_log)
+
+    def worker_shares(self) -> shares.Shares:
+        """Each of serve's 2 workers' share of requests, from bench/balance.py if it is there."""
+        o = self.o
+        if self.cut or OURS not in o.servers or shares.SHARE_WORKERS not in o.workers:
+            return shares.Shares()
+        if "plaintext" not in o.scenarios:
+            return shares.Shares()
+        # The run narrowed this process to wrk's CPU; what balance.py starts must not inherit it.
+        os.sched_setaffinity(0, set(machine.CPUS))
+        _progress("bench: each worker's share of requests (bench.balance) ...")
+        return shares.measure(o.concurrency, o.duration)
+
+    def describe(self, argv: list[str]) -> report.Meta:
+        return meta.describe(
+            self.o,
+            argv,
+            servers={p: self.servers((p, APP)) for p in self.protocols},
+            failures=[f"{n} w{w} {what}: {why}" for (n, w, what), why in self.failures.items()],
+            cut=self.cut,
+        )
 
 
 def _every(group: tuple[str, str]) -> str:
@@ -278,88 +252,6 @@ def _every(group: tuple[str, str]) -> str:
 
 def _progress(text: str, end: str = "\n") -> None:
     print(text, end=end, file=sys.stderr, flush=True)
-
-
-def _relative(arg: str) -> str:
-    # Report paths relative to the repository, so RESULTS.md names no machine's layout.
-    path = Path(arg)
-    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else arg
-
-
-def _meta(bench: Bench, argv: list[str]) -> report.Meta:
-    o = bench.o
-    pins = {w: pinning(w) for w in o.workers}
-    commands = []
-    for protocol in bench.protocols:
-        for name in bench.servers((protocol, APP)):
-            spec = SERVERS[name]
-            launcher = spec.command(protocol)
-            assert launcher is not None  # bench.servers() lists only the servers that have one
-            shown = launcher(1, 8000)
-            shown[0] = Path(shown[0]).name
-            versions = ", ".join(f"{p} {machine.version(p)}" for p in spec.packages)
-            label = name if protocol == "h1" else f"{name} (h2c)"
-            commands.append((label, versions, shlex.join(shown)))
-    cpus = pins[o.workers[0]].wrk_cpus
-    wrk_example = h2load_example = ""
-    tools = []
-    if "h1" in bench.protocols:
-        wrk_example = shlex.join(
-            _relative(a) for a in wrk_command(8000, SCENARIOS["echo64k"], 64, o.duration, cpus)
-        )
-        tools.append(machine.tool_version(["wrk", "--version"]))
-    if "h2" in bench.protocols:
-        h2 = SCENARIOS["h2"]
-        h2load_example = shlex.join(
-            h2load_command(8000, h2, 64, o.duration, cpus, log=Path("latency.tsv"))
-        )
-        tools.append(machine.tool_version(["h2load", "--version"]))
-    tools += [f"{p} {machine.version(p)}" for p in ("uvloop", "httptools")]
-    load = " or ".join(LOAD_TOOLS[p] for p in bench.protocols)
-    threads = " or ".join(_THREADS[p] for p in bench.protocols)
-    return report.Meta(
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        machine=machine.describe(),
-        python=f"{platform.python_implementation()} {platform.python_version()}",
-        tools=", ".join(tools),
-        command=shlex.join([_relative(sys.executable), "-m", "bench.run", *argv]),
-        method=(
-            f"{o.runs} interleaved runs per cell; each run is {load} for {o.duration}s"
-            + (f" after a {o.warmup}s warm-up per scenario and server, " if o.warmup else ", ")
-            + f"{threads}; a run during which other processes used "
-            f"{machine.QUIET_PCT:.0f}% of the CPUs or more is redone up to {o.retry_noisy} "
-            "time(s) and the quieter attempt kept."
-        ),
-        pinning=[
-            f"workers={w}: servers on CPU {p.server_cpus}, {load} on CPU {p.wrk_cpus}"
-            for w, p in pins.items()
-        ],
-        commands=commands,
-        wrk_example=wrk_example,
-        h2load_example=h2load_example,
-        scenarios=[(n, SCENARIOS[n].meaning) for n in o.scenarios],
-        notes={"h2": _h2_note(bench)} if "h2" in bench.protocols else {},
-        servers=list(o.servers),
-        failures=[f"{name} w{w} {what}: {why}" for (name, w, what), why in bench.failures.items()],
-        cut=bench.cut,
-    )
-
-
-def _h2_note(bench: Bench) -> str:
-    speaking = speakers("h2")
-    silent = [n for n in SERVERS if n not in speaking]
-    base, fast = report.REFERENCES["h2"]
-    return (
-        f"Every server that speaks HTTP/2 ({_and(speaking)}) runs it over cleartext with prior "
-        "knowledge (h2c): each accepts that on a plain TCP port, so no TLS is set up or "
-        "measured; their commands are the `(h2c)` rows of the Servers table. "
-        f"{_and(silent)} speak no HTTP/2 and are not run here. Ratios are against {base} "
-        f"(pure Python on the h2 library, as serve is) and {fast} (Rust)."
-    )
-
-
-def _and(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,23 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     _progress(f"bench: {bench.total} load runs, about {minutes:.0f} min; logs in {bench.logs}")
     try:
         bench.run()
+        found = bench.worker_shares()
     except KeyboardInterrupt:
         bench.cut = "interrupted by the user"
-    rows = report.aggregate(bench.samples, bench.starts)
-    text = report.document(rows, _meta(bench, args), options.chart.name)
+        found = shares.Shares(missing="the run was interrupted")
+    _write(bench, found, args)
+    return 1 if bench.failures or bench.cut else 0
+
+
+def _write(bench: Bench, found: shares.Shares, args: list[str]) -> None:
+    """RESULTS.md (keeping the sections other runs wrote), the raw samples and the chart."""
+    o = bench.o
+    rows = aggregate(bench.samples, bench.starts)
+    drawn = bool(rows) and chart.can_draw()
+    text = report.document(rows, bench.describe(args), o.chart.name if drawn else None, found)
     print(text)
-    # The chaos and soak sections come from other runs: a new benchmark keeps them.
-    previous = options.out.read_text() if options.out.exists() else ""
-    options.out.write_text(sections.carry(previous, text))
+    previous = o.out.read_text() if o.out.exists() else ""
+    o.out.write_text(sections.carry(previous, text))
     raw = {
         "samples": [dataclasses.asdict(s) for s in bench.samples],
         "starts": [dataclasses.asdict(s) for s in bench.starts],
+        "shares": {str(c): list(v) for c, v in found.by_concurrency.items()},
     }
-    options.json.write_text(json.dumps(raw, indent=1))
-    if rows:
-        report.chart(rows, options.scenarios, options.servers, options.chart)
-    _progress(f"bench: wrote {options.out}, {options.chart} and {options.json}")
-    return 1 if bench.failures or bench.cut else 0
+    o.json.write_text(json.dumps(raw, indent=1))
+    if drawn:
+        chart.chart(rows, o.scenarios, o.servers, o.chart)
+    elif rows:
+        _progress("bench: matplotlib is not installed here: no chart")
+    _progress(f"bench: wrote {o.out}{f', {o.chart}' if drawn else ''} and {o.json}")
 
 
 if __name__ == "__main__":

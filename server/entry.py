@@ -17,7 +17,8 @@ import socket
 import uvloop
 
 from serve.server import channel as ch
-from serve.server.accesslog import AccessLogger, access_logger, flush_on_abort
+from serve.server.access_buffer import flush_on_abort
+from serve.server.accesslog import AccessLogger, access_logger
 from serve.server.allocator import tune_allocator
 from serve.server.app_loader import load_app
 from serve.server.errors import AppLoadError

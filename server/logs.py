@@ -8,8 +8,9 @@ Rules:
   configures the root logger does not print our lines a second time.
 - "serve.access" stays at INFO whatever the level: the access_log switch decides whether
   access lines exist (the worker builds no AccessLogger when it is off), not log_level.
-  Workers render their access lines themselves (server.accesslog) and write them to the
-  descriptor log_stream_fd() names, the one our handler writes to, in batches.
+  Workers render their access lines themselves (server.accesslog) and write them in
+  batches (server.access_buffer) to the descriptor log_stream_fd() names, the one our
+  handler writes to.
 - A log file is opened in append mode, line-buffered, so master and workers append whole
   lines to the same file. reopen_log_files() (USR1, after logrotate moved the file) opens
   the path again before closing the old stream: a failed reopen keeps logging to the old

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from serve.server.accesslog import PIPE_BUF, AccessBuffer, AccessLogger, line_pieces
+from serve.server.access_buffer import PIPE_BUF, AccessBuffer, line_pieces
+from serve.server.accesslog import AccessLogger
 from serve.server.logs import ACCESS_LOGGER_NAME, LOGGER_NAME, configure_logging, log_stream_fd
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 
 TEXT_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+DURATION = re.compile(r'"duration_ms": ([0-9.]+)')
 JSON_STAMP = re.compile(r'^\{"ts": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", ')
 # Each: client, method, target, http_version, status, bytes, duration_s.
 REQUESTS = [
@@ -91,9 +93,19 @@ def test_a_json_line_is_the_line_logging_writes(tmp_path: Path) -> None:
     slow, fast = lines_both_ways(tmp_path, DEFAULT_ACCESS_LOG_FORMAT, json_lines=True)
     assert len(fast) == len(REQUESTS)
     assert all(JSON_STAMP.match(line) for line in fast)
-    # Byte for byte, key order and spacing included, but for the time.
-    assert [JSON_STAMP.sub("", line) for line in fast] == [
-        JSON_STAMP.sub("", line) for line in slow
+    # Byte for byte, key order and spacing included, but for the time and the spelling of
+    # the duration: to the microsecond always, where logging's json.dumps drops zeros.
+    assert [DURATION.sub("", JSON_STAMP.sub("", line)) for line in fast] == [
+        DURATION.sub("", JSON_STAMP.sub("", line)) for line in slow
+    ]
+    assert [json.loads(line)["duration_ms"] for line in fast] == [
+        json.loads(line)["duration_ms"] for line in slow
+    ]
+    assert [DURATION.findall(line) for line in fast] == [
+        ["12.500"],
+        ["0.400"],
+        ["1500.000"],
+        ["2.000"],
     ]
     entry = json.loads(fast[2])
     assert entry["request_line"] == 'G\\x1bET /a\\x0d\\x0a"forged"?x=\\x00\\ HTTP/2'
@@ -247,3 +259,33 @@ def test_a_flush_to_a_pipe_holds_whole_lines_in_order() -> None:
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         assert pipe.read().decode() == "".join(lines)
+
+
+@pytest.mark.usefixtures("restore_loggers")
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_remembered_clients_and_methods_start_again_and_lines_stay_right(
+    tmp_path: Path, json_lines: bool
+) -> None:
+    # More distinct clients and methods than a memo keeps: each is forgotten in turn, and
+    # every line still names its own request's client and method.
+    kind = "json" if json_lines else "text"
+    log_path = tmp_path / "access.log"
+    configure_logging("info", kind, log_file=str(log_path))
+    fd_of = log_stream_fd()
+    assert fd_of is not None
+    requests = [((f"10.0.{n // 256}.{n % 256}", n), f"M{n}\n") for n in range(5000)]
+
+    async def write_lines() -> None:
+        access = AccessLogger(
+            "%(client)s %(method)s", json=json_lines, out=AccessBuffer(fd_of, 65536, 60.0)
+        )
+        for client, method in [*requests, *requests[:3]]:
+            access.log(client, method, "/", "1.1", 200, 0, 0.001)
+        access.flush()
+
+    asyncio.run(write_lines())
+    lines = log_path.read_text().splitlines()
+    if json_lines:
+        lines = [json.loads(line)["msg"] for line in lines]
+    expected = [f"{c[0]}:{c[1]} {m[:-1]}\\x0a" for c, m in [*requests, *requests[:3]]]
+    assert [line.split("serve.access: ")[-1] for line in lines] == expected
