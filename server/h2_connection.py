@@ -59,7 +59,9 @@ def server_connection(settings: H2Settings) -> H2Connection:
     config = H2Configuration(
         client_side=False,
         header_encoding=None,
-        validate_inbound_headers=True,
+        # server.h2_scope makes h2's inbound checks itself, in the pass that reads the fields.
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
         # server.h2_scope builds every response and trailer field list already checked,
         # lowercased and trimmed; h2's second pass cost a sixth of a small response.
         validate_outbound_headers=False,
@@ -103,10 +105,6 @@ class H2Session(asyncio.Protocol):
         self._date_block = b""
         self._date_fields: h2_scope.Fields = []
 
-    @property
-    def closed(self) -> bool:
-        return self.writer.closed
-
     # -- starting ------------------------------------------------------------------------------
     def begin(self, data: bytes) -> None:
         """A connection that speaks HTTP/2 from its first byte (ALPN h2, or the preface)."""
@@ -130,15 +128,19 @@ class H2Session(asyncio.Protocol):
         if self.ending.phase is _LINGERING:
             return
         try:
-            events = self.conn.receive_data(data)
-        except ProtocolError as exc:
-            # h2 has queued the GOAWAY that names the error.
+            self.handle(self.conn.receive_data(data))
+        except (ProtocolError, h2_scope.Malformed) as exc:
+            # h2 has queued the GOAWAY that names its errors; a malformed request (RFC 9113
+            # section 8.1.1) is made a connection error (section 5.4.1) as h2 makes it.
+            if isinstance(exc, h2_scope.Malformed):
+                self.conn.close_connection(ErrorCodes.PROTOCOL_ERROR)
             logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
             self.writer.write_out()
             self.shut()
-            return
+
+    def handle(self, events: list[ev.Event]) -> None:
         for event in events:
-            if self.closed or self.ending.phase is _LINGERING:
+            if self.writer.closed or self.ending.phase is _LINGERING:
                 return
             kind = type(event)
             if kind is ev.DataReceived:
@@ -151,6 +153,8 @@ class H2Session(asyncio.Protocol):
                 self.stream_reset(cast(ev.StreamReset, event).stream_id)
             elif kind is ev.WindowUpdated or kind is ev.RemoteSettingsChanged:
                 self.writer.pump_all()
+            elif kind is ev.TrailersReceived:
+                h2_scope.check_trailers(cast(ev.TrailersReceived, event).headers or ())
             elif kind is ev.ConnectionTerminated:
                 self.shut()
         self.writer.write_out()
@@ -209,7 +213,7 @@ class H2Session(asyncio.Protocol):
     # -- what the streams, the writer and the ending ask (StreamSession, WriterEvents,
     # EndingSession)
     def carries(self, stream: H2Stream) -> bool:
-        return not self.closed and stream.stream_id in self.streams.open
+        return not self.writer.closed and stream.stream_id in self.streams.open
 
     @property
     def last_stream_id(self) -> int:
@@ -235,7 +239,7 @@ class H2Session(asyncio.Protocol):
         self.forget(stream)
 
     def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
-        if not self.closed:
+        if not self.writer.closed:
             self.refuse(stream.stream_id, code)
         self.stream_gone(stream)
         self.writer.write_out()
@@ -260,7 +264,7 @@ class H2Session(asyncio.Protocol):
 
     def reuse_mark(self) -> int | None:
         """server.capacity: no stream open and still serving."""
-        if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
+        if self.streams or self.writer.closed or self.ending.phase is not Phase.SERVING:
             return None
         return self.streams.idle_mark
 

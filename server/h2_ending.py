@@ -60,8 +60,6 @@ class EndingSession(Protocol):
 
     @property
     def ctx(self) -> WorkerContext: ...
-    @property
-    def closed(self) -> bool: ...
     # Streams whose response is not complete; the writer's outbound holds those waiting for
     # window.
     @property
@@ -112,7 +110,7 @@ class H2Ending:
     def sweep(self, now: float) -> None:
         """Called by the worker's sweep: drain, send, header and keep-alive timeouts."""
         session = self.session
-        if session.closed:
+        if session.writer.closed:
             return
         phase = self.phase
         if phase is Phase.LINGERING:
