@@ -21,6 +21,7 @@ validation and normalisation, which would do it all again per response, are off.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -46,12 +47,13 @@ _HOP_BY_HOP = frozenset(
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x40\x5b-\x7e]+")
 _BAD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z")
 _PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":status", b":protocol"))
-# Regular fields with a rule of their own: cookie, te, host and the connection-specific ones.
+# Regular fields with a rule of their own: cookie, te, host, expect, the connection-specific.
 _SPECIAL = frozenset(
     (
         b"cookie",
         b"te",
         b"host",
+        b"expect",
         b"connection",
         b"keep-alive",
         b"proxy-connection",
@@ -59,6 +61,7 @@ _SPECIAL = frozenset(
         b"upgrade",
     )
 )
+_FREE_IN_TRAILERS = frozenset((b"cookie", b"host", b"expect"))
 TRAILERS_EXTENSION: dict[str, object] = {"http.response.trailers": {}}
 _BLANKS = (b" ", b"\t")
 
@@ -70,11 +73,11 @@ class Malformed(Exception):
 def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> RequestHead:
     """The request of one HEADERS block; raises Malformed for a malformed one (before any
     other check, as h2 did) and RequestRejected for one we do not serve."""
-    pseudo, headers = _split(fields)
+    pseudo, headers, host, expect = _split(fields)
     method = pseudo.get(b":method")
     if method is None:
         raise Malformed("no :method")
-    _check_pseudo(pseudo, method == b"CONNECT", headers)
+    authority = _check_pseudo(pseudo, method == b"CONNECT", host)
     if b":protocol" in pseudo:
         # RFC 8441 extended CONNECT: never enabled in our SETTINGS.
         raise RequestRejected(400, "unsupported pseudo-header b':protocol'")
@@ -88,58 +91,66 @@ def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> Reque
             raise RequestRejected(400, "missing or invalid :path")
         path = b"*"
     raw_path, query, _ = split_target(text_method, path)
-    authority = pseudo.get(b":authority")
-    if authority is not None:
-        if not valid_authority(authority) or authority[:1] in (b"", b":"):
-            raise RequestRejected(400, "invalid :authority")
-        # ASGI: the :authority value is the request's host header, in first place.
-        headers = [(b"host", authority), *(f for f in headers if f[0] != b"host")]
-    expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
+    if b":authority" in pseudo and not _usable_authority(authority):
+        raise RequestRejected(400, "invalid :authority")
+    # ASGI: the :authority value (or the host field) is the request's host, in first place.
+    headers[0] = (b"host", authority)
     return RequestHead(
         text_method, path, decode_path(raw_path), raw_path, query, "2", headers, True,
         expect and has_body, None, has_body,
     )  # fmt: skip
 
 
-def _split(fields: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], Fields]:
-    """(the pseudo-headers, the regular fields with the cookies joined last), each checked."""
+def _split(
+    fields: Iterable[tuple[bytes, bytes]],
+) -> tuple[dict[bytes, bytes], Fields, bytes | None, bool]:
+    """(the pseudo-headers, the regular fields after a place kept for the host, with the
+    cookies joined last, the host field, whether 100-continue is expected), each checked."""
     pseudo: dict[bytes, bytes] = {}
-    headers: Fields = []
+    headers: Fields = [(b"host", b"")]
     cookies: list[bytes] = []
+    host = None
+    expect = regular = False
     for name, value in fields:
         if _BAD_VALUE.search(value) is not None:
             raise Malformed(f"invalid value of {name!r}")
         if name[:1] == b":":
-            if headers or cookies or name in pseudo or name not in _PSEUDO:
+            if regular or name in pseudo or name not in _PSEUDO:
                 raise Malformed(f"pseudo-header {name!r} repeated, unknown or out of place")
             pseudo[name] = value
             continue
+        regular = True
         if _NAME.fullmatch(name) is None:
             raise Malformed(f"invalid field name {name!r}")
         if name in _SPECIAL:
             if name == b"cookie":
                 cookies.append(value)
                 continue
-            _check_special(name, value, headers)
+            if name == b"host":
+                if host is not None:
+                    raise Malformed("more than one host")
+                host = value
+                continue
+            if name == b"expect":
+                expect = expect or value.lower() == b"100-continue"
+            else:
+                _check_special(name, value)
         headers.append((name, value))
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
-    return pseudo, headers
+    return pseudo, headers, host, expect
 
 
-def _check_special(name: bytes, value: bytes, headers: Fields) -> None:
-    if name == b"te":
-        if value.lower() != b"trailers":
-            raise Malformed("TE other than trailers")
-    elif name == b"host":
-        if any(n == b"host" for n, _ in headers):
-            raise Malformed("more than one host")
-    else:
+def _check_special(name: bytes, value: bytes) -> None:
+    if name != b"te":
         raise Malformed(f"connection-specific field {name!r}")
+    if value.lower() != b"trailers":
+        raise Malformed("TE other than trailers")
 
 
-def _check_pseudo(pseudo: dict[bytes, bytes], connect: bool, headers: Fields) -> None:
-    """RFC 9113 section 8.3.1 and RFC 8441 section 4: which pseudo-headers a request has."""
+def _check_pseudo(pseudo: dict[bytes, bytes], connect: bool, host: bytes | None) -> bytes:
+    """RFC 9113 section 8.3.1 and RFC 8441 section 4: which pseudo-headers a request has;
+    returns the request's authority (:authority, or else the host field)."""
     if b":status" in pseudo or (b":protocol" in pseudo and not connect):
         raise Malformed("a response or extended CONNECT pseudo-header")
     if connect and b":protocol" not in pseudo:
@@ -148,11 +159,19 @@ def _check_pseudo(pseudo: dict[bytes, bytes], connect: bool, headers: Fields) ->
     elif b":scheme" not in pseudo or not pseudo.get(b":path"):
         raise Malformed("no :scheme, or no or an empty :path")
     authority = pseudo.get(b":authority")
-    host = [value for name, value in headers if name == b"host"]
-    if authority is None and not host:
-        raise Malformed("neither :authority nor host")
-    if authority is not None and host and host[0] != authority:
+    if authority is None:
+        if host is None:
+            raise Malformed("neither :authority nor host")
+        return host
+    if host is not None and host != authority:
         raise Malformed(":authority unlike host")
+    return authority
+
+
+@functools.lru_cache(maxsize=64)
+def _usable_authority(authority: bytes) -> bool:
+    # Clients name the same authority on every request: checked once (the cache is bounded).
+    return valid_authority(authority) and authority[:1] not in (b"", b":")
 
 
 def check_trailers(fields: Iterable[tuple[bytes, bytes]]) -> None:
@@ -160,8 +179,8 @@ def check_trailers(fields: Iterable[tuple[bytes, bytes]]) -> None:
     for name, value in fields:
         if _BAD_VALUE.search(value) is not None or _NAME.fullmatch(name) is None:
             raise Malformed(f"invalid trailer field {name!r}")
-        if name in _SPECIAL and name != b"cookie":
-            _check_special(name, value, [])
+        if name in _SPECIAL and name not in _FREE_IN_TRAILERS:
+            _check_special(name, value)
 
 
 def declared_length(headers: Fields) -> int | None:
