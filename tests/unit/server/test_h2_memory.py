@@ -264,3 +264,22 @@ def test_after_the_last_goaway_nothing_more_is_written() -> None:
         assert session.ending.phase is Phase.LINGERING
 
     serve(by_path, main)
+
+
+def test_a_whole_body_larger_than_the_window_waits_for_it() -> None:
+    async def whole(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"y" * 3000})
+
+    async def main(session: H2Session, peer: Peer, ctx: WorkerContext) -> None:
+        peer.request(1, b"/")
+        await until(lambda: peer.received(1) == 1500)
+        assert not peer.ended(1) and session.streams
+        peer.h2.increment_flow_control_window(10_000, stream_id=1)
+        peer.h2.increment_flow_control_window(10_000)
+        peer.flush()
+        await until(lambda: peer.ended(1))
+        assert peer.body(1) == b"y" * 3000
+        assert ctx.requests == 1 and not session.streams
+
+    serve(whole, main, window=1500)
