@@ -2,7 +2,7 @@
 server.scope builds, as for HTTP/1.1), and an app's response head -> the header list h2 sends.
 
 Rules: no IO and no h2 import. h2's own inbound validation is off (server.h2_connection):
-it ran seven generators over every field of every request, a tenth of a small request's
+it ran seven generators over every field of every request, some 7% of a small request's
 cost, and this module makes the same checks in the one pass that reads the fields. What RFC
 9113 sections 8.2 and 8.3 make a malformed message (uppercase or illegal characters in a
 name, NUL, CR, LF or surrounding whitespace in a value, connection-specific fields, TE other
