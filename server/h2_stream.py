@@ -50,7 +50,6 @@ class StreamWriter(Protocol):
     feeds h2 and writes what h2 produces."""
 
     def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None: ...
-    def send_whole(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> bool: ...
     def write_out(self) -> None: ...
     def write_soon(self) -> None: ...
     def acknowledge(self, stream_id: int, size: int) -> None: ...
@@ -161,22 +160,15 @@ class H2Stream:
         elif declared is not None and not self.no_body:
             hf.first_part(declared, len(body))
             self.remaining = declared
-        if self.no_body or (not more and not body):
-            writer.send_head(self.stream_id, fields, True)
-        elif more or (declared is not None and declared != len(body)):
-            writer.send_head(self.stream_id, fields, False)
-            self.send_body(cycle, body, more)
-            return
-        elif writer.send_whole(self.stream_id, fields, body):
-            cycle.bytes_sent += len(body)
+        end = self.no_body or (not more and not body)
+        writer.send_head(self.stream_id, fields, end)
+        if end:
+            self.ended = True
+            self.session.stream_sent(self)
+            # Nothing else may write soon: a client waiting for this response sends nothing.
+            writer.write_soon()
         else:
-            writer.send_head(self.stream_id, fields, False)
             self.send_body(cycle, body, more)
-            return
-        self.ended = True
-        self.session.stream_sent(self)
-        # Nothing else may write soon: a client waiting for this response sends nothing.
-        writer.write_soon()
 
     def send_body(self, cycle: Cycle, body: bytes, more: bool) -> None:
         if self.ended or self.no_body:

@@ -80,23 +80,6 @@ class H2Writer:
     def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None:
         self.conn.send_headers(stream_id, fields, end_stream=end_stream)
 
-    def send_whole(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> bool:
-        """A response whose body is all here: HEADERS, and DATA with END_STREAM, given to h2
-        at once when the body fits the windows and one frame (a small response's case: no
-        queue, no Outbound). False, with nothing sent, when it must wait for window."""
-        conn = self.conn
-        if self.write_paused:
-            return False
-        try:
-            window = conn.local_flow_control_window(stream_id)
-        except NoSuchStreamError:
-            return False
-        if len(body) > min(window, conn.max_outbound_frame_size):
-            return False
-        conn.send_headers(stream_id, fields)
-        conn.send_data(stream_id, body, end_stream=True)
-        return True
-
     def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None:
         """A whole response of the server's own, in one go (no flow control to wait for)."""
         self.conn.send_headers(stream_id, fields)
