@@ -10,8 +10,8 @@ down this map (tests/unit/test_layering.py checks there is no circle):
   h1_connection            HTTP/1.1: h1_parser (+ h1_head, h1_body, h1_validate,
                            h1_chunked) in, h1_pipeline (requests in order, keep-alive),
                            h1_response (+ h1_writer) out, h1_upgrade to hand over
-  h2_handover, h2_connection, h2_streams, h2_stream, h2_outbound, h2_ending, h2_scope
-                           HTTP/2 on the h2 library, the session alone feeding h2
+  h2_handover, h2_connection, h2_ending, h2_writer, h2_outbound, h2_streams, h2_stream,
+  h2_scope                 HTTP/2 on the h2 library, the session's writer alone feeding h2
   ws_handover, ws_connection, ws_asgi, ws_inbox, ws_reply, ws_handshake
                            WebSocket on wsproto
   context                  what the three protocols share: connections, app tasks,

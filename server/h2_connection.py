@@ -1,9 +1,10 @@
 """asyncio glue for one HTTP/2 connection: bytes in -> h2 events -> one Cycle per stream.
 
-Rules: the only code that feeds h2.connection.H2Connection and writes what it produces
-(with its Outbound, server.h2_outbound, for response bodies waiting for window); its
-children (streams, the stream table, the ending) ask it through the narrow interfaces they
-declare. h2 does the framing, HPACK, stream states and flow-control accounting;
+Rules: the only code that reads into h2.connection.H2Connection (receive_data); its writer
+(server.h2_writer) is the only code that feeds h2 and writes what it produces, and the
+session hands it to its children (streams, the stream table, the ending), which ask the
+session itself through the narrow interfaces they declare. h2 does the framing, HPACK,
+stream states and flow-control accounting;
 server.h2_scope turns header lists into requests, server.h2_streams turns requests into
 streams, server.h2_stream is each stream's CycleOwner, server.cycle the ASGI cycle shared
 with HTTP/1.1. A connection arrives here already accepted, from the
@@ -26,7 +27,6 @@ dispatch in server.h2_dispatch (ALPN "h2", or the cleartext preface) or from an 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import cast
 
@@ -34,27 +34,25 @@ import h2.events as ev
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import NoSuchStreamError, ProtocolError
+from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
 
 from serve.server import h2_scope
 from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
-from serve.server.errors import RequestRejected
 from serve.server.flow import FlowControl
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
-from serve.server.h2_outbound import Outbound, Sent
+from serve.server.h2_hpack import MemoEncoder
 from serve.server.h2_settings import H2Settings
 from serve.server.h2_stream import H2Stream
 from serve.server.h2_streams import StreamTable
+from serve.server.h2_writer import H2Writer
 
 logger = logging.getLogger("serve")
 
 _DEFAULT_WINDOW = 65535
 _LINGERING, _GOAWAY_SENT, _SERVING = Phase.LINGERING, Phase.GOAWAY_SENT, Phase.SERVING
-_WHOLE, _GONE = Sent.WHOLE, Sent.GONE
 
 
 def server_connection(settings: H2Settings) -> H2Connection:
@@ -62,13 +60,16 @@ def server_connection(settings: H2Settings) -> H2Connection:
     config = H2Configuration(
         client_side=False,
         header_encoding=None,
-        validate_inbound_headers=True,
+        # server.h2_scope makes h2's inbound checks itself, in the pass that reads the fields.
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
         # server.h2_scope builds every response and trailer field list already checked,
         # lowercased and trimmed; h2's second pass cost a sixth of a small response.
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
     )
     conn = H2Connection(config)
+    conn.encoder = MemoEncoder()
     conn.local_settings = Settings(
         client=False,
         initial_values={
@@ -91,19 +92,15 @@ class H2Session(asyncio.Protocol):
     ) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        # A write_out() is scheduled for this turn of the loop (write_soon).
-        self.flush_due = False
         self.transport = transport
         self.flow = flow
         self.info = info
         settings = ctx.settings.http2
         self.conn = server_connection(settings)
+        self.writer = H2Writer(self.conn, transport, self)
         self.guard = ResetGuard(settings.resets_per_second, self.loop.time())
-        # Streams whose response is not complete on the wire; those of them waiting for window.
-        self.streams = StreamTable(ctx, info, self)
-        self.outbound = Outbound(self.conn)
-        self.write_paused = False
-        self.closed = False
+        # Streams whose response is not complete on the wire.
+        self.streams = StreamTable(ctx, info, self, self.writer)
         self.ending = H2Ending(self)
         # Accepted over limit_concurrency: the first request gets 503, then GOAWAY.
         self.over_limit = False
@@ -115,7 +112,7 @@ class H2Session(asyncio.Protocol):
         """A connection that speaks HTTP/2 from its first byte (ALPN h2, or the preface)."""
         self.conn.initiate_connection()
         self.open_connection_window()
-        self.write_out()
+        self.writer.write_out()
         if data:
             self.data_received(data)
 
@@ -133,15 +130,19 @@ class H2Session(asyncio.Protocol):
         if self.ending.phase is _LINGERING:
             return
         try:
-            events = self.conn.receive_data(data)
-        except ProtocolError as exc:
-            # h2 has queued the GOAWAY that names the error.
+            self.handle(self.conn.receive_data(data))
+        except (ProtocolError, h2_scope.Malformed) as exc:
+            # h2 has queued the GOAWAY that names its errors; a malformed request (RFC 9113
+            # section 8.1.1) is made a connection error (section 5.4.1) as h2 makes it.
+            if isinstance(exc, h2_scope.Malformed):
+                self.conn.close_connection(ErrorCodes.PROTOCOL_ERROR)
             logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
-            self.write_out()
+            self.writer.write_out()
             self.shut()
-            return
+
+    def handle(self, events: list[ev.Event]) -> None:
         for event in events:
-            if self.closed or self.ending.phase is _LINGERING:
+            if self.writer.closed or self.ending.phase is _LINGERING:
                 return
             kind = type(event)
             if kind is ev.DataReceived:
@@ -153,56 +154,43 @@ class H2Session(asyncio.Protocol):
             elif kind is ev.StreamReset:
                 self.stream_reset(cast(ev.StreamReset, event).stream_id)
             elif kind is ev.WindowUpdated or kind is ev.RemoteSettingsChanged:
-                self.pump_all()
+                self.writer.pump_all()
+            elif kind is ev.TrailersReceived:
+                h2_scope.check_trailers(cast(ev.TrailersReceived, event).headers or ())
             elif kind is ev.ConnectionTerminated:
                 self.shut()
-        self.write_out()
+        self.writer.write_out()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.writer.closed = True
         self.streams.lose_all()
         self.streams.open.clear()
-        self.outbound.clear()
+        self.writer.outbound.clear()
         self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.writer.write_paused = True
         self.ending.wait.restart()
         # A peer that does not read gets no more of our replies (PING, SETTINGS acks) queued.
         self.flow.pause_reading()
         self.streams.pause_all()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
+        self.writer.write_paused = False
         self.ending.wait.restart()
         self.flow.resume_reading()
-        self.pump_all()
-        self.streams.resume_all(self.outbound.sending)
+        self.writer.pump_all()
+        self.streams.resume_all(self.writer.outbound.sending)
 
     # -- requests ------------------------------------------------------------------------------
     def request_received(self, event: ev.RequestReceived) -> None:
-        stream_id = event.stream_id
         if self.over_limit:
-            self.ending.refuse_connection(stream_id)
-            return
-        if self.ending.phase is _GOAWAY_SENT:
+            self.ending.refuse_connection(event.stream_id)
+        elif self.ending.phase is _GOAWAY_SENT:
             # Sent before the client read our GOAWAY: it may retry it on a new connection.
-            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
-        has_body = event.stream_ended is None
-        try:
-            head = h2_scope.request_head(event.headers or (), has_body)
-            limit = self.ctx.settings.limits.max_body_size
-            declared = h2_scope.declared_length(head.headers)
-            if limit is not None and declared is not None and declared > limit:
-                raise RequestRejected(413, "request body too large")
-        except RequestRejected as exc:
-            logger.debug("bad HTTP/2 request from %s: %s", self.info.client, exc.reason)
-            self.conn.send_headers(stream_id, [(b":status", b"%d" % exc.status)], end_stream=True)
-            if has_body:
-                self.refuse(stream_id, ErrorCodes.NO_ERROR)
-            return
-        self.streams.start(stream_id, head)
+            self.refuse(event.stream_id, ErrorCodes.REFUSED_STREAM)
+        else:
+            self.streams.admit(event)
 
     def stream_reset(self, stream_id: int) -> None:
         if not self.guard.allow(self.loop.time()):
@@ -210,92 +198,34 @@ class H2Session(asyncio.Protocol):
             return
         stream = self.streams.open.get(stream_id)
         if stream is not None:
-            stream.lost()
-            self.forget(stream)
+            self.stream_gone(stream)
 
     def refuse(self, stream_id: int, code: ErrorCodes) -> None:
         if code is not ErrorCodes.NO_ERROR and not self.guard.allow(self.loop.time()):
             self.calm()
             return
-        with contextlib.suppress(NoSuchStreamError):
-            self.conn.reset_stream(stream_id, code)
+        self.writer.reset_stream(stream_id, code)
 
     def calm(self) -> None:
         logger.warning("HTTP/2 client %s resets too many streams; closing", self.info.client)
         self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
-        self.write_out()
+        self.writer.write_out()
         self.shut()
 
-    # -- what streams and the ending ask (server.h2_stream.StreamSession, h2_ending.EndingSession)
+    # -- what the streams, the writer and the ending ask (StreamSession, WriterEvents,
+    # EndingSession)
     def carries(self, stream: H2Stream) -> bool:
-        return not self.closed and stream.stream_id in self.streams.open
+        return not self.writer.closed and stream.stream_id in self.streams.open
 
     @property
     def last_stream_id(self) -> int:
         return int(self.conn.highest_inbound_stream_id)
-
-    def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None:
-        self.conn.send_headers(stream_id, fields, end_stream=end_stream)
-
-    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None:
-        """A whole response of the server's own, in one go (no flow control to wait for)."""
-        self.conn.send_headers(stream_id, fields)
-        self.conn.send_data(stream_id, body, end_stream=True)
-
-    def write_goaway(self, last_stream_id: int) -> None:
-        """GOAWAY NO_ERROR after what h2 has queued. Written beside h2: h2's own
-        close_connection would stop the streams still open."""
-        self.write_out()
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        self.transport.write(frame.serialize())
 
     def date_fields(self) -> h2_scope.Fields:
         block = self.ctx.date_block
         if block is not self._date_block:
             self._date_block, self._date_fields = block, h2_scope.date_fields(block)
         return list(self._date_fields)
-
-    def write_out(self) -> None:
-        self.flush_due = False
-        data = self.conn.data_to_send()
-        if data and not self.closed and self.ending.phase is not _LINGERING:
-            self.transport.write(data)
-
-    def write_soon(self) -> None:
-        """What h2 has ready goes out when the loop next runs its callbacks, with what the
-        other streams add meanwhile: the responses a turn of the loop completes on this
-        connection leave in one write, not one each (h2load -m4: a quarter of the writes)."""
-        if not self.flush_due:
-            self.flush_due = True
-            self.loop.call_soon(self.write_out)
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        if size and not self.closed:
-            self.conn.acknowledge_received_data(size, stream_id)
-            self.write_out()
-
-    def pump(self, stream: H2Stream) -> None:
-        """Send what `stream` has queued as far as the windows allow."""
-        if self.closed:
-            return
-        self.outbound.add(stream)
-        if not self.write_paused:
-            self.send_queued(stream)
-        self.write_soon()
-
-    def pump_all(self) -> None:
-        if not self.write_paused and not self.closed:
-            for stream in list(self.outbound.sending.values()):
-                self.send_queued(stream)
-            self.write_out()
-
-    def send_queued(self, stream: H2Stream) -> None:
-        sent = self.outbound.send(stream, self.write_paused)
-        if sent is _WHOLE:
-            self.stream_sent(stream)
-        elif sent is _GONE:
-            stream.lost()
-            self.forget(stream)
 
     def stream_sent(self, stream: H2Stream) -> None:
         """The response went out whole (END_STREAM)."""
@@ -305,24 +235,28 @@ class H2Session(asyncio.Protocol):
             stream.lost()
         self.forget(stream)
 
-    def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
-        if not self.closed:
-            self.refuse(stream.stream_id, code)
+    def stream_gone(self, stream: H2Stream) -> None:
+        """Reset by the client, or h2 no longer knows it: the app hears http.disconnect."""
         stream.lost()
         self.forget(stream)
-        self.write_out()
+
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
+        if not self.writer.closed:
+            self.refuse(stream.stream_id, code)
+        self.stream_gone(stream)
+        self.writer.write_out()
 
     def forget(self, stream: H2Stream) -> None:
         self.streams.remove(stream.stream_id)
-        self.outbound.discard(stream.stream_id)
+        self.writer.outbound.discard(stream.stream_id)
         if not self.streams and self.ending.phase is not _SERVING:
             self.ending.idle()
 
     # -- closing, deadlines, drain -------------------------------------------------------------
     def shut(self) -> None:
         """Stop every stream now and close once what is written is flushed."""
-        self.write_out()
-        self.closed = True
+        self.writer.write_out()
+        self.writer.closed = True
         self.streams.lose_all()
         if not self.transport.is_closing():
             self.transport.close()
@@ -332,17 +266,17 @@ class H2Session(asyncio.Protocol):
 
     def reuse_mark(self) -> int | None:
         """server.capacity: no stream open and still serving."""
-        if self.streams or self.closed or self.ending.phase is not Phase.SERVING:
+        if self.streams or self.writer.closed or self.ending.phase is not Phase.SERVING:
             return None
         return self.streams.idle_mark
 
     def close_idle(self) -> None:
         self.conn.close_connection(ErrorCodes.NO_ERROR)
-        self.write_out()
+        self.writer.write_out()
         self.shut()
 
     def abort(self) -> None:
         """The graceful deadline passed: drop the connection and whatever it was doing."""
-        self.closed = True
+        self.writer.closed = True
         self.streams.lose_all()
         self.transport.abort()

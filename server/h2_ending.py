@@ -2,7 +2,8 @@
 once-a-second sweep enforces (header_timeout, keep_alive_timeout, send_timeout).
 
 Rules: this module decides when the connection closes and what its last frame is; the
-session (server.h2_connection) carries the streams. The drain goes through `Phase`:
+session (server.h2_connection) carries the streams, and its writer (server.h2_writer) writes
+what the ending says. The drain goes through `Phase`:
 - SERVING: no drain.
 - DRAINING: the worker drains but streams were open at its first sweep; no GOAWAY yet, and
   a stream the client opens meanwhile is served.
@@ -32,9 +33,9 @@ from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
 from serve.server.deadline import Wait
-from serve.server.h2_outbound import Outbound
 from serve.server.h2_stream import H2Stream
 from serve.server.h2_streams import StreamTable
+from serve.server.h2_writer import H2Writer
 
 if TYPE_CHECKING:
     from serve.server.context import WorkerContext
@@ -54,27 +55,21 @@ class Phase(enum.Enum):
 
 
 class EndingSession(Protocol):
-    """What the ending asks of its session (server.h2_connection.H2Session), which alone feeds
-    h2 and writes what h2 produces."""
+    """What the ending asks of its session (server.h2_connection.H2Session), whose writer
+    alone feeds h2 and writes what h2 produces."""
 
     @property
     def ctx(self) -> WorkerContext: ...
-    @property
-    def closed(self) -> bool: ...
-    @property
-    def write_paused(self) -> bool: ...
-    # Streams whose response is not complete; the outbound holds those waiting for window.
+    # Streams whose response is not complete; the writer's outbound holds those waiting for
+    # window.
     @property
     def streams(self) -> StreamTable: ...
     @property
-    def outbound(self) -> Outbound: ...
+    def writer(self) -> H2Writer: ...
     @property
     def last_stream_id(self) -> int: ...
     def date_fields(self) -> h2_scope.Fields: ...
-    def write_goaway(self, last_stream_id: int) -> None: ...
-    def answer(self, stream_id: int, fields: h2_scope.Fields, body: bytes) -> None: ...
     def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
-    def write_out(self) -> None: ...
     def close_idle(self) -> None: ...
     def shut(self) -> None: ...
     def abort(self) -> None: ...
@@ -93,17 +88,15 @@ class H2Ending:
         """GOAWAY NO_ERROR naming the last stream processed, as the connection's last frame
         when no stream is open."""
         session = self.session
-        session.write_goaway(last_stream_id)
-        if session.streams:
-            self.phase = Phase.GOAWAY_SENT
-        else:
-            self.phase = Phase.LINGERING
+        final = not session.streams
+        session.writer.write_goaway(last_stream_id, final)
+        self.phase = Phase.LINGERING if final else Phase.GOAWAY_SENT
 
     def refuse_connection(self, stream_id: int) -> None:
         """503 on the first stream of a connection over limit_concurrency, then GOAWAY."""
         session = self.session
         fields, _ = h2_scope.response_fields(503, _BUSY_HEAD, session.date_fields())
-        session.answer(stream_id, fields, _BUSY_BODY)
+        session.writer.answer(stream_id, fields, _BUSY_BODY)
         self.goaway(stream_id)
 
     def idle(self) -> None:
@@ -111,13 +104,13 @@ class H2Ending:
         if self.phase is Phase.DRAINING:
             self.goaway(self.session.last_stream_id)
         elif self.phase is Phase.GOAWAY_SENT:
-            self.session.write_out()
+            self.session.writer.write_out()
             self.session.shut()
 
     def sweep(self, now: float) -> None:
         """Called by the worker's sweep: drain, send, header and keep-alive timeouts."""
         session = self.session
-        if session.closed:
+        if session.writer.closed:
             return
         phase = self.phase
         if phase is Phase.LINGERING:
@@ -137,8 +130,8 @@ class H2Ending:
     def timeouts(self, now: float) -> None:
         session = self.session
         settings = session.ctx.settings
-        paused = session.write_paused
-        for stream in list(session.outbound.sending.values()):
+        paused = session.writer.write_paused
+        for stream in list(session.writer.outbound.sending.values()):
             if stream.stalled is None:
                 stream.stalled = Wait()
             stalled = stream.stalled.waited(stream.sent, now)

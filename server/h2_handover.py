@@ -85,7 +85,7 @@ def _begin_upgraded(session: H2Session, head: RequestHead, data: bytes) -> None:
     session.attach()
     session.transport.write(_SWITCHING)
     session.open_connection_window()
-    session.write_out()
+    session.writer.write_out()
     headers = [field for field in head.headers if field[0] not in _UPGRADE_FIELDS]
     head = RequestHead(
         head.method, head.target, head.path, head.raw_path, head.query_string, "2",

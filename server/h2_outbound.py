@@ -1,8 +1,8 @@
 """HTTP/2 response bodies on their way out: what each stream queued, fed to h2 as far as the
 flow-control windows and the frame size allow.
 
-Rules: part of the session (server.h2_connection), which owns one Outbound and alone calls
-it: between them they are the only code that feeds h2. A stream whose window is shut waits
+Rules: part of the connection's writer (server.h2_writer), which owns one Outbound and alone
+calls it: between them they are the only code that feeds h2. A stream whose window is shut waits
 here (its flow paused, so the app's send() waits in drain()) until WINDOW_UPDATE or a
 SETTINGS change opens it; `sending` is also what the sweep checks for send_timeout
 (server.h2_ending). Ending a stream: END_STREAM rides on the last DATA frame, or on the

@@ -1,8 +1,9 @@
 """One HTTP/2 stream as the owner and the writer of an ASGI cycle (server.cycle).
 
-Rules: the stream turns what the cycle asks into requests to its session, through the
-narrow StreamSession it is handed, and neither feeds h2 nor writes itself: the session
-(server.h2_connection) does both, and sends DATA as the flow-control windows allow.
+Rules: the stream turns what the cycle asks into requests to the connection's writer and to
+its session, through the narrow StreamWriter and StreamSession it is handed, and neither
+feeds h2 nor writes itself: the writer (server.h2_writer) does both, and sends DATA as the
+flow-control windows allow; the session (server.h2_connection) keeps the streams.
 Backpressure both ways:
 - out: body bytes the windows do not let out yet wait in `out`; meanwhile the stream's flow
   is paused and the app's send() waits in drain(), so a stream holds at most one app message.
@@ -34,20 +35,26 @@ logger = logging.getLogger("serve")
 
 
 class StreamSession(Protocol):
-    """What a stream asks of its session (server.h2_connection.H2Session), which alone feeds
-    h2 and writes what h2 produces."""
+    """What a stream asks of its session (server.h2_connection.H2Session), which keeps the
+    connection's streams."""
 
     @property
     def ctx(self) -> WorkerContext: ...
     def carries(self, stream: H2Stream) -> bool: ...
     def date_fields(self) -> h2_scope.Fields: ...
+    def stream_sent(self, stream: H2Stream) -> None: ...
+    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
+
+
+class StreamWriter(Protocol):
+    """What a stream asks of its connection's writer (server.h2_writer.H2Writer), which alone
+    feeds h2 and writes what h2 produces."""
+
     def send_head(self, stream_id: int, fields: h2_scope.Fields, end_stream: bool) -> None: ...
     def write_out(self) -> None: ...
     def write_soon(self) -> None: ...
     def acknowledge(self, stream_id: int, size: int) -> None: ...
     def pump(self, stream: H2Stream) -> None: ...
-    def stream_sent(self, stream: H2Stream) -> None: ...
-    def reset(self, stream: H2Stream, code: ErrorCodes) -> None: ...
 
 
 class StreamFlow:
@@ -89,10 +96,12 @@ class H2Stream:
         "stream_id",
         "trailers",
         "unacked",
+        "writer",
     )
 
-    def __init__(self, session: StreamSession, stream_id: int) -> None:
+    def __init__(self, session: StreamSession, writer: StreamWriter, stream_id: int) -> None:
         self.session = session
+        self.writer = writer
         self.stream_id = stream_id
         self.cycle: Cycle
         self.flow = StreamFlow()
@@ -125,7 +134,7 @@ class H2Stream:
         """The body went over max_body_size: 413 if the app has not answered yet."""
         cycle = self.cycle
         if cycle.response is ResponseState.NOT_STARTED or cycle.response is ResponseState.STARTED:
-            self.session.send_head(self.stream_id, [(b":status", b"413")], True)
+            self.writer.send_head(self.stream_id, [(b":status", b"413")], True)
         self.session.reset(self, ErrorCodes.CANCEL)
 
     def lost(self) -> None:
@@ -143,8 +152,8 @@ class H2Stream:
         body: bytes,
         more: bool,
     ) -> None:
-        session = self.session
-        fields, declared = h2_scope.response_fields(status, headers, session.date_fields())
+        writer = self.writer
+        fields, declared = h2_scope.response_fields(status, headers, self.session.date_fields())
         self.no_body = cycle.head_request or status in hf.NO_BODY_STATUSES
         if declared is None and not more:
             if not self.no_body or body:
@@ -153,12 +162,12 @@ class H2Stream:
             hf.first_part(declared, len(body))
             self.remaining = declared
         end = self.no_body or (not more and not body)
-        session.send_head(self.stream_id, fields, end)
+        writer.send_head(self.stream_id, fields, end)
         if end:
             self.ended = True
-            session.stream_sent(self)
+            self.session.stream_sent(self)
             # Nothing else may write soon: a client waiting for this response sends nothing.
-            session.write_soon()
+            writer.write_soon()
         else:
             self.send_body(cycle, body, more)
 
@@ -174,7 +183,7 @@ class H2Stream:
             self.out.append(memoryview(body))
             cycle.bytes_sent += len(body)
         self.ended = not more
-        self.session.pump(self)
+        self.writer.pump(self)
 
     def send_trailers(
         self, cycle: Cycle, headers: Iterable[tuple[bytes, bytes]], more: bool
@@ -185,16 +194,16 @@ class H2Stream:
         self.trailers = fields if self.trailers is None else self.trailers + fields
         if not more:
             self.ended = True
-            self.session.pump(self)
+            self.writer.pump(self)
 
     def send_continue(self) -> None:
-        self.session.send_head(self.stream_id, [(b":status", b"100")], False)
-        self.session.write_out()
+        self.writer.send_head(self.stream_id, [(b":status", b"100")], False)
+        self.writer.write_out()
 
     def body_consumed(self) -> None:
         if self.unacked:
             acked, self.unacked = self.unacked, 0
-            self.session.acknowledge(self.stream_id, acked)
+            self.writer.acknowledge(self.stream_id, acked)
 
     def response_complete(self, cycle: Cycle) -> None:
         self.session.ctx.finish_request(cycle)
@@ -211,10 +220,10 @@ class H2Stream:
             fields.append((b"content-length", b"%d" % len(body)))
             if cycle.answer == 503:
                 fields.append((b"retry-after", b"%d" % hf.RETRY_AFTER_S))
-            session.send_head(self.stream_id, fields, False)
+            self.writer.send_head(self.stream_id, fields, False)
             self.out.append(memoryview(body))
             self.ended = True
-            session.pump(self)
+            self.writer.pump(self)
         else:
             session.reset(self, ErrorCodes.INTERNAL_ERROR)
 

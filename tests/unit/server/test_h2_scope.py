@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from serve.server.errors import InvalidResponse, RequestRejected
-from serve.server.h2_scope import date_fields, request_head, response_fields, trailer_fields
+from serve.server.h2_scope import (
+    Malformed,
+    date_fields,
+    request_head,
+    response_fields,
+    trailer_fields,
+)
 
 
 def fields(path: bytes = b"/a%20b?x=1", method: bytes = b"GET", **extra: bytes) -> list:
@@ -15,7 +21,7 @@ def fields(path: bytes = b"/a%20b?x=1", method: bytes = b"GET", **extra: bytes) 
 
 
 def test_pseudo_headers_become_the_request_and_authority_the_host() -> None:
-    head = request_head(fields(accept=b"*/*", host=b"other"), has_body=False)
+    head = request_head(fields(accept=b"*/*", host=b"example.com"), has_body=False)
     assert head.method == "GET"
     assert head.http_version == "2"
     assert (head.path, head.raw_path, head.query_string) == ("/a b", b"/a%20b", b"x=1")
@@ -38,14 +44,13 @@ def test_asterisk_form_is_for_options_only() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        [(b":method", b"GET"), (b":scheme", b"http")],
         fields(b"relative"),
         fields(b"/with space"),
         fields(b"/\xc3\xa9"),
         fields(method=b"G E T"),
         fields(authority=b"a b"),
         fields(authority=b"user@host"),
-        [*fields(), (b":protocol", b"websocket")],
+        [*fields(method=b"CONNECT"), (b":protocol", b"websocket")],
         [(b":method", b"CONNECT"), (b":authority", b"example.com:443")],
     ],
 )
@@ -53,6 +58,21 @@ def test_requests_we_do_not_serve_are_400(bad: list) -> None:
     with pytest.raises(RequestRejected) as info:
         request_head(bad, has_body=False)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [(b":method", b"GET"), (b":scheme", b"http")],
+        [*fields(), (b":protocol", b"websocket")],
+        fields(host=b"other"),
+        fields(Accept=b"*/*"),
+        fields(x=b"a\r\nb"),
+    ],
+)
+def test_malformed_requests_raise_malformed(bad: list) -> None:
+    with pytest.raises(Malformed):
+        request_head(bad, has_body=False)
 
 
 def test_response_fields_drop_hop_by_hop_fields_and_add_the_date() -> None:
