@@ -60,7 +60,14 @@ from serve.supervisor.events import (
     Tick,
     WorkerMessageReceived,
 )
-from serve.supervisor.fleet import Policy, SupervisorState, handed_over, initial_state
+from serve.supervisor.fleet import (
+    RUNNING,
+    SERVING_STATES,
+    Policy,
+    SupervisorState,
+    handed_over,
+    initial_state,
+)
 from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
@@ -220,8 +227,19 @@ class _Master:
         pending: deque[Event] = deque([event])
         while pending and self._exit_code is None:
             self._state, actions = step(self._state, pending.popleft(), time.monotonic())
+            # Before the actions: a worker told to stop has its slot steered away first.
+            self._fit_sockets()
             results = [result for action in actions if (result := self._execute(action))]
             pending.extendleft(reversed(results))
+
+    def _fit_sockets(self) -> None:
+        """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots with a
+        serving worker, closed above the worker count once no worker holds them."""
+        state = self._state
+        if state.phase in RUNNING:
+            workers = state.workers.values()
+            serving = {r.slot for r in workers if r.state in SERVING_STATES}
+            self._res.sockets.fit(state.desired, serving, {r.slot for r in workers})
 
     def _execute(self, action: Action) -> Event | None:
         return self._executors[type(action)](action)
