@@ -9,6 +9,7 @@ now and then).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 from collections import Counter
@@ -80,14 +81,17 @@ def test_two_workers_share_bursts_of_64_connections(start_serve: StartServe) -> 
         assert min(counts.values()) >= 64 // 8
 
 
+@pytest.mark.parametrize("preload", [(), ("--preload",)], ids=["fork", "preload"])
 def test_each_worker_holds_only_its_own_socket_and_the_master_holds_all(
-    start_serve: StartServe,
+    start_serve: StartServe, preload: tuple[str, ...]
 ) -> None:
-    serve = start_serve(APP, "--workers", "3", "--no-access-log")
+    serve = start_serve(APP, "--workers", "3", "--no-access-log", *preload)
+    wait_until(lambda: len(serve.worker_pids()) == 3 + len(preload))
     master = listening_inodes(serve.pid, serve.port)
+    # A preload template holds none of them: each worker's comes with its fork request.
     own = [listening_inodes(pid, serve.port) for pid in serve.worker_pids()]
     assert len(master) == 3
-    assert all(len(inodes) == 1 for inodes in own)
+    assert sorted(len(inodes) for inodes in own) == [0] * len(preload) + [1, 1, 1]
     assert set().union(*own) == master
 
 
@@ -184,3 +188,27 @@ def unix_listeners(pid: int, path: Path) -> set[int]:
         if len(fields) > 7 and fields[7] == str(path) and fields[5] == "01"
     }
     return listening & _socket_inodes(pid)
+
+
+def test_usr2_hands_every_slots_socket_to_the_new_master(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "serve.yaml", app=APP, bind="127.0.0.1:0", workers=2, access_log=False
+    )
+    serve = start_serve(config=config)
+    before = listening_inodes(serve.pid, serve.port)
+    with load(serve.port, plans=MIXED) as traffic:
+        serve.signal(signal.SIGUSR2)
+        log = serve.wait_log(r"upgrade: new master (\d+) started")
+        new_master = int(re.findall(r"upgrade: new master (\d+) started", log)[0])
+        assert serve.wait_exit(timeout=60) == 0
+        children = Path(f"/proc/{new_master}/task/{new_master}/children")
+        workers = [int(pid) for pid in children.read_text().split()]
+        wait_until(lambda: set(workers) <= traffic.pids)
+    try:
+        assert traffic.failures == []
+        assert listening_inodes(new_master, serve.port) == before
+        assert sorted(len(listening_inodes(pid, serve.port)) for pid in workers) == [1, 1]
+    finally:
+        os.kill(new_master, signal.SIGTERM)
