@@ -4,10 +4,13 @@ Rules:
 - Each server runs bench.app:app with 2 workers under wrk (plaintext, keep-alive, one
   thread) at c64 and c256, in interleaved rounds: server A, server B, ... then the next
   round, so a change in the machine's load hits all of them alike.
-- A worker's share is its part of the workers' CPU time (utime + stime from /proc) over the
-  run: it works for every server, and with one request shape the CPU follows the requests.
-  The connections each worker holds are counted once, in the middle of the run: that is
-  where a shared socket's imbalance starts (the first worker to wake takes a burst).
+- A worker's share is its part of the bytes the workers wrote over the run (wchar in
+  /proc/PID/io): every response is the same size, so that is its part of the requests,
+  whatever the server (CPU time is not: on a saturated machine every runnable worker gets
+  its slice, busy or not). CPU-us per request is the workers' utime + stime over wrk's
+  request count. The connections each worker holds are counted once, in the middle of the
+  run: that is where a shared socket's imbalance starts (the first worker to wake takes a
+  burst, and keep-alive keeps it).
 - The target: each worker's share within 40-60%.
 - `--tree LABEL=PATH` adds serve as checked out at PATH (run as `python -m serve` from
   there), to compare two versions of serve in the same rounds.
@@ -46,7 +49,7 @@ class BalanceRow:
     round: int
     rps: float
     errors: int
-    # Each worker's part of the workers' CPU time, largest first.
+    # Each worker's part of the responses (bytes written), largest first.
     shares: tuple[float, ...]
     # Established connections each worker held in the middle of the run, most first.
     connections: tuple[int, ...]
@@ -72,6 +75,13 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
+def _written(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _established(proc: psutil.Process) -> int:
     return sum(c.status == psutil.CONN_ESTABLISHED for c in proc.net_connections(kind="tcp"))
 
@@ -86,6 +96,7 @@ def measure(spec: ServerSpec, cwd: Path, concurrency: int, duration_s: int, rnd:
             server.wait_workers()
             workers = server.worker_processes()
             before = [_cpu_s(proc.pid) for proc in workers]
+            wrote = [_written(proc.pid) for proc in workers]
             command = wrk_command(
                 server.port, SCENARIOS["plaintext"], concurrency, duration_s, cpus
             )
@@ -96,17 +107,18 @@ def measure(spec: ServerSpec, cwd: Path, concurrency: int, duration_s: int, rnd:
             held = [_established(proc) for proc in workers]
             run.join()
             spent = [_cpu_s(proc.pid) - start for proc, start in zip(workers, before, strict=True)]
+            wrote = [_written(proc.pid) - start for proc, start in zip(workers, wrote, strict=True)]
         finally:
             server.stop()
     (result,) = results
-    total = sum(spent) or 1.0
+    total = sum(wrote) or 1
     return BalanceRow(
         spec.name,
         concurrency,
         rnd,
         result.rps,
         result.errors,
-        tuple(sorted((s / total for s in spent), reverse=True)),
+        tuple(sorted((count / total for count in wrote), reverse=True)),
         tuple(sorted(held, reverse=True)),
         sum(spent) * 1e6 / max(result.requests, 1),
     )
@@ -128,19 +140,34 @@ def run(
     return rows
 
 
-def summary(rows: list[BalanceRow]) -> list[str]:
-    """Per server and concurrency: median req/s, median largest share, µs per request."""
+def ratios(rows: list[BalanceRow], server: str, base: str, concurrency: int) -> list[float]:
+    """req/s of `server` over `base`'s in each round both ran at `concurrency`."""
+    by_round = {(r.server, r.round): r.rps for r in rows if r.concurrency == concurrency}
+    rounds = sorted({r.round for r in rows})
+    return [
+        by_round[server, n] / by_round[base, n]
+        for n in rounds
+        if (server, n) in by_round and by_round.get((base, n))
+    ]
+
+
+def summary(rows: list[BalanceRow], base: str) -> list[str]:
+    """Per concurrency and server: median ratio to `base` (and its range over the rounds),
+    median largest share, rounds within SHARE_RANGE, median CPU-us per request."""
     lines = []
-    for key in sorted({(row.concurrency, row.server) for row in rows}):
-        mine = [row for row in rows if (row.concurrency, row.server) == key]
-        rps = statistics.median(row.rps for row in mine)
+    for concurrency, server in sorted({(row.concurrency, row.server) for row in rows}):
+        mine = [row for row in rows if (row.concurrency, row.server) == (concurrency, server)]
+        found = ratios(rows, server, base, concurrency)
+        ratio = (
+            f"{statistics.median(found):.2f}x {base} ({min(found):.2f}-{max(found):.2f})"
+            if found
+            else "-"
+        )
         top = statistics.median(row.shares[0] for row in mine)
         cpu = statistics.median(row.cpu_us_per_request for row in mine)
-        spread = max(row.rps for row in mine) / min(row.rps for row in mine) - 1
         lines.append(
-            f"c{key[0]:<4} {key[1]:<16} {rps:9.0f} req/s (spread {spread:5.1%})  "
-            f"largest share {top:5.1%}  {cpu:6.1f} CPU-us/req  "
-            f"balanced {sum(r.balanced for r in mine)}/{len(mine)}"
+            f"c{concurrency:<4} {server:<12} {ratio:<28} largest share {top:5.1%}, "
+            f"balanced {sum(r.balanced for r in mine)}/{len(mine)}, {cpu:5.1f} CPU-us/req"
         )
     return lines
 
@@ -170,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", action="append", default=[], help="LABEL=PATH of a serve")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8, help="seconds per run")
+    parser.add_argument("--base", default="uvicorn", help="the server ratios are taken to")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     chosen = [(SERVERS[name], ROOT) for name in args.servers.split(",") if name]
@@ -178,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen.append(_serve_at(label, Path(path).resolve()))
     found = run(chosen, rounds=args.rounds, duration_s=args.duration)
     args.out.write_text(json.dumps([asdict(row) for row in found], indent=1) + "\n")
-    print("\n".join(summary(found)))
+    print("\n".join(summary(found, args.base)))
     return 0
 
 

@@ -62,9 +62,9 @@ from serve.supervisor.events import (
 )
 from serve.supervisor.fleet import (
     RUNNING,
-    SERVING_STATES,
     Policy,
     SupervisorState,
+    WorkerState,
     handed_over,
     initial_state,
 )
@@ -234,11 +234,13 @@ class _Master:
 
     def _fit_sockets(self) -> None:
         """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots with a
-        serving worker, closed above the worker count once no worker holds them."""
+        worker that accepts or soon will (a booting one keeps its share: steered away, its
+        connections would all go to the workers ready first, and keep-alive keeps them
+        there), closed above the worker count once no worker holds them."""
         state = self._state
         if state.phase in RUNNING:
             workers = state.workers.values()
-            serving = {r.slot for r in workers if r.state in SERVING_STATES}
+            serving = {r.slot for r in workers if r.state is not WorkerState.DRAINING}
             self._res.sockets.fit(state.desired, serving, {r.slot for r in workers})
 
     def _execute(self, action: Action) -> Event | None:

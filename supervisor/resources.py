@@ -305,6 +305,9 @@ class Resources:
         for key in _RESTART_KEYS:
             if any(getattr(old, key) != getattr(config, key) for old in previous):
                 logger.warning("%s changed: it takes effect at the next start or USR2", key)
+        if any(old.accept_balance != config.accept_balance for old in previous):
+            # A new master adopts the sockets as they are: only a new address, or a restart.
+            logger.warning("accept_balance changed: addresses bound from now on use it")
         if logging_changed(previous, config):
             error = apply_logging(config)
             if error is not None:

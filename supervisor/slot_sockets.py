@@ -13,9 +13,10 @@ Rules:
 - The kernel keeps a port's reuseport sockets in an array, in listen() order, and closing
   one moves the last into its place. Sockets are bound in slot order and only ever closed
   from the top (the highest slot first), so index k in the kernel's array is slot k.
-- Steering: while a slot has no serving worker (booting after a crash, retired by TTOU or a
-  smaller reload), a classic BPF program on the group hashes new connections only to the
-  slots that serve; it is detached when they all do, and the kernel's own hash decides.
+- Steering: while a slot has no worker that accepts or boots (waiting out a crash loop's
+  backoff, its worker aborted or retired by TTOU or a smaller reload), a classic BPF
+  program on the group hashes new connections only to the other slots; it is detached
+  when every slot has one again, and the kernel's own hash decides.
   Closing a listening socket resets the connections queued on it (the kernel's
   tcp_migrate_req is off by default), so a slot above the worker count is closed only once
   no worker holds it any more, its worker having accepted what was queued when it drained.

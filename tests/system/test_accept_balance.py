@@ -130,7 +130,7 @@ def test_a_reload_to_fewer_workers_closes_their_sockets_without_a_failure(
     assert len(listening_inodes(serve.pid, serve.port)) == 2
 
 
-def test_a_killed_workers_slot_is_steered_away_and_its_queue_served_by_its_successor(
+def test_a_killed_worker_loses_no_queued_connection_and_its_successor_serves(
     start_serve: StartServe,
 ) -> None:
     serve = start_serve(APP, "--workers", "2", "--no-access-log")
@@ -212,3 +212,44 @@ def test_usr2_hands_every_slots_socket_to_the_new_master(
         assert sorted(len(listening_inodes(pid, serve.port)) for pid in workers) == [1, 1]
     finally:
         os.kill(new_master, signal.SIGTERM)
+
+
+def test_a_reload_that_changes_accept_balance_says_it_applies_to_new_addresses(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    config = tmp_path / "serve.yaml"
+    write_config(config, app=APP, bind="127.0.0.1:0", workers=2)
+    serve = start_serve(config=config)
+    write_config(config, app=APP, bind="127.0.0.1:0", workers=2, accept_balance="shared")
+    serve.signal(signal.SIGHUP)
+    serve.wait_log("accept_balance changed: addresses bound from now on use it")
+    assert len(listening_inodes(serve.pid, serve.port)) == 2
+
+
+def test_connections_made_while_the_second_worker_boots_still_reach_it(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    # The first worker answers at once; the second one's lifespan startup waits for a file.
+    gate = tmp_path / "gate"
+    serve = start_serve(
+        "balance_apps:app",
+        "--workers",
+        "2",
+        "--no-access-log",
+        env={"BOOT_GATE": str(gate)},
+        wait=False,
+    )
+    log = serve.wait_log("worker \\d+ ready")
+    port = int(re.findall(r"Listening on http://127.0.0.1:(\d+)", log)[0])
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(64)]
+    try:
+        gate.touch()
+        serve.wait_log("serve ready")
+        for sock in socks:
+            sock.sendall(Request().encode(close=False))
+        counts = Counter(ResponseReader(sock).read().pid for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert len(counts) == 2
+    assert min(counts.values()) >= 64 // 8
