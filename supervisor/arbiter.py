@@ -64,7 +64,7 @@ from serve.supervisor.fleet import (
     RUNNING,
     Policy,
     SupervisorState,
-    WorkerState,
+    accepting_slots,
     handed_over,
     initial_state,
 )
@@ -233,15 +233,14 @@ class _Master:
             pending.extendleft(reversed(results))
 
     def _fit_sockets(self) -> None:
-        """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots with a
-        worker that accepts or soon will (a booting one keeps its share: steered away, its
-        connections would all go to the workers ready first, and keep-alive keeps them
-        there), closed above the worker count once no worker holds them."""
+        """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots whose
+        worker accepts or boots (fleet.accepting_slots), closed above the worker count once
+        no worker holds them."""
         state = self._state
         if state.phase in RUNNING:
-            workers = state.workers.values()
-            serving = {r.slot for r in workers if r.state is not WorkerState.DRAINING}
-            self._res.sockets.fit(state.desired, serving, {r.slot for r in workers})
+            accepting = accepting_slots(state, time.monotonic())
+            held = {record.slot for record in state.workers.values()}
+            self._res.sockets.fit(state.desired, accepting, held)
 
     def _execute(self, action: Action) -> Event | None:
         return self._executors[type(action)](action)

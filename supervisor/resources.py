@@ -29,7 +29,7 @@ from serve.supervisor.config_bind import parse_bind
 from serve.supervisor.config_loader import ConfigError, read_log_config
 from serve.supervisor.config_schema import Config
 from serve.supervisor.events import GenerationFailed, GenerationLoaded
-from serve.supervisor.fleet import Policy
+from serve.supervisor.fleet import Policy, heartbeat_interval_s
 from serve.supervisor.logsetup import apply_logging, logging_changed
 from serve.supervisor.notify import Notifier
 from serve.supervisor.pidfile import Pidfile
@@ -48,8 +48,6 @@ from serve.supervisor.watcher import Watcher
 
 logger = logging.getLogger("serve.master")
 
-# A worker reports this many times per worker_timeout, so one late tick is no verdict.
-HEARTBEATS_PER_TIMEOUT = 4
 # Keys a reload cannot apply: the master holds what they name for its whole life.
 _RESTART_KEYS = ("pidfile", "reload", "metrics")
 
@@ -129,7 +127,7 @@ class Sockets:
         """
         settings = replace(
             config.worker_settings(),
-            heartbeat_interval_s=min(1.0, config.worker_timeout / HEARTBEATS_PER_TIMEOUT),
+            heartbeat_interval_s=heartbeat_interval_s(config.worker_timeout),
             log_config=read_log_config(config.log_config) if config.log_config else None,
         )
         if self._inherited:

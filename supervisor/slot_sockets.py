@@ -14,9 +14,10 @@ Rules:
   one moves the last into its place. Sockets are bound in slot order and only ever closed
   from the top (the highest slot first), so index k in the kernel's array is slot k.
 - Steering: while a slot has no worker that accepts or boots (waiting out a crash loop's
-  backoff, its worker aborted or retired by TTOU or a smaller reload), a classic BPF
-  program on the group hashes new connections only to the other slots; it is detached
-  when every slot has one again, and the kernel's own hash decides.
+  backoff, its worker's loop blocked for two heartbeats, retired by TTOU or a smaller
+  reload: fleet.accepting_slots), a classic BPF program on the group hashes new
+  connections only to the other slots; it is detached when every slot has one again, and
+  the kernel's own hash decides. What queued on a slot before stays there for its worker.
   Closing a listening socket resets the connections queued on it (the kernel's
   tcp_migrate_req is off by default), so a slot above the worker count is closed only once
   no worker holds it any more, its worker having accepted what was queued when it drained.
@@ -125,12 +126,15 @@ class SlotGroup:
         wanted = None if serving in ((), everything) else serving
         if wanted == self._steered:
             return
-        first = self._listeners[0].sock
+        first, url = self._listeners[0].sock, self._listeners[0].url
         try:
             if wanted is None:
                 detach_steering(first)
+                logger.info("New connections on %s go to every slot again", url)
             else:
                 attach_steering(first, wanted)
+                shown = ", ".join(str(slot) for slot in wanted)
+                logger.info("New connections on %s go to slots %s only", url, shown)
         except OSError as exc:
             # Without steering a slot with no worker still gets its share, which waits for
             # the slot's next worker: slower, not lost.

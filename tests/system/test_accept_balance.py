@@ -253,3 +253,22 @@ def test_connections_made_while_the_second_worker_boots_still_reach_it(
             sock.close()
     assert len(counts) == 2
     assert min(counts.values()) >= 64 // 8
+
+
+def test_a_stopped_workers_slot_gets_no_new_connections_after_two_heartbeats(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "serve.yaml", app=APP, bind="127.0.0.1:0", workers=2, worker_timeout=60
+    )
+    serve = start_serve(config=config)
+    stopped, *_ = serve.worker_pids()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        serve.wait_log(f"New connections on http://127.0.0.1:{serve.port} go to slots . only")
+        counts = pids_of_a_burst(serve.port, 16)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    assert stopped not in counts
+    assert sum(counts.values()) == 16
+    serve.wait_log(f"New connections on http://127.0.0.1:{serve.port} go to every slot again")

@@ -1,12 +1,22 @@
-"""Per-slot SO_REUSEPORT sockets: real sockets on loopback, real kernel steering."""
+"""Per-slot SO_REUSEPORT sockets: real sockets on loopback, real kernel steering, and
+which slots the master steers to."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
+from serve.supervisor.fleet import (
+    Policy,
+    SlotRecord,
+    WorkerRecord,
+    WorkerState,
+    accepting_slots,
+    initial_state,
+)
 from serve.supervisor.slot_sockets import SlotGroup, attach_steering, detach_steering
 from serve.supervisor.sockets import BindError, bind_reuseport
 
@@ -91,3 +101,31 @@ def test_an_exclusive_bind_refuses_an_address_held_elsewhere() -> None:
         port = other.getsockname()[1]
         with pytest.raises(BindError, match=f"cannot bind 127.0.0.1:{port}: Address already"):
             bind_reuseport(f"127.0.0.1:{port}", 16, exclusive=True)
+
+
+def record(pid: int, slot: int, state: WorkerState, last_heartbeat: float) -> WorkerRecord:
+    return WorkerRecord(pid, slot, 1, state, 0.0, last_heartbeat)
+
+
+def test_accepting_slots_leave_out_a_late_loop_a_drain_and_a_backoff() -> None:
+    # worker_timeout 4 s: a heartbeat a second, two missed make a loop late.
+    state = initial_state(Policy(worker_timeout_s=4.0), 5)
+    workers = [
+        record(10, 0, WorkerState.READY, 99.0),
+        record(11, 1, WorkerState.READY, 97.5),  # 2.5 s late
+        record(12, 2, WorkerState.STARTING, 0.0),  # booting: keeps its share
+        record(13, 3, WorkerState.DRAINING, 99.0),  # aborted, replacement not forked yet
+    ]
+    state = replace(
+        state,
+        workers={r.pid: r for r in workers},
+        slots={
+            **state.slots,
+            0: SlotRecord(due=None),
+            1: SlotRecord(due=None),
+            2: SlotRecord(due=None),
+            3: SlotRecord(failures=3, due=100.4),  # a crash loop's backoff
+            4: SlotRecord(due=100.0),  # forked now
+        },
+    )
+    assert accepting_slots(state, 100.0) == {0, 2, 4}
