@@ -3,7 +3,7 @@
 Rules:
 - Each server runs bench.app:app with 2 workers under wrk (plaintext, keep-alive, one
   thread) at c64 and c256, in interleaved rounds: server A, server B, ... then the next
-  round, so a change in the machine's load hits all of them alike.
+  round in reverse order (ABBA), so a change in the machine's load hits all of them alike.
 - A worker's share is its part of the bytes the workers wrote over the run (wchar in
   /proc/PID/io): every response is the same size, so that is its part of the requests,
   whatever the server (CPU time is not: on a saturated machine every runnable worker gets
@@ -133,7 +133,8 @@ def run(
     rows = []
     for rnd in range(rounds):
         for concurrency in concurrencies:
-            for spec, cwd in servers:
+            # Every other round in reverse: no server always runs right after another.
+            for spec, cwd in servers if rnd % 2 == 0 else servers[::-1]:
                 row = measure(spec, cwd, concurrency, duration_s, rnd)
                 print(_line(row), flush=True)
                 rows.append(row)
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="serve,uvicorn", help="names from bench.servers")
     parser.add_argument("--tree", action="append", default=[], help="LABEL=PATH of a serve")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", default="64,256", help="wrk -c values")
     parser.add_argument("--duration", type=int, default=8, help="seconds per run")
     parser.add_argument("--base", default="uvicorn", help="the server ratios are taken to")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.tree:
         label, _, path = item.partition("=")
         chosen.append(_serve_at(label, Path(path).resolve()))
-    found = run(chosen, rounds=args.rounds, duration_s=args.duration)
+    concurrencies = tuple(int(value) for value in args.concurrency.split(","))
+    found = run(chosen, concurrencies, rounds=args.rounds, duration_s=args.duration)
     args.out.write_text(json.dumps([asdict(row) for row in found], indent=1) + "\n")
     print("\n".join(summary(found, args.base)))
     return 0
