@@ -64,7 +64,6 @@ from serve.supervisor.fleet import (
     RUNNING,
     Policy,
     SupervisorState,
-    accepting_slots,
     handed_over,
     initial_state,
 )
@@ -75,6 +74,7 @@ from serve.supervisor.process import reap_children, send_signal, wait_for
 from serve.supervisor.publisher import Publisher
 from serve.supervisor.resources import Resources
 from serve.supervisor.signals import SignalCatcher
+from serve.supervisor.slot_sockets import accepting_slots
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step
 from serve.supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
@@ -234,7 +234,7 @@ class _Master:
 
     def _fit_sockets(self) -> None:
         """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots whose
-        worker accepts or boots (fleet.accepting_slots), closed above the worker count once
+        worker accepts or boots (accepting_slots), closed above the worker count once
         no worker holds them."""
         state = self._state
         if state.phase in RUNNING:

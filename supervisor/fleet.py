@@ -37,8 +37,6 @@ STABLE_READY_S = 5.0
 CRASH_LOOP_FAILURES = 5
 # A worker reports this many times per worker_timeout, so one late tick is no verdict.
 HEARTBEATS_PER_TIMEOUT = 4
-# A worker this many heartbeats late has a loop that accepts nothing meanwhile.
-LATE_HEARTBEATS = 2
 
 
 class WorkerState(Enum):
@@ -286,24 +284,6 @@ def exit_line(record: WorkerRecord, exitcode: int, expected: bool) -> tuple[int,
 
 def heartbeat_interval_s(worker_timeout_s: float) -> float:
     return min(1.0, worker_timeout_s / HEARTBEATS_PER_TIMEOUT)
-
-
-def accepting_slots(state: SupervisorState, now: float) -> set[int]:
-    """The slots with a worker that accepts, or soon will: one forked or booting, or one
-    serving whose last heartbeat is recent (a blocked or stopped loop accepts nothing).
-    New connections are steered to these (supervisor/slot_sockets.py)."""
-    late_s = LATE_HEARTBEATS * heartbeat_interval_s(state.policy.worker_timeout_s)
-    accepting = {
-        record.slot
-        for record in state.workers.values()
-        if record.state is WorkerState.STARTING
-        or (record.state in SERVING_STATES and now - record.last_heartbeat <= late_s)
-    }
-    for number, slot in state.slots.items():
-        # Its worker is being forked (not one waiting out a crash loop's backoff).
-        if (slot.due is None or slot.due <= now) and occupant(state, number) is None:
-            accepting.add(number)
-    return accepting
 
 
 def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:

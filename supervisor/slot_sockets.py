@@ -15,13 +15,14 @@ Rules:
   from the top (the highest slot first), so index k in the kernel's array is slot k.
 - Steering: while a slot has no worker that accepts or boots (waiting out a crash loop's
   backoff, its worker's loop blocked for two heartbeats, retired by TTOU or a smaller
-  reload: fleet.accepting_slots), a classic BPF program on the group hashes new
+  reload: accepting_slots), a classic BPF program on the group hashes new
   connections only to the other slots; it is detached when every slot has one again, and
   the kernel's own hash decides. What queued on a slot before stays there for its worker.
   Closing a listening socket resets the connections queued on it (the kernel's
   tcp_migrate_req is off by default), so a slot above the worker count is closed only once
   no worker holds it any more, its worker having accepted what was queued when it drained.
-- No decisions here: the arbiter calls fit() with what state.step() decided.
+- The arbiter calls fit() after each step, with accepting_slots(): a pure query of the
+  master's state, like fleet.py's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ import socket
 import struct
 from collections.abc import Collection, Iterable, Sequence
 
+from serve.supervisor.fleet import (
+    SERVING_STATES,
+    SupervisorState,
+    WorkerState,
+    heartbeat_interval_s,
+    occupant,
+)
 from serve.supervisor.sockets import Listener, bind_alike, close_listeners
 
 logger = logging.getLogger("serve.master")
@@ -46,6 +54,8 @@ _LD_H_ABS, _ALU_MUL_K, _ALU_RSH_K, _ALU_MOD_K = 0x28, 0x24, 0x74, 0x94
 _JEQ_K, _RET_K, _RET_A = 0x15, 0x06, 0x16
 # The TCP source port sits right after an IP header without options.
 _SOURCE_PORT_OFFSET: dict[int, int] = {socket.AF_INET: 20, socket.AF_INET6: 40}
+# A worker this many heartbeats late has a loop that accepts nothing meanwhile.
+LATE_HEARTBEATS = 2
 # Knuth's multiplicative hash: Linux hands out ephemeral ports in steps of two, so the
 # port itself modulo the slot count would send one client's connections to one slot.
 _GOLDEN = 2654435761
@@ -82,6 +92,24 @@ def detach_steering(sock: socket.socket) -> None:
     # ENOENT: no program was attached.
     with contextlib.suppress(FileNotFoundError):
         sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
+
+
+def accepting_slots(state: SupervisorState, now: float) -> set[int]:
+    """The slots with a worker that accepts, or soon will: one forked or booting, or one
+    serving whose last heartbeat is recent (a blocked or stopped loop accepts nothing).
+    New connections are steered to these (supervisor/slot_sockets.py)."""
+    late_s = LATE_HEARTBEATS * heartbeat_interval_s(state.policy.worker_timeout_s)
+    accepting = {
+        record.slot
+        for record in state.workers.values()
+        if record.state is WorkerState.STARTING
+        or (record.state in SERVING_STATES and now - record.last_heartbeat <= late_s)
+    }
+    for number, slot in state.slots.items():
+        # Its worker is being forked (not one waiting out a crash loop's backoff).
+        if (slot.due is None or slot.due <= now) and occupant(state, number) is None:
+            accepting.add(number)
+    return accepting
 
 
 class SlotGroup:

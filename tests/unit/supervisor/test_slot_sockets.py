@@ -14,10 +14,14 @@ from serve.supervisor.fleet import (
     SlotRecord,
     WorkerRecord,
     WorkerState,
-    accepting_slots,
     initial_state,
 )
-from serve.supervisor.slot_sockets import SlotGroup, attach_steering, detach_steering
+from serve.supervisor.slot_sockets import (
+    SlotGroup,
+    accepting_slots,
+    attach_steering,
+    detach_steering,
+)
 from serve.supervisor.sockets import BindError, bind_reuseport
 
 CONNECTIONS = 64
