@@ -8,7 +8,7 @@ BENCH_ARGS  ?=
 # apt-get needs root; elsewhere go through sudo.
 BENCH_SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-preload bench-shedding
+.PHONY: bench bench-quick bench-venv bench-wrk bench-h2load bench-preload bench-shedding bench-balance
 
 $(BENCH_PY):
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -34,6 +34,12 @@ bench-h2load:
 bench: bench-venv bench-wrk bench-h2load
 	$(BENCH_PY) -m bench.run $(BENCH_ARGS)
 	$(BENCH_PY) -m bench.shedding
+	$(BENCH_PY) -m bench.balance
+
+# Each worker's share of the load with 2 workers, serve and uvicorn (about 3 minutes):
+# bench/balance.json; `BALANCE_ARGS="--tree old=../other-checkout"` adds another serve.
+bench-balance: bench-venv bench-wrk
+	$(BENCH_PY) -m bench.balance $(BALANCE_ARGS)
 
 # One serve worker at 3x its capacity, shedding off and on (about a minute): bench/SHEDDING.md.
 bench-shedding: bench-venv

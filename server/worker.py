@@ -5,7 +5,8 @@ Rules: runs after fork inside server.entry; talks to the master only through its
 and a last one before exiting so the master's totals hold every response) and hears from
 it only through signals (TERM/INT drain, QUIT stop, USR1 reopen the
 log file), handled by loop.add_signal_handler so that nothing runs inside a signal handler.
-Graceful drain follows Go: stop accepting, let every connection finish what the client may
+Graceful drain follows Go: stop accepting (after taking what is queued already: see
+take_queued), let every connection finish what the client may
 still be sending (responses say `Connection: close`, idle ones close at their keep-alive
 timeout, or at once when the master is gone), wait for the last one (an event, not a poll)
 up to graceful_timeout, then abort the rest. With TLS the listeners get the context built
@@ -22,7 +23,9 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
+from collections.abc import Callable
 
 from serve.server import channel as ch
 from serve.server.accesslog import AccessLogger
@@ -138,6 +141,8 @@ class Worker:
         # The tick goes on through the drain: idle connections still need their deadlines.
         self.ticker = loop.call_later(self.settings.heartbeat_interval_s, self.tick, ctx)
         await self.stop_requested.wait()
+        if self.stop_mode is StopMode.GRACEFUL:
+            await take_queued(self.listeners, factory, tls, self.settings.header_timeout_s)
         for server in servers:
             server.close()
         if self.stop_mode is StopMode.GRACEFUL:
@@ -249,3 +254,34 @@ class Worker:
             conn.abort()
         for task in list(ctx.tasks):
             task.cancel()
+
+
+async def take_queued(
+    listeners: list[socket.socket],
+    factory: Callable[[], asyncio.Protocol],
+    tls: ssl.SSLContext | None,
+    handshake_timeout_s: float,
+) -> None:
+    """Accept what is queued on our listeners before closing them, to be served like any
+    connection under a drain: a connection queued on a socket whose last descriptor closes
+    is reset, and a per-slot socket (accept_balance: reuseport) retired by the master is
+    closed once its worker is gone, no other worker accepting from it."""
+    loop = asyncio.get_running_loop()
+    accepted = []
+    for sock in listeners:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                break  # BlockingIOError: nothing more queued
+            accepted.append(conn)
+    await asyncio.gather(
+        *(
+            loop.connect_accepted_socket(
+                factory, conn, ssl=tls, ssl_handshake_timeout=handshake_timeout_s if tls else None
+            )
+            for conn in accepted
+        ),
+        # A client that left, or a failed handshake, costs only its own connection.
+        return_exceptions=True,
+    )

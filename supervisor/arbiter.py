@@ -60,7 +60,13 @@ from serve.supervisor.events import (
     Tick,
     WorkerMessageReceived,
 )
-from serve.supervisor.fleet import Policy, SupervisorState, handed_over, initial_state
+from serve.supervisor.fleet import (
+    RUNNING,
+    Policy,
+    SupervisorState,
+    handed_over,
+    initial_state,
+)
 from serve.supervisor.logsetup import apply_logging
 from serve.supervisor.pidfile import PidfileError
 from serve.supervisor.privileges import apply_umask
@@ -68,6 +74,7 @@ from serve.supervisor.process import reap_children, send_signal, wait_for
 from serve.supervisor.publisher import Publisher
 from serve.supervisor.resources import Resources
 from serve.supervisor.signals import SignalCatcher
+from serve.supervisor.slot_sockets import accepting_slots
 from serve.supervisor.sockets import BindError
 from serve.supervisor.state import next_deadline, step
 from serve.supervisor.upgrade import hand_over, inherited_metrics, take_back, takeover_from
@@ -220,8 +227,20 @@ class _Master:
         pending: deque[Event] = deque([event])
         while pending and self._exit_code is None:
             self._state, actions = step(self._state, pending.popleft(), time.monotonic())
+            # Before the actions: a worker told to stop has its slot steered away first.
+            self._fit_sockets()
             results = [result for action in actions if (result := self._execute(action))]
             pending.extendleft(reversed(results))
+
+    def _fit_sockets(self) -> None:
+        """Per-slot sockets follow the fleet (slot_sockets.py): steered to the slots whose
+        worker accepts or boots (accepting_slots), closed above the worker count once
+        no worker holds them."""
+        state = self._state
+        if state.phase in RUNNING:
+            accepting = accepting_slots(state, time.monotonic())
+            held = {record.slot for record in state.workers.values()}
+            self._res.sockets.fit(state.desired, accepting, held)
 
     def _execute(self, action: Action) -> Event | None:
         return self._executors[type(action)](action)

@@ -31,6 +31,7 @@ from serve.supervisor.config_shedding import SheddingSpec
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LogFormat = Literal["text", "json"]
+AcceptBalance = Literal["reuseport", "shared"]
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -133,7 +134,12 @@ class Config:
     )
     backlog: int = field(default=2048, metadata=_doc("listen(2) backlog of each socket"))
     reuse_port: bool = field(
-        default=False, metadata=_doc("set SO_REUSEPORT on TCP sockets before binding")
+        default=False,
+        metadata=_doc("let other processes bind the TCP addresses too (SO_REUSEPORT)"),
+    )
+    accept_balance: AcceptBalance = field(
+        default="reuseport",
+        metadata=_doc("reuseport: a TCP socket per worker, shared: one socket all workers share"),
     )
     socket_mode: int | None = field(
         default=None, metadata=_doc("permissions of unix sockets, octal like '0o660'; null: umask")

@@ -35,6 +35,8 @@ QUIT_GRACE_S = 2.0
 STABLE_READY_S = 5.0
 # A slot whose last this many workers died before they were stable is crash-looping.
 CRASH_LOOP_FAILURES = 5
+# A worker reports this many times per worker_timeout, so one late tick is no verdict.
+HEARTBEATS_PER_TIMEOUT = 4
 
 
 class WorkerState(Enum):
@@ -278,6 +280,10 @@ def exit_line(record: WorkerRecord, exitcode: int, expected: bool) -> tuple[int,
         return logging.INFO, f"worker {record.pid} stopped while booting ({text})"
     level = logging.INFO if expected and exitcode == 0 else logging.WARNING
     return level, f"worker {record.pid} {text}"
+
+
+def heartbeat_interval_s(worker_timeout_s: float) -> float:
+    return min(1.0, worker_timeout_s / HEARTBEATS_PER_TIMEOUT)
 
 
 def occupant(state: SupervisorState, slot: int) -> WorkerRecord | None:

@@ -19,24 +19,27 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from serve.server.settings import WorkerSettings
 from serve.supervisor.actions import CommitGeneration, DropGeneration, LoadGeneration
+from serve.supervisor.config_bind import parse_bind
 from serve.supervisor.config_loader import ConfigError, read_log_config
 from serve.supervisor.config_schema import Config
 from serve.supervisor.events import GenerationFailed, GenerationLoaded
-from serve.supervisor.fleet import Policy
+from serve.supervisor.fleet import Policy, heartbeat_interval_s
 from serve.supervisor.logsetup import apply_logging, logging_changed
 from serve.supervisor.notify import Notifier
 from serve.supervisor.pidfile import Pidfile
 from serve.supervisor.privileges import apply_umask
+from serve.supervisor.slot_sockets import SlotGroup
 from serve.supervisor.sockets import (
     BindError,
     Listener,
     bind_listeners,
+    bind_reuseport,
     close_listeners,
     inherited_from_systemd,
 )
@@ -45,8 +48,6 @@ from serve.supervisor.watcher import Watcher
 
 logger = logging.getLogger("serve.master")
 
-# A worker reports this many times per worker_timeout, so one late tick is no verdict.
-HEARTBEATS_PER_TIMEOUT = 4
 # Keys a reload cannot apply: the master holds what they name for its whole life.
 _RESTART_KEYS = ("pidfile", "reload", "metrics")
 
@@ -82,12 +83,17 @@ def _shown(url: str, config: Config) -> str:
 
 
 class Sockets:
-    """Every listening socket the master holds, by the bind string that named it."""
+    """Every listening socket the master holds, by the bind string that named it; a TCP
+    bind under accept_balance: reuseport holds one socket per worker slot (slot_sockets.py),
+    the first of which stands for the bind where one socket is asked for."""
 
     def __init__(
-        self, listeners: dict[str, Listener], inherited: bool, bind: tuple[str, ...]
+        self,
+        bound: tuple[dict[str, Listener], dict[str, SlotGroup]],
+        inherited: bool,
+        bind: tuple[str, ...],
     ) -> None:
-        self._listeners = listeners
+        self._listeners, self._groups = bound
         self._inherited = inherited
         # The bind the master started with: only a change from it deserves a warning.
         self._first_bind = bind
@@ -99,23 +105,19 @@ class Sockets:
         Raises BindError naming the address that failed.
         """
         inherited = inherited_from_systemd(os.environ)
-        if inherited is not None:
-            listeners = {listener.url: listener for listener in inherited}
-        else:
-            bound = bind_listeners(
-                config.bind,
-                config.backlog,
-                socket_mode=config.socket_mode,
-                reuse_port=config.reuse_port,
-            )
-            listeners = dict(zip(config.bind, bound, strict=True))
-        for listener in listeners.values():
+        bound = _adopted(inherited) if inherited is not None else _bind(config.bind, config)
+        for listener in bound[0].values():
             logger.info("Listening on %s", _shown(listener.url, config))
-        return cls(listeners, inherited is not None, config.bind)
+        return cls(bound, inherited is not None, config.bind)
 
     @property
     def listeners(self) -> list[Listener]:
-        return list(self._listeners.values())
+        """Every socket, each slot's included, in the order a new master adopts them."""
+        every: list[Listener] = []
+        for value, listener in self._listeners.items():
+            group = self._groups.get(value)
+            every += group.listeners if group is not None else [listener]
+        return every
 
     def prepare(self, config: Config) -> Generation:
         """The generation for `config`, binding its new addresses.
@@ -125,33 +127,50 @@ class Sockets:
         """
         settings = replace(
             config.worker_settings(),
-            heartbeat_interval_s=min(1.0, config.worker_timeout / HEARTBEATS_PER_TIMEOUT),
+            heartbeat_interval_s=heartbeat_interval_s(config.worker_timeout),
             log_config=read_log_config(config.log_config) if config.log_config else None,
         )
         if self._inherited:
             if config.bind != self._first_bind:
                 logger.warning("bind is not reloaded: the sockets were passed in by the parent")
             return Generation(config, settings, tuple(self._listeners))
-        new = [value for value in config.bind if value not in self._listeners]
-        bound = bind_listeners(
-            new, config.backlog, socket_mode=config.socket_mode, reuse_port=config.reuse_port
-        )
-        for value, listener in zip(new, bound, strict=True):
+        listeners, groups = _bind([v for v in config.bind if v not in self._listeners], config)
+        for listener in listeners.values():
             logger.info("Listening on %s", _shown(listener.url, config))
-            self._listeners[value] = listener
+        self._listeners.update(listeners)
+        self._groups.update(groups)
         return Generation(config, settings, tuple(dict.fromkeys(config.bind)))
 
-    def sockets(self, generation: Generation) -> list[socket.socket]:
-        return [self._listeners[value].sock for value in generation.binds]
+    def sockets(self, generation: Generation, slot: int | None) -> list[socket.socket]:
+        """What a worker of `generation` in `slot` accepts on (None: the sockets every
+        worker shares, for a preload template). Raises BindError for a new slot's socket."""
+        backlog = generation.config.backlog
+        every = []
+        for value in generation.binds:
+            group = self._groups.get(value)
+            if group is None:
+                every.append(self._listeners[value].sock)
+            elif slot is not None:
+                every.append(group.for_slot(slot, backlog))
+        return every
 
-    def others(self, generation: Generation) -> list[socket.socket]:
-        """The sockets `generation` does not use: its workers close their forked copies,
-        or a socket the master closes later would stay open (and unanswered) in them."""
-        return [
-            listener.sock
-            for value, listener in self._listeners.items()
-            if value not in generation.binds
-        ]
+    def others(self, generation: Generation, slot: int | None) -> list[socket.socket]:
+        """The sockets a child forked for `generation` and `slot` does not use: it closes
+        its copies, or a socket the master closes later would stay open (and unanswered)
+        in it."""
+        every = []
+        for value, listener in self._listeners.items():
+            group = self._groups.get(value)
+            if value not in generation.binds:
+                every += group.others(None) if group is not None else [listener.sock]
+            elif group is not None:
+                every += group.others(slot)
+        return every
+
+    def fit(self, desired: int, serving: Collection[int], held: Collection[int]) -> None:
+        """Per-slot sockets follow the fleet: see SlotGroup.fit."""
+        for group in self._groups.values():
+            group.fit(desired, serving, held)
 
     def keep_only(self, generations: Iterable[Generation]) -> None:
         """Close every socket that none of `generations` names."""
@@ -159,16 +178,61 @@ class Sockets:
         for value in [v for v in self._listeners if v not in used]:
             listener = self._listeners.pop(value)
             logger.info("Closing %s", listener.url)
-            close_listeners([listener])
+            group = self._groups.pop(value, None)
+            if group is not None:
+                group.close()
+            else:
+                close_listeners([listener])
 
     def stop_listening(self) -> None:
         """Close every socket; close() still removes the unix socket files we created."""
-        for listener in self._listeners.values():
+        for listener in self.listeners:
             listener.sock.close()
 
     def close(self, *, unlink: bool = True) -> None:
-        close_listeners(self._listeners.values(), unlink=unlink)
+        close_listeners(self.listeners, unlink=unlink)
         self._listeners.clear()
+        self._groups.clear()
+
+
+def _bind(
+    values: Iterable[str], config: Config
+) -> tuple[dict[str, Listener], dict[str, SlotGroup]]:
+    """Bind `values`: a TCP one under accept_balance: reuseport gets a socket for each of
+    `config.workers` slots. Raises BindError, holding nothing then."""
+    listeners: dict[str, Listener] = {}
+    groups: dict[str, SlotGroup] = {}
+    try:
+        for value in values:
+            if config.accept_balance == "reuseport" and parse_bind(value).kind == "tcp":
+                first = bind_reuseport(value, config.backlog, exclusive=not config.reuse_port)
+                groups[value] = SlotGroup([first])
+                groups[value].for_slot(config.workers - 1, config.backlog)
+                listeners[value] = first
+            else:
+                (listeners[value],) = bind_listeners(
+                    [value],
+                    config.backlog,
+                    socket_mode=config.socket_mode,
+                    reuse_port=config.reuse_port,
+                )
+    except BaseException:
+        for value, listener in listeners.items():
+            group = groups.get(value)
+            group.close() if group is not None else close_listeners([listener])
+        raise
+    return listeners, groups
+
+
+def _adopted(inherited: list[Listener]) -> tuple[dict[str, Listener], dict[str, SlotGroup]]:
+    """Inherited sockets by URL: several on one URL are the per-slot sockets an upgrading
+    master handed over, in slot order; a socket systemd passed stays one shared socket."""
+    by_url: dict[str, list[Listener]] = {}
+    for listener in inherited:
+        by_url.setdefault(listener.url, []).append(listener)
+    listeners = {url: same[0] for url, same in by_url.items()}
+    groups = {url: SlotGroup(same) for url, same in by_url.items() if len(same) > 1}
+    return listeners, groups
 
 
 class Resources:
@@ -239,6 +303,9 @@ class Resources:
         for key in _RESTART_KEYS:
             if any(getattr(old, key) != getattr(config, key) for old in previous):
                 logger.warning("%s changed: it takes effect at the next start or USR2", key)
+        if any(old.accept_balance != config.accept_balance for old in previous):
+            # A new master adopts the sockets as they are: only a new address, or a restart.
+            logger.warning("accept_balance changed: addresses bound from now on use it")
         if logging_changed(previous, config):
             error = apply_logging(config)
             if error is not None:

@@ -223,6 +223,50 @@ def _bind_tcp(spec: BindSpec, backlog: int, reuse_port: bool = False) -> Listene
     return Listener(sock=sock, url=_url(sock))
 
 
+def bind_reuseport(value: str, backlog: int, *, exclusive: bool) -> Listener:
+    """The first of a TCP bind's per-slot sockets (slot_sockets.py), SO_REUSEPORT set.
+
+    With `exclusive`, an address some other socket holds already is refused, as a plain
+    bind refuses it: a second server started by mistake must not take half the traffic.
+    Raises BindError.
+    """
+    spec = parse_bind(value)
+    try:
+        if exclusive and spec.port != 0:
+            _probe_free(spec)
+        return _bind_tcp(spec, backlog, reuse_port=True)
+    except OSError as exc:
+        raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from None
+
+
+def bind_alike(first: Listener, backlog: int) -> Listener:
+    """Another SO_REUSEPORT socket on the address and port `first` got. Raises BindError."""
+    family = first.sock.family
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(first.sock.getsockname())
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind {first.url}: {exc.strerror or exc}") from None
+    return Listener(sock=sock, url=first.url)
+
+
+def _probe_free(spec: BindSpec) -> None:
+    """Raise OSError if a socket holds the address: bound and closed at once, never
+    listening, as only a socket without SO_REUSEPORT sees the others."""
+    family, address = _resolve(spec)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind(address)
+
+
 def _resolve(spec: BindSpec) -> tuple[socket.AddressFamily, tuple[str, int]]:
     """The family and address for bind(); host names take their first address."""
     infos = socket.getaddrinfo(

@@ -11,7 +11,8 @@ Rules:
 - Master and template talk over a SOCK_SEQPACKET socketpair ("control"): the template
   sends WorkerReady once the app is imported (or WorkerBootFailed, and exits 4); the
   master sends one fork request per worker, a small JSON object with the worker's channel
-  attached (SCM_RIGHTS); the template answers each with the new worker's pid or why the
+  and its slot's own listening sockets attached (SCM_RIGHTS; the template holds only the
+  sockets all workers share); the template answers each with the new worker's pid or why the
   fork failed. The master closing its end (or SIGTERM) ends the template.
 - Workers must stay the master's children, for waitpid, exit codes and the death signal.
   So the template forks a middle process that forks the worker, answers the master and
@@ -53,6 +54,8 @@ logger = logging.getLogger("serve")
 
 # Larger than any request or answer on the control socket.
 CONTROL_MAX = 4096
+# A fork request carries the worker's channel and its slot's own sockets, one per address.
+MAX_FDS = 64
 
 
 def spawn_template(
@@ -121,25 +124,31 @@ class _Template:
         self.control.send(ch.encode(ch.WorkerReady()))
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self.control, CONTROL_MAX, 1)
+                data, fds, _, _ = socket.recv_fds(self.control, CONTROL_MAX, MAX_FDS)
             except ConnectionResetError:
                 return OK
             if not data:
                 return OK  # the master closed its end: this generation is over
-            if len(fds) != 1:
-                for fd in fds:
-                    os.close(fd)
+            if not fds:
                 continue
             request = json.loads(data)
-            channel = socket.socket(fileno=fds[0])
+            channel, *own = (socket.socket(fileno=fd) for fd in fds)
             try:
-                self.fork_worker(app, int(request["token"]), int(request["max_requests"]), channel)
+                limit = int(request["max_requests"])
+                self.fork_worker(app, int(request["token"]), limit, channel, own)
             finally:
-                channel.close()
+                for sock in (channel, *own):
+                    sock.close()
 
     def fork_worker(
-        self, app: ASGIApp, token: int, max_requests: int, channel: socket.socket
+        self,
+        app: ASGIApp,
+        token: int,
+        max_requests: int,
+        channel: socket.socket,
+        own: list[socket.socket],
     ) -> None:
+        """Fork a worker on the shared sockets and `own` (its slot's, from the master)."""
         settings = replace(self.settings, max_requests=max_requests)
         try:
             middle = os.fork()
@@ -147,18 +156,23 @@ class _Template:
             self.answer({"t": "fork_failed", "token": token, "reason": f"fork: {exc}"})
             return
         if middle == 0:
-            self.run_middle(app, token, settings, channel)
+            self.run_middle(app, token, settings, channel, [*self.listeners, *own])
         with contextlib.suppress(ChildProcessError):
             os.waitpid(middle, 0)
 
     def run_middle(
-        self, app: ASGIApp, token: int, settings: WorkerSettings, channel: socket.socket
+        self,
+        app: ASGIApp,
+        token: int,
+        settings: WorkerSettings,
+        channel: socket.socket,
+        listeners: list[socket.socket],
     ) -> NoReturn:
         code = OK
         try:
             pid = os.fork()
             if pid == 0:
-                self.run_worker(app, settings, channel)
+                self.run_worker(app, settings, channel, listeners)
             self.answer({"t": "forked", "token": token, "pid": pid})
         except BaseException as exc:
             with contextlib.suppress(BaseException):
@@ -167,7 +181,11 @@ class _Template:
         os._exit(code)
 
     def run_worker(
-        self, app: ASGIApp, settings: WorkerSettings, channel: socket.socket
+        self,
+        app: ASGIApp,
+        settings: WorkerSettings,
+        channel: socket.socket,
+        listeners: list[socket.socket],
     ) -> NoReturn:
         code = CRASH_EXIT_CODE
         try:
@@ -180,7 +198,7 @@ class _Template:
             else:
                 # Again in the worker: a log file is opened afresh (it may have been rotated).
                 prepare_process(settings)
-                code = serve(settings, app, self.listeners, channel)
+                code = serve(settings, app, listeners, channel)
         except BaseException:
             logger.exception("worker %d crashed", os.getpid())
         finally:

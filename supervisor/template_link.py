@@ -97,8 +97,11 @@ class TemplateLinks:
         self._selector.register(ours, selectors.EVENT_READ, functools.partial(self._readable, pid))
         return TemplateStarted(pid, action.generation)
 
-    def ask(self, spawn: Spawn, request_limit: int) -> SpawnFailed | None:
-        """Ask the generation's template for a worker: WorkerSpawned (or SpawnFailed) is
+    def ask(
+        self, spawn: Spawn, request_limit: int, listeners: Sequence[socket.socket]
+    ) -> SpawnFailed | None:
+        """Ask the generation's template for a worker that also accepts on `listeners` (its
+        slot's own sockets, sent with the request): WorkerSpawned (or SpawnFailed) is
         delivered with its answer; SpawnFailed now when the request cannot be sent."""
         pid = self._of_generation.get(spawn.generation)
         if pid is None:
@@ -110,7 +113,8 @@ class TemplateLinks:
         token = next(self._tokens)
         request = fork_request(token, request_limit)
         try:
-            socket.send_fds(self._controls[pid], [request], [theirs.fileno()])
+            fds = [theirs.fileno(), *(sock.fileno() for sock in listeners)]
+            socket.send_fds(self._controls[pid], [request], fds)
         except OSError as exc:
             ours.close()
             return SpawnFailed(spawn.slot, spawn.generation, f"template {pid}: {exc}")

@@ -23,6 +23,7 @@ from serve.supervisor.actions import Spawn, StartTemplate
 from serve.supervisor.events import Event, SpawnFailed, WorkerSpawned
 from serve.supervisor.process import spawn_worker
 from serve.supervisor.resources import Generation, Resources
+from serve.supervisor.sockets import BindError
 from serve.supervisor.template_link import TemplateLinks
 
 logger = logging.getLogger("serve.master")
@@ -51,8 +52,14 @@ class WorkerLinks:
         template was asked (the answer is delivered later)."""
         generation = self._res.generations[action.generation]
         settings = generation.settings_for_worker()
+        try:
+            listeners = self._res.sockets.sockets(generation, action.slot)
+        except BindError as exc:
+            return SpawnFailed(action.slot, action.generation, str(exc))
         if generation.config.preload:
-            return self._templates.ask(action, settings.max_requests)
+            own = self._res.sockets.sockets(generation, None)
+            slot_only = [sock for sock in listeners if sock not in own]
+            return self._templates.ask(action, settings.max_requests, slot_only)
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         except OSError as exc:
@@ -60,10 +67,10 @@ class WorkerLinks:
         try:
             pid = spawn_worker(
                 settings,
-                self._res.sockets.sockets(generation),
+                listeners,
                 theirs,
                 reset_child=self._reset_child,
-                close_in_child=[ours, *self._master_only(generation)],
+                close_in_child=[ours, *self._master_only(generation, action.slot)],
                 identity=generation.identity,
             )
         except OSError as exc:
@@ -76,8 +83,10 @@ class WorkerLinks:
 
     def start_template(self, action: StartTemplate) -> Event:
         generation = self._res.generations[action.generation]
-        listeners = self._res.sockets.sockets(generation)
-        return self._templates.start(action, generation, listeners, self._master_only(generation))
+        # The template holds the shared sockets only: each worker's own come with its fork.
+        listeners = self._res.sockets.sockets(generation, None)
+        master_only = self._master_only(generation, None)
+        return self._templates.start(action, generation, listeners, master_only)
 
     def read(self, pid: int) -> Iterator[ch.WorkerMessage]:
         """The messages waiting on worker `pid`'s channel, one datagram at a time."""
@@ -112,13 +121,13 @@ class WorkerLinks:
             sock.close()
         self._templates.close()
 
-    def _master_only(self, generation: Generation) -> list[socket.socket | int]:
+    def _master_only(self, generation: Generation, slot: int | None) -> list[socket.socket | int]:
         """The master's sockets and descriptors (the pidfile's lock) that a child forked for
-        `generation` closes."""
+        `generation` and `slot` (None: a template) closes."""
         return [
             *self._channels.values(),
             *self._templates.sockets(),
-            *self._res.sockets.others(generation),
+            *self._res.sockets.others(generation, slot),
             *(self._res.metrics.sockets() if self._res.metrics else ()),
             *((self._res.pidfile.lock_fd,) if self._res.pidfile else ()),
         ]

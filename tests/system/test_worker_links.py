@@ -114,9 +114,11 @@ def test_no_worker_holds_the_master_end_of_another_workers_channel(master: Maste
         assert isinstance(first_end, socket.socket)
         held = socket_inodes(second)
         assert os.fstat(first_end.fileno()).st_ino not in held
-        # The listener is the one socket a worker must share with the master.
-        listener = master.resources.sockets.listeners[0].sock
-        assert os.fstat(listener.fileno()).st_ino in held
+        # Its slot's listener is the one socket a worker must share with the master; the
+        # other slot's it must not hold (accept_balance: reuseport).
+        own, other = (item.sock for item in master.resources.sockets.listeners[1::-1])
+        assert os.fstat(own.fileno()).st_ino in held
+        assert os.fstat(other.fileno()).st_ino not in held
     finally:
         assert stop(second) == 0
         assert stop(first) == 0

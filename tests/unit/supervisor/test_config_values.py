@@ -102,6 +102,10 @@ def test_modes_from_env_flags_and_keywords() -> None:
             "conf.yaml:1:7: user: expected a name or a numeric id, or null, got -1",
         ),
         ("reuse_port: 1\n", "conf.yaml:1:13: reuse_port: expected true or false, got 1"),
+        (
+            "accept_balance: fair\n",
+            "conf.yaml:1:17: accept_balance: expected one of 'reuseport', 'shared', got 'fair'",
+        ),
         ("bind: fd://x\n", "conf.yaml:1:7: bind: expected a file descriptor number in 'fd://x'"),
         ("bind: [fd://3, fd://3]\n", "conf.yaml:1:16: bind[1]: duplicate address 'fd://3'"),
     ],
