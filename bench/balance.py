@@ -124,6 +124,15 @@ def measure(spec: ServerSpec, cwd: Path, concurrency: int, duration_s: int, rnd:
     )
 
 
+def measure_shares(workers: int, concurrency: int, duration_s: float) -> tuple[float, ...]:
+    """What `make bench`'s targets table asks (bench/shares.py): serve's workers' shares in
+    one run at `concurrency`, largest first."""
+    if workers != 2:
+        raise ValueError(f"bench.balance runs 2 workers, not {workers}")
+    row = measure(SERVERS["serve"], ROOT, concurrency, max(1, round(duration_s)), 0)
+    return row.shares
+
+
 def run(
     servers: list[tuple[ServerSpec, Path]],
     concurrencies: tuple[int, ...] = (64, 256),
