@@ -123,17 +123,7 @@ class Worker:
         if self.settings.shedding is not None:
             ctx.load = LoadShedder(ctx, self.settings.shedding, loop)
         factory = (lambda: ProtocolDispatch(ctx)) if http2 else (lambda: H1Connection(ctx))
-        servers = [
-            await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=self.settings.backlog,
-                ssl=tls,
-                # The handshake comes before the request head and has the same deadline.
-                ssl_handshake_timeout=self.settings.header_timeout_s if tls else None,
-            )
-            for sock in self.listeners
-        ]
+        servers = await open_servers(self.listeners, factory, tls, self.settings)
         # Asked while serving: once a server is closed, uvloop's wait_closed() returns at
         # once instead of waiting for the connections it accepted.
         closed = [asyncio.ensure_future(server.wait_closed()) for server in servers]
@@ -254,6 +244,26 @@ class Worker:
             conn.abort()
         for task in list(ctx.tasks):
             task.cancel()
+
+
+async def open_servers(
+    listeners: list[socket.socket],
+    factory: Callable[[], asyncio.Protocol],
+    tls: ssl.SSLContext | None,
+    settings: WorkerSettings,
+) -> list[asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    return [
+        await loop.create_server(
+            factory,
+            sock=sock,
+            backlog=settings.backlog,
+            ssl=tls,
+            # The handshake comes before the request head and has the same deadline.
+            ssl_handshake_timeout=settings.header_timeout_s if tls else None,
+        )
+        for sock in listeners
+    ]
 
 
 async def take_queued(
