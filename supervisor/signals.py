@@ -94,8 +94,15 @@ class SignalCatcher:
         self._close()
 
     def reset_in_child(self) -> None:
-        """In a forked worker: default dispositions, no wakeup fd, no copy of the pipe."""
-        self._restore_handlers()
+        """In a forked worker: default dispositions, no wakeup fd, no copy of the pipe.
+
+        As exec would: a signal ignored before the master caught it (`nohup` ignores SIGHUP)
+        stays ignored, and every other goes back to its default, not to the handler of a
+        program that embeds serve.run(): a worker running that handler would never drain.
+        """
+        for signum, original in self._originals.items():
+            signal.signal(signum, _child_disposition(signum, original))
+        self._originals.clear()
         signal.set_wakeup_fd(-1)
         self._close()
 
@@ -120,3 +127,9 @@ class SignalCatcher:
         tb: TracebackType | None,
     ) -> None:
         self.restore()
+
+
+def _child_disposition(signum: signal.Signals, original: _Handler) -> _Handler:
+    if original is signal.SIG_IGN:
+        return original
+    return signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL

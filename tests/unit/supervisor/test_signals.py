@@ -76,3 +76,31 @@ def test_a_forked_worker_gets_default_handlers_and_no_wakeup_fd() -> None:
         signal.raise_signal(signal.SIGUSR2)
         assert readable(catcher.wakeup_fd)
         assert signal.SIGUSR2 in catcher.drain()
+
+
+def test_a_forked_worker_gets_defaults_even_where_the_embedding_program_had_handlers() -> None:
+    # serve.run() called from a program that handles SIGTERM and SIGHUP itself: its workers
+    # must not run that program's handlers (they would never drain on TERM).
+    def program_handler(signum: int, frame: object) -> None:
+        del signum, frame
+
+    saved = {
+        signum: signal.signal(signum, program_handler) for signum in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        with SignalCatcher() as catcher:
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    catcher.reset_in_child()
+                    dispositions = [signal.getsignal(signum) for signum in HANDLED_SIGNALS]
+                    code = 2 if program_handler in dispositions else 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        assert signal.getsignal(signal.SIGTERM) is program_handler
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
