@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -55,6 +56,24 @@ def test_original_handlers_and_wakeup_fd_are_restored() -> None:
         os.close(write_fd)
 
 
+@pytest.fixture
+def python_defaults() -> Iterator[None]:
+    """Python's own start-up dispositions, whatever this run inherited: a shell starting
+    the suite in the background without job control ignores SIGINT and SIGQUIT, which
+    workers keep ignored (see the nohup test below)."""
+    saved = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, _python_default(signum))
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def _python_default(signum: signal.Signals) -> object:
+    return signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+
+
+@pytest.mark.usefixtures("python_defaults")
 def test_a_forked_worker_gets_default_handlers_and_no_wakeup_fd() -> None:
     with SignalCatcher() as catcher:
         pid = os.fork()
@@ -78,6 +97,7 @@ def test_a_forked_worker_gets_default_handlers_and_no_wakeup_fd() -> None:
         assert signal.SIGUSR2 in catcher.drain()
 
 
+@pytest.mark.usefixtures("python_defaults")
 def test_a_forked_worker_gets_defaults_even_where_the_embedding_program_had_handlers() -> None:
     # serve.run() called from a program that handles SIGTERM and SIGHUP itself: its workers
     # must not run that program's handlers (they would never drain on TERM).
@@ -104,3 +124,21 @@ def test_a_forked_worker_gets_defaults_even_where_the_embedding_program_had_hand
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.usefixtures("python_defaults")
+def test_a_signal_ignored_before_the_master_started_stays_ignored_in_its_workers() -> None:
+    # `nohup serve ...`: the terminal's hang-up must not kill the workers either.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with SignalCatcher() as catcher:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                catcher.reset_in_child()
+                ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+                code = 0 if ignored and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
