@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -73,24 +73,32 @@ def _python_default(signum: signal.Signals) -> object:
     return signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
 
 
+def reset_child_passes(catcher: SignalCatcher, check: Callable[[], bool]) -> bool:
+    """Fork; in the child, reset as a worker does and exit with whether `check` holds."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            catcher.reset_in_child()
+            code = 0 if check() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _all_default() -> bool:
+    defaults = all(
+        signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
+        for signum in HANDLED_SIGNALS
+    )
+    return defaults and signal.set_wakeup_fd(-1) == -1
+
+
 @pytest.mark.usefixtures("python_defaults")
 def test_a_forked_worker_gets_default_handlers_and_no_wakeup_fd() -> None:
     with SignalCatcher() as catcher:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                catcher.reset_in_child()
-                defaults = all(
-                    signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
-                    for signum in HANDLED_SIGNALS
-                )
-                no_wakeup = signal.set_wakeup_fd(-1) == -1
-                code = 0 if defaults and no_wakeup else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert reset_child_passes(catcher, _all_default)
         # The child closing its copies leaves the master's pipe working.
         signal.raise_signal(signal.SIGUSR2)
         assert readable(catcher.wakeup_fd)
@@ -104,41 +112,21 @@ def test_a_forked_worker_gets_defaults_even_where_the_embedding_program_had_hand
     def program_handler(signum: int, frame: object) -> None:
         del signum, frame
 
-    saved = {
-        signum: signal.signal(signum, program_handler) for signum in (signal.SIGTERM, signal.SIGHUP)
-    }
-    try:
-        with SignalCatcher() as catcher:
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    catcher.reset_in_child()
-                    dispositions = [signal.getsignal(signum) for signum in HANDLED_SIGNALS]
-                    code = 2 if program_handler in dispositions else 0
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
-        assert signal.getsignal(signal.SIGTERM) is program_handler
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+    signal.signal(signal.SIGTERM, program_handler)
+    signal.signal(signal.SIGHUP, program_handler)
+    with SignalCatcher() as catcher:
+        assert reset_child_passes(catcher, _all_default)
+    assert signal.getsignal(signal.SIGTERM) is program_handler
 
 
 @pytest.mark.usefixtures("python_defaults")
 def test_a_signal_ignored_before_the_master_started_stays_ignored_in_its_workers() -> None:
     # `nohup serve ...`: the terminal's hang-up must not kill the workers either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def hup_ignored_term_default() -> bool:
+        ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        return ignored and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
     with SignalCatcher() as catcher:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                catcher.reset_in_child()
-                ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
-                code = 0 if ignored and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert reset_child_passes(catcher, hup_ignored_term_default)
