@@ -17,6 +17,7 @@ from serve.server.access_buffer import PIPE_BUF, AccessBuffer, line_pieces
 from serve.server.accesslog import AccessLogger
 from serve.server.logs import ACCESS_LOGGER_NAME, LOGGER_NAME, configure_logging, log_stream_fd
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
+from tests.unit.server.access_scope import log_request
 
 TEXT_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 DURATION = re.compile(r'"duration_ms": ([0-9.]+)')
@@ -51,7 +52,7 @@ def lines_both_ways(tmp_path: Path, fmt: str, json_lines: bool) -> tuple[list[st
     configure_logging("info", kind, log_file=str(slow_path))
     slow = AccessLogger(fmt, json=json_lines)
     for request in REQUESTS:
-        slow.log(*request)
+        log_request(slow, *request)
     configure_logging("info", kind, log_file=str(fast_path))
     fd_of = log_stream_fd()
     assert fd_of is not None
@@ -59,23 +60,27 @@ def lines_both_ways(tmp_path: Path, fmt: str, json_lines: bool) -> tuple[list[st
     async def fast_lines() -> None:
         fast = AccessLogger(fmt, json=json_lines, out=AccessBuffer(fd_of, 65536, 60.0))
         for request in REQUESTS:
-            fast.log(*request)
+            log_request(fast, *request)
         fast.flush()
 
     asyncio.run(fast_lines())
     return slow_path.read_text().splitlines(), fast_path.read_text().splitlines()
 
 
+# Formats a JSON line's message is rendered straight into JSON for (strings shown as they
+# are), then formats it is rendered for and then escaped (a repr, widths on strings).
+FORMATS = [
+    DEFAULT_ACCESS_LOG_FORMAT,
+    "%(method)s %(path)s %(status)d",
+    "%(status)s",
+    '\\ "quoted" \t %(request_line)s %(status)5d %(bytes)-4d|%(duration_ms)08.2f',
+    "100%% %(client)s %%(path)s %(path)r %(status)s%%",
+    "%(path)-12s|%(client)30s %(status)03d %(method).2s",
+]
+
+
 @pytest.mark.usefixtures("restore_loggers")
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        DEFAULT_ACCESS_LOG_FORMAT,
-        "%(method)s %(path)s %(status)d",
-        "%(status)s",
-        "100%% %(client)s %%(path)s %(path)r %(status)s%%",
-    ],
-)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_text_line_is_the_line_logging_writes(tmp_path: Path, fmt: str) -> None:
     slow, fast = lines_both_ways(tmp_path, fmt, json_lines=False)
     assert len(fast) == len(REQUESTS)
@@ -111,6 +116,20 @@ def test_a_json_line_is_the_line_logging_writes(tmp_path: Path) -> None:
     assert entry["request_line"] == 'G\\x1bET /a\\x0d\\x0a"forged"?x=\\x00\\ HTTP/2'
     assert entry["path"] == '/a\\x0d\\x0a"forged"'
     assert (entry["status"], entry["bytes"], entry["duration_ms"]) == (500, 7, 1500.0)
+
+
+@pytest.mark.usefixtures("restore_loggers")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_json_line_in_any_format_is_the_line_logging_writes(tmp_path: Path, fmt: str) -> None:
+    slow, fast = lines_both_ways(tmp_path, fmt, json_lines=True)
+    assert len(fast) == len(REQUESTS)
+    assert [DURATION.sub("", JSON_STAMP.sub("", line)) for line in fast] == [
+        DURATION.sub("", JSON_STAMP.sub("", line)) for line in slow
+    ]
+    messages = [json.loads(line)["msg"] for line in fast]
+    assert messages == [json.loads(line)["msg"] for line in slow]
+    if fmt == FORMATS[3]:
+        assert messages[2].startswith('\\ "quoted" \t G\\x1bET /a\\x0d\\x0a"forged"?x=')
 
 
 def test_pieces_end_at_line_ends_and_stay_within_the_limit() -> None:
@@ -280,7 +299,7 @@ def test_remembered_clients_and_methods_start_again_and_lines_stay_right(
             "%(client)s %(method)s", json=json_lines, out=AccessBuffer(fd_of, 65536, 60.0)
         )
         for client, method in [*requests, *requests[:3]]:
-            access.log(client, method, "/", "1.1", 200, 0, 0.001)
+            log_request(access, client, method, "/", "1.1", 200, 0, 0.001)
         access.flush()
 
     asyncio.run(write_lines())

@@ -26,6 +26,7 @@ from serve.server.logs import (
 )
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 from tests.conftest import ROOT
+from tests.unit.server.access_scope import log_request
 
 TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(?P<pid>\d+)\] (?P<level>[A-Z]+) (?P<name>[\w.]+): "
@@ -192,8 +193,8 @@ def use_formatter(formatter: logging.Formatter) -> None:
 def test_access_line_default_format(access_stream: io.StringIO) -> None:
     use_formatter(logging.Formatter("%(message)s"))
     access = AccessLogger(DEFAULT_ACCESS_LOG_FORMAT, json=False)
-    access.log(("127.0.0.1", 51234), "GET", "/items?q=%20x", "1.1", 200, 1234, 0.0125)
-    access.log(None, "POST", "/upload", "1.0", 413, 0, 0.0004)
+    log_request(access, ("127.0.0.1", 51234), "GET", "/items?q=%20x", "1.1", 200, 1234, 0.0125)
+    log_request(access, None, "POST", "/upload", "1.0", 413, 0, 0.0004)
     assert access_stream.getvalue().splitlines() == [
         '127.0.0.1:51234 - "GET /items?q=%20x HTTP/1.1" 200 1234 12.5ms',
         '- - "POST /upload HTTP/1.0" 413 0 0.4ms',
@@ -203,7 +204,8 @@ def test_access_line_default_format(access_stream: io.StringIO) -> None:
 def test_access_line_escapes_control_characters(access_stream: io.StringIO) -> None:
     use_formatter(logging.Formatter("%(message)s"))
     access = AccessLogger("%(method)s %(path)s %(request_line)s", json=False)
-    access.log(("::1", 1), "G\x1bET", "/a\r\n127.0.0.1 - forged?x=\x00", "1.1", 200, 0, 0.0)
+    target = "/a\r\n127.0.0.1 - forged?x=\x00"
+    log_request(access, ("::1", 1), "G\x1bET", target, "1.1", 200, 0, 0.0)
     [line] = access_stream.getvalue().splitlines()
     assert line == (
         "G\\x1bET /a\\x0d\\x0a127.0.0.1 - forged "
@@ -214,7 +216,7 @@ def test_access_line_escapes_control_characters(access_stream: io.StringIO) -> N
 def test_access_line_in_json_has_the_fields(access_stream: io.StringIO) -> None:
     use_formatter(JsonFormatter())
     access = AccessLogger(DEFAULT_ACCESS_LOG_FORMAT, json=True)
-    access.log(("10.0.0.1", 40000), "GET", "/p?x=\n", "1.1", 404, 9, 0.002)
+    log_request(access, ("10.0.0.1", 40000), "GET", "/p?x=\n", "1.1", 404, 9, 0.002)
     entry = json.loads(access_stream.getvalue())
     assert entry["logger"] == "serve.access"
     assert entry["level"] == "INFO"
