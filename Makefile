@@ -39,8 +39,8 @@ run: venv
 	$(BIN)/serve -c configs/example.yaml
 
 lint: dev-venv
-	$(BIN)/ruff check serve server supervisor tests examples requirements
-	$(BIN)/ruff format --check serve server supervisor tests examples requirements
+	$(BIN)/ruff check serve server supervisor tests examples requirements bench
+	$(BIN)/ruff format --check serve server supervisor tests examples requirements bench
 	$(BIN)/mypy
 
 # The first lines of a test run name the lock and the versions that matter most, so a red run

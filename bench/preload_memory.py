@@ -154,7 +154,7 @@ def _measure(label: str, build: Command, preload: bool, log: Path) -> Sample:
 
 def _table(results: dict[str, list[Sample]]) -> str:
     def median(samples: list[Sample], name: str) -> float:
-        return statistics.median(getattr(sample, name) for sample in samples)
+        return float(statistics.median(getattr(sample, name) for sample in samples))
 
     base = median(results["serve"], "uss")
     lines = [
