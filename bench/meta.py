@@ -48,7 +48,8 @@ def describe(
         tools=", ".join(tools),
         command=shlex.join([_relative(sys.executable), "-m", "bench.run", *argv]),
         method=(
-            f"{o.runs} interleaved runs per cell; each run is {load} for {o.duration}s"
+            f"{o.runs} interleaved run{'' if o.runs == 1 else 's'} per cell; each run is {load}"
+            f" for {o.duration}s"
             + (f" after a {o.warmup}s warm-up per scenario and server, " if o.warmup else ", ")
             + f"{threads}; a run during which other processes used "
             f"{machine.QUIET_PCT:.0f}% of the CPUs or more is redone up to {o.retry_noisy} "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -263,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bench = Bench(options)
     minutes = bench.estimate_s() / 60
-    _progress(f"bench: {bench.total} load runs, about {minutes:.0f} min; logs in {bench.logs}")
+    _progress(
+        f"bench: {bench.total} load runs, about {minutes:.0f} min; server logs in {bench.logs}"
+        " (removed after a run without failures)"
+    )
     try:
         bench.run()
         found = bench.worker_shares()
@@ -271,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.cut = "interrupted by the user"
         found = shares.Shares(missing="the run was interrupted")
     _write(bench, found, args)
-    return 1 if bench.failures or bench.cut else 0
+    if bench.failures or bench.cut:
+        _progress(f"bench: server logs kept in {bench.logs}")
+        return 1
+    # The access-log variants write hundreds of MiB of lines per run.
+    shutil.rmtree(bench.logs, ignore_errors=True)
+    return 0
 
 
 def _write(bench: Bench, found: shares.Shares, args: list[str]) -> None:

@@ -5,6 +5,7 @@ missing (the test venv holds no peer)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,8 @@ def test_a_smoke_run_measures_serve_and_states_every_target(tmp_path: Path) -> N
         ("serve", "h2"),
     }
     assert all(s["rps"] > 0 and s["errors"] == 0 for s in samples)
+    assert "- Method: 1 interleaved run per cell; " in report
+    # The servers' logs (access lines by the hundred MiB in a full run) go with a clean run.
+    logs = re.search(r"server logs in (\S+) ", done.stderr)
+    assert logs is not None
+    assert not Path(logs.group(1)).exists()
