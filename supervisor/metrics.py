@@ -18,12 +18,16 @@ Rules:
 - USR2: the listener goes to the new master with the app's sockets (handover()), so the
   address never stops answering. Both masters accept on it until the new one takes over;
   then the old one closes its copy (suspend()) and lets its clients finish.
+- At the master's exit (close()) the clients it accepted are answered, blocking for at most
+  FINISH_S in all: one accepted in the loop's last turn (a probe during an upgrade) would
+  otherwise see its connection closed without an answer.
 - The collectors run inside the loop; a failure in one is a 500 for that scrape, logged,
   never the master's death.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -44,6 +48,8 @@ from serve.supervisor.sockets import BindError, Listener, adopt_fd, bind_one, cl
 logger = logging.getLogger("serve.master")
 
 CLIENT_TIMEOUT_S = 5.0
+# At the master's exit, what the clients it accepted get, in all, to be answered.
+FINISH_S = 1.0
 MAX_CLIENTS = 16
 MAX_HEAD_BYTES = 8192
 BACKLOG = 64
@@ -204,14 +210,32 @@ class MetricsServer:
         close_listeners([listener])
 
     def close(self) -> None:
-        """Close every socket (the selector is closed, or about to be)."""
+        """Close every socket (the selector is closed, or about to be). The clients already
+        accepted are answered first, within FINISH_S in all."""
         self._selector = None
-        for client in self._clients:
-            client.sock.close()
-        self._clients.clear()
         if self._listener is not None:
             close_listeners([self._listener])
             self._listener = None
+        deadline = time.monotonic() + FINISH_S
+        for client in self._clients:
+            with contextlib.suppress(OSError):
+                self._finish(client, deadline)
+            client.sock.close()
+        self._clients.clear()
+
+    def _finish(self, client: _Client, deadline: float) -> None:
+        """The rest of `client`'s request and its whole answer, blocking until `deadline`."""
+        sock = client.sock
+        while client.out is None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            data = sock.recv(_RECV_BYTES)
+            if not data:
+                return
+            found = self._take(client, data)
+            if found is not None:
+                client.out = found[0].encode(found[1])
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.sendall(client.out)
 
     def _accept(self, mask: int) -> None:
         while self._listener is not None:
@@ -257,19 +281,24 @@ class MetricsServer:
         if not data:
             self._drop(client)
             return
+        found = self._take(client, data)
+        if found is not None:
+            self._respond(client, *found)
+
+    def _take(self, client: _Client, data: bytes) -> tuple[Answer, bool] | None:
+        """The answer, and whether it is to a HEAD, once `data` ends the request head."""
         client.head += data
         end = client.head.find(b"\r\n\r\n")
         if end < 0:
             if len(client.head) > MAX_HEAD_BYTES:
-                self._respond(client, Answer(431, b"request head too large\n"), False)
-            return
+                return Answer(431, b"request head too large\n"), False
+            return None
         request = parse_head(client.head[:end])
         if request is None:
-            self._respond(client, Answer(400, b"bad request\n"), False)
-            return
+            return Answer(400, b"bad request\n"), False
         method, target, accept = request
         assert self._endpoints is not None
-        self._respond(client, self._endpoints.answer(method, target, accept), method == "HEAD")
+        return self._endpoints.answer(method, target, accept), method == "HEAD"
 
     def _respond(self, client: _Client, answer: Answer, head_only: bool) -> None:
         client.out = answer.encode(head_only)

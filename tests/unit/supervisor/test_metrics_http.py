@@ -238,6 +238,27 @@ def test_a_handed_over_listener_is_adopted_and_suspend_closes_only_our_copy(
         successor.close()
 
 
+def test_clients_accepted_before_the_master_exits_get_their_answer(master: Master) -> None:
+    # The master's last loop turn can accept a client (a probe during a USR2 upgrade) that
+    # it never reads: its exit answers it rather than closing it unanswered.
+    whole, partial, silent = master.connect(), master.connect(), master.connect()
+    master.pump(lambda: len(master.server.sockets()) == 4)
+    partial.sendall(b"GET /readyz HTTP/1.1\r\n")
+    master.pump(lambda: not closed(partial))
+    whole.sendall(b"GET /readyz HTTP/1.1\r\n\r\n")
+    partial.sendall(b"Host: x\r\n\r\n")
+    master.server.close()
+    assert master.server.sockets() == []
+    for sock in (whole, partial):
+        chunks: list[bytes] = []
+        wait_until(lambda sock=sock, chunks=chunks: closed(sock, chunks))
+        assert split(b"".join(chunks))[:3:2] == (200, b"ready\n")
+    # Silent until the exit: closed, not waited for beyond the bound.
+    wait_until(lambda: closed(silent))
+    for sock in (whole, partial, silent):
+        sock.close()
+
+
 def test_binding_a_taken_address_is_a_bind_error(master: Master) -> None:
     with pytest.raises(BindError, match=f"metrics.bind: cannot bind 127.0.0.1:{master.port}"):
         MetricsServer(f"127.0.0.1:{master.port}")
