@@ -225,13 +225,14 @@ def _bind(
 
 
 def _adopted(inherited: list[Listener]) -> tuple[dict[str, Listener], dict[str, SlotGroup]]:
-    """Inherited sockets by URL: several on one URL are the per-slot sockets an upgrading
-    master handed over, in slot order; a socket systemd passed stays one shared socket."""
+    """Inherited sockets by URL: the per-slot sockets an upgrading master handed over are
+    a group again, in slot order (a group of one included); a socket systemd passed stays
+    one shared socket."""
     by_url: dict[str, list[Listener]] = {}
     for listener in inherited:
         by_url.setdefault(listener.url, []).append(listener)
     listeners = {url: same[0] for url, same in by_url.items()}
-    groups = {url: SlotGroup(same) for url, same in by_url.items() if len(same) > 1}
+    groups = {url: SlotGroup(same) for url, same in by_url.items() if len(same) > 1 or same[0].slot}
     return listeners, groups
 
 

@@ -24,7 +24,7 @@ import os
 import socket
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 from serve.supervisor.config_bind import BindSpec, parse_bind
@@ -34,8 +34,10 @@ logger = logging.getLogger("serve.master")
 # sd_listen_fds(3): passed descriptors start right after stdin, stdout and stderr.
 LISTEN_FDS_START = 3
 _LISTEN_VARS = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-# LISTEN_FDNAMES entry marking a socket one serve master handed to the next.
+# LISTEN_FDNAMES entries marking a socket one serve master handed to the next: a shared
+# one, or one of an address's per-slot sockets (alone on its address, it looks shared).
 _OWN_NAME = "serve"
+_SLOT_NAME = "serve-slot"
 
 
 class BindError(Exception):
@@ -50,6 +52,8 @@ class Listener:
     # Set for unix sockets: the inode we created, so close only removes our own file.
     unix_path: str | None = None
     unix_inode: int = 0
+    # One of an address's per-slot sockets (slot_sockets.py).
+    slot: bool = False
 
 
 def bind_listeners(
@@ -89,10 +93,11 @@ def bind_one(
         raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from None
 
 
-def adopt_fd(fd: int, backlog: int, *, owned: bool = False) -> Listener:
+def adopt_fd(fd: int, backlog: int, *, owned: bool = False, slot: bool = False) -> Listener:
     """A Listener for inherited descriptor `fd`; listen() on it if the parent did not.
 
-    `owned` marks a unix socket whose file we remove at close (one serve handed us).
+    `owned` marks a unix socket whose file we remove at close (one serve handed us), `slot`
+    a per-slot socket.
     """
     try:
         sock = socket.socket(fileno=fd)
@@ -114,7 +119,7 @@ def adopt_fd(fd: int, backlog: int, *, owned: bool = False) -> Listener:
     except BaseException:
         sock.close()
         raise
-    return Listener(sock=sock, url=url)
+    return Listener(sock=sock, url=url, slot=slot)
 
 
 def inherited_from_systemd(environ: Mapping[str, str]) -> list[Listener] | None:
@@ -137,9 +142,16 @@ def inherited_from_systemd(environ: Mapping[str, str]) -> list[Listener] | None:
     listeners: list[Listener] = []
     try:
         for index in range(int(count_text)):
-            owned = index < len(names) and names[index] == _OWN_NAME
+            name = names[index] if index < len(names) else ""
             # The manager's sockets listen already; the backlog only serves one that does not.
-            listeners.append(adopt_fd(LISTEN_FDS_START + index, socket.SOMAXCONN, owned=owned))
+            listeners.append(
+                adopt_fd(
+                    LISTEN_FDS_START + index,
+                    socket.SOMAXCONN,
+                    owned=name in (_OWN_NAME, _SLOT_NAME),
+                    slot=name == _SLOT_NAME,
+                )
+            )
     except BaseException:
         close_listeners(listeners, unlink=False)
         raise
@@ -151,7 +163,7 @@ def listener_fds_env(listeners: Sequence[Listener], pid: int) -> dict[str, str]:
     return {
         "LISTEN_PID": str(pid),
         "LISTEN_FDS": str(len(listeners)),
-        "LISTEN_FDNAMES": ":".join(_OWN_NAME for _ in listeners),
+        "LISTEN_FDNAMES": ":".join(_SLOT_NAME if one.slot else _OWN_NAME for one in listeners),
     }
 
 
@@ -234,7 +246,7 @@ def bind_reuseport(value: str, backlog: int, *, exclusive: bool) -> Listener:
     try:
         if exclusive and spec.port != 0:
             _probe_free(spec)
-        return _bind_tcp(spec, backlog, reuse_port=True)
+        return replace(_bind_tcp(spec, backlog, reuse_port=True), slot=True)
     except OSError as exc:
         raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from None
 
@@ -253,7 +265,7 @@ def bind_alike(first: Listener, backlog: int) -> Listener:
     except OSError as exc:
         sock.close()
         raise BindError(f"cannot bind {first.url}: {exc.strerror or exc}") from None
-    return Listener(sock=sock, url=first.url)
+    return Listener(sock=sock, url=first.url, slot=True)
 
 
 def _probe_free(spec: BindSpec) -> None:

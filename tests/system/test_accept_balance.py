@@ -214,6 +214,33 @@ def test_usr2_hands_every_slots_socket_to_the_new_master(
         os.kill(new_master, signal.SIGTERM)
 
 
+def test_a_single_slots_socket_handed_over_by_usr2_stays_a_slot_socket(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    # One socket alone on its address looks like a shared one; the name it is handed over
+    # with says it is slot 0's, so a TTIN in the new master binds slot 1 its own.
+    config = write_config(
+        tmp_path / "serve.yaml", app=APP, bind="127.0.0.1:0", workers=1, access_log=False
+    )
+    serve = start_serve(config=config)
+    serve.signal(signal.SIGUSR2)
+    log = serve.wait_log(r"upgrade: new master (\d+) started")
+    new_master = int(re.findall(r"upgrade: new master (\d+) started", log)[0])
+    assert serve.wait_exit(timeout=60) == 0
+    children = Path(f"/proc/{new_master}/task/{new_master}/children")
+    try:
+        wait_until(lambda: len(children.read_text().split()) == 1)
+        os.kill(new_master, signal.SIGTTIN)
+        wait_until(lambda: len(children.read_text().split()) == 2)
+        workers = [int(pid) for pid in children.read_text().split()]
+        wait_until(lambda: len(listening_inodes(new_master, serve.port)) == 2)
+        held = [listening_inodes(pid, serve.port) for pid in workers]
+        assert [len(inodes) for inodes in held] == [1, 1]
+        assert held[0] != held[1]
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+
+
 def test_a_reload_that_changes_accept_balance_says_it_applies_to_new_addresses(
     start_serve: StartServe, tmp_path: Path
 ) -> None:
