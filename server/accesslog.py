@@ -12,8 +12,9 @@ Rules:
   they change: a client address, a method and an HTTP version are escaped and JSON-quoted
   once per distinct value (a keep-alive connection's requests share its address), the
   time of day once per second and a JSON line's head once per millisecond. Per request
-  there is one %-format for the message and, for JSON, one f-string, quoting only the
-  message, the request line and the path.
+  the format renders through the function it was compiled to (server.access_format),
+  and a JSON line is one more f-string, quoting only the message, the request line and
+  the path.
 - A JSON line gives duration_ms to the microsecond ("%.3f"): the shortest repr() of the
   float measured cost a tenth of the whole line, and its digits past the microsecond were
   noise. The fields handed to logging carry the same value, rounded alike.
@@ -22,16 +23,15 @@ Rules:
 from __future__ import annotations
 
 import logging
-import operator
 import os
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from json.encoder import encode_basestring
 from typing import Any
 
 from serve.server.access_buffer import AccessBuffer
+from serve.server.access_format import FIELDS, compile_format
 from serve.server.logs import (
     ACCESS_FIELDS_ATTR,
     ACCESS_LOGGER_NAME,
@@ -41,10 +41,6 @@ from serve.server.logs import (
 )
 from serve.server.settings import WorkerSettings
 
-# An access line's fields, in the order of a JSON line's keys after "msg".
-FIELDS = ("client", "request_line", "status", "bytes", "duration_ms", "method", "path")
-# The start of a named conversion in the access format ("%(status)"), or a literal "%%".
-_FIELD = re.compile(r"%(?:\((\w+)\)|%)")
 # Distinct clients, methods and versions remembered at most; then a memo starts again.
 _KEPT = 4096
 # A remembered value: as text lines show it (escaped), and as a JSON string.
@@ -62,10 +58,9 @@ class AccessLogger:
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._clients: dict[tuple[str, int] | None, Parts] = {None: _NO_CLIENT}
         self._words: dict[str, Parts] = {}
-        # The format with positional conversions, and what picks their values in order
-        # from a FIELDS tuple: cheaper than formatting with a mapping.
-        self._positional = _FIELD.sub(lambda m: "%" if m.group(1) else "%%", fmt)
-        self._pick = _picker([FIELDS.index(name) for name in _FIELD.findall(fmt) if name])
+        # The message alone, and a text line: the time and head before it, a newline after.
+        self._message = compile_format(fmt, "")
+        self._text_line = compile_format(fmt, "\n")
         pid = os.getpid()
         self._text_head = f" [{pid}] INFO serve.access: "
         # What follows the time in a JSON line, up to the message: JsonFormatter's key order.
@@ -90,47 +85,35 @@ class AccessLogger:
         target = scope["path"]
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        self.log(
-            scope["client"],
-            # A websocket scope has no method: its handshake was a GET.
-            scope.get("method", "GET"),
-            target,
-            scope["http_version"],
-            status,
-            nbytes,
-            duration_s,
-        )
-
-    def log(  # noqa: PLR0917
-        self,
-        client: tuple[str, int] | None,
-        method: str,
-        target: str,
-        http_version: str,
-        status: int,
-        nbytes: int,
-        duration_s: float,
-    ) -> None:
-        words = self._words
-        client_text, client_json = self._clients.get(client) or self._learn_client(client)
-        method, method_json = words.get(method) or self._learn(method)
-        version = (words.get(http_version) or self._learn(http_version))[0]
         target = escape_control(target)
-        request_line = f"{method} {target} HTTP/{version}"
+        client = scope["client"]
+        client_text, client_json = self._clients.get(client) or self._learn_client(client)
+        words = self._words
+        # A websocket scope has no method: its handshake was a GET.
+        method = scope.get("method", "GET")
+        method, method_json = words.get(method) or self._learn(method)
+        version = scope["http_version"]
+        request_line = f"{method} {target} HTTP/{(words.get(version) or self._learn(version))[0]}"
         path = target.partition("?")[0]
         duration_ms = duration_s * 1000.0
-        values = (client_text, request_line, status, nbytes, duration_ms, method, path)
-        message = self._positional % self._pick(values)
         out = self._out
         if out is None:
-            self._through_logging(message, values)
+            values = (client_text, request_line, status, nbytes, duration_ms, method, path)
+            self._through_logging(values)
         elif not self._json:
             second = int(time.time())
-            day = self._day if second == self._second else self._text_day(second)
-            out.append(f"{day}{self._text_head}{message}\n")
+            head = self._day if second == self._second else self._text_day(second)
+            out.append(
+                self._text_line(
+                    head, client_text, request_line, status, nbytes, duration_ms, method, path
+                )
+            )
         else:
             millisecond = int(time.time() * 1000)
             head = self._head if millisecond == self._millisecond else self._json_at(millisecond)
+            message = self._message(
+                "", client_text, request_line, status, nbytes, duration_ms, method, path
+            )
             out.append(
                 f'{head}{encode_basestring(message)}, "client": {client_json}'
                 f', "request_line": {encode_basestring(request_line)}'
@@ -138,14 +121,14 @@ class AccessLogger:
                 f', "method": {method_json}, "path": {encode_basestring(path)}}}\n'
             )
 
-    def _through_logging(self, message: str, values: Sequence[Any]) -> None:
+    def _through_logging(self, values: tuple[Any, ...]) -> None:
         if self._logger.isEnabledFor(logging.INFO):
             extra = None
             if self._json:
                 fields = dict(zip(FIELDS, values, strict=True))
                 fields["duration_ms"] = round(fields["duration_ms"], 3)
                 extra = {ACCESS_FIELDS_ATTR: fields}
-            self._logger.info(message, extra=extra)
+            self._logger.info(self._message("", *values), extra=extra)
 
     def _learn(self, word: str) -> Parts:
         if len(self._words) > _KEPT:
@@ -164,8 +147,9 @@ class AccessLogger:
         return parts
 
     def _text_day(self, second: int) -> str:
+        """The time and head of a text line, up to its message."""
         self._second = second
-        self._day = time.strftime(TEXT_DATE_FORMAT, time.localtime(second))
+        self._day = time.strftime(TEXT_DATE_FORMAT, time.localtime(second)) + self._text_head
         return self._day
 
     def _json_at(self, millisecond: int) -> str:
@@ -176,14 +160,6 @@ class AccessLogger:
         self._millisecond = millisecond
         self._head = f"{self._day}.{millis:03d}{self._json_head}"
         return self._head
-
-
-def _picker(indexes: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """What takes the values at `indexes` of a FIELDS tuple, as a tuple, for a %-format."""
-    if len(indexes) > 1:
-        return operator.itemgetter(*indexes)
-    # itemgetter of one index gives the value itself, not a tuple of it.
-    return lambda values: tuple(values[i] for i in indexes)
 
 
 def access_logger(settings: WorkerSettings) -> AccessLogger | None:
