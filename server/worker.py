@@ -12,6 +12,8 @@ timeout, or at once when the master is gone), wait for the last one (an event, n
 up to graceful_timeout, then abort the rest. With TLS the listeners get the context built
 from this generation's certificate files, read here at boot; a connection counts from its
 accept, not from the end of its handshake, so a drain never cuts a handshake under way.
+Once the lifespan startup is done and before the first accept, what the worker holds is
+frozen out of the cyclic collector's full collections (freeze_long_lived).
 """
 
 from __future__ import annotations
