@@ -12,6 +12,8 @@ timeout, or at once when the master is gone), wait for the last one (an event, n
 up to graceful_timeout, then abort the rest. With TLS the listeners get the context built
 from this generation's certificate files, read here at boot; a connection counts from its
 accept, not from the end of its handshake, so a drain never cuts a handshake under way.
+Once the lifespan startup is done and before the first accept, what the worker holds is
+frozen out of the cyclic collector's full collections (freeze_long_lived).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import os
 import signal
@@ -119,6 +122,7 @@ class Worker:
             self.report(ch.WorkerBootFailed(BOOT_ERROR, f"lifespan startup failed: {exc}"))
             return BOOT_ERROR
         ctx = self.build_context(lifespan.state)
+        freeze_long_lived()
         STATS.reset()
         if self.settings.shedding is not None:
             ctx.load = LoadShedder(ctx, self.settings.shedding, loop)
@@ -244,6 +248,20 @@ class Worker:
             conn.abort()
         for task in list(ctx.tasks):
             task.cancel()
+
+
+def freeze_long_lived() -> None:
+    """What the worker holds once the app is imported and started lives as long as it does:
+    moved out of the collector's sight, a full collection walks only what requests made.
+
+    A FastAPI app is some 60,000 tracked objects. A route whose requests outlive two young
+    collections (a sync route waiting for the thread pool, a BaseHTTPMiddleware) promotes
+    enough to bring a full collection every second or so, and each walked all of them with
+    the loop stopped: tens of milliseconds, the p99 of such routes and up to a sixth of the
+    worker's time. The import's garbage is collected first: frozen, it could never be freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def open_servers(
