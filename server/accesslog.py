@@ -61,6 +61,8 @@ class AccessLogger:
         # The message alone, and a text line: the time and head before it, a newline after.
         self._message = compile_format(fmt, "")
         self._text_line = compile_format(fmt, "\n")
+        # A JSON line has a path field; a text line has one if its format shows it.
+        self._wants_path = json or "%(path)" in fmt
         pid = os.getpid()
         self._text_head = f" [{pid}] INFO serve.access: "
         # What follows the time in a JSON line, up to the message: JsonFormatter's key order.
@@ -85,7 +87,9 @@ class AccessLogger:
         target = scope["path"]
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        target = escape_control(target)
+        if not target.isprintable():
+            # Inline, the common case of escape_control: a printable target needs no call.
+            target = escape_control(target)
         client = scope["client"]
         client_text, client_json = self._clients.get(client) or self._learn_client(client)
         words = self._words
@@ -94,7 +98,7 @@ class AccessLogger:
         method, method_json = words.get(method) or self._learn(method)
         version = scope["http_version"]
         request_line = f"{method} {target} HTTP/{(words.get(version) or self._learn(version))[0]}"
-        path = target.partition("?")[0]
+        path = target.partition("?")[0] if self._wants_path else ""
         duration_ms = duration_s * 1000.0
         out = self._out
         if out is None:
