@@ -15,7 +15,10 @@ The pad's price is resident memory: after a burst of large bodies at high concur
 TOP_PAD of touched free heap stays in the worker's RSS. It only pays off while requests keep
 coming, so when the worker has no connection open and no app running (server.context)
 give_back() returns the free heap, pad included; the next request grows it again, a cost
-paid once per idle spell, not per burst. Other C libraries (musl) are left alone.
+paid once per idle spell, not per burst. A worker that goes idle between every request (one
+client, a new connection each time) has little free at the top of its heap, and a trim would
+then cost a madvise per free run of pages for nothing: give_back() trims only when the top
+holds at least GIVE_BACK_MIN. Other C libraries (musl) are left alone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,19 @@ import functools
 
 M_TOP_PAD = -2  # glibc <malloc.h>
 TOP_PAD = 32 * 1024 * 1024
+GIVE_BACK_MIN = 1024 * 1024
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (2.33+): keepcost is the free top of the main heap."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
 
 
 @functools.cache
@@ -40,6 +56,8 @@ def _glibc() -> ctypes.CDLL | None:
     libc.mallopt.restype = ctypes.c_int
     libc.malloc_trim.argtypes = (ctypes.c_size_t,)
     libc.malloc_trim.restype = ctypes.c_int
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
     return libc
 
 
@@ -49,7 +67,17 @@ def tune_allocator() -> bool:
     return libc is not None and bool(libc.mallopt(M_TOP_PAD, TOP_PAD))
 
 
-def give_back() -> bool:
-    """Return every free page of the heap to the kernel; True when glibc returned some."""
+def free_top() -> int:
+    """Bytes free at the top of the main heap; 0 where glibc cannot tell (before 2.33)."""
     libc = _glibc()
-    return libc is not None and bool(libc.malloc_trim(0))
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return 0
+    info: _MallInfo2 = libc.mallinfo2()
+    return int(info.keepcost)
+
+
+def give_back() -> bool:
+    """Return every free page of the heap to the kernel if its top holds GIVE_BACK_MIN or
+    more; True when glibc returned some."""
+    libc = _glibc()
+    return libc is not None and free_top() >= GIVE_BACK_MIN and bool(libc.malloc_trim(0))
