@@ -202,6 +202,8 @@ class Bench:
             _progress(f" FAILED: {exc}")
             self.failures[(server.spec.name, server.workers, name)] = f"wrk: {exc}"
             return
+        # Read once the server is done with the run, at the same point for every server.
+        server.settle()
         rss = server.rss_per_worker_mib()
         per_cpu = result.requests / cpu.server_cpu_s if cpu.server_cpu_s > 0 else 0.0
         self.samples.append(Sample(

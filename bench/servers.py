@@ -41,6 +41,9 @@ APP = "bench.app:app"
 READY_TIMEOUT_S = 30.0
 WORKERS_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
+# A server whose processes used no CPU over one window has finished what a run left it.
+SETTLE_WINDOW_S = 0.1
+SETTLE_TIMEOUT_S = 5.0
 _POLL_S = 0.005
 _HELPERS = ("resource_tracker", "semaphore_tracker", "forkserver")
 
@@ -259,6 +262,28 @@ class RunningServer:
         except psutil.NoSuchProcess:
             return []
         return workers or [root]
+
+    def settle(self) -> None:
+        """Wait until the server's processes use no CPU for SETTLE_WINDOW_S (SETTLE_TIMEOUT_S
+        at most). When wrk exits, a server still has its last requests in flight and the
+        connections to close, for a few hundred ms at 256 connections: memory read then is
+        a snapshot of that tail, whose length and frees differ from server to server, not
+        what the run left."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        used = self._cpu_s()
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_WINDOW_S)
+            used, before = self._cpu_s(), used
+            if used == before:
+                return
+
+    def _cpu_s(self) -> float:
+        total = 0.0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
 
     def rss_per_worker_mib(self) -> float:
         sizes: list[int] = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serve.server.accesslog import AccessLogger
+from serve.server.allocator import give_back
 from serve.server.app_run import run_app
 from serve.server.capacity import ConnectionCap
 from serve.server.cycle import Cycle
@@ -179,7 +180,7 @@ class WorkerContext:
             self.tasks.discard(run.task)
             if self.deadlines is not None and isinstance(run, Cycle):
                 self.deadlines.forget(run)
-        if self.draining:
+        if not self.connections:
             self.check_idle()
 
     def finish_request(self, done: Finished) -> None:
@@ -191,5 +192,10 @@ class WorkerContext:
             self.access_logger.log_scope(done.scope, done.status, done.bytes_sent, duration_s)
 
     def check_idle(self) -> None:
-        if self.draining and not self.connections and not self.tasks:
+        """Nothing open and no app running: the allocator's pad only pays off under load,
+        so the free heap goes back to the kernel (server.allocator); a drain is done."""
+        if self.connections or self.tasks:
+            return
+        give_back()
+        if self.draining:
             self.idle.set()

@@ -9,6 +9,8 @@ Every answer carries the worker's pid in an `x-pid` header (tests/load_client.py
   (chunked);
 - /upload reads the whole request body and answers its length in decimal;
 - /leak?mib=N keeps N MiB more memory (touched, so it counts in RSS) until the worker exits;
+- /burst?mib=N touches N MiB in 100 KiB blocks, as a burst of request bodies does, and frees
+  them before answering;
 - /block blocks the event loop in time.sleep far beyond any worker_timeout (it prints
   "app: worker PID blocks its loop" first): the master must abort the worker;
 - /memory answers sys.getallocatedblocks(): the Python objects the worker holds, which
@@ -31,6 +33,7 @@ STREAM_CHUNK_BYTES = 8192
 STREAM_CHUNKS = 16
 BLOCK_S = 300.0
 MIB = 1024 * 1024
+BURST_BLOCK = 100 * 1024
 
 _DOWNLOAD = b"d" * DOWNLOAD_BYTES
 _CHUNK = b"s" * STREAM_CHUNK_BYTES
@@ -77,6 +80,13 @@ def _leak(query: bytes) -> None:
     _leaked.append(b"\x01" * (mib * MIB))
 
 
+def _burst(query: bytes) -> None:
+    mib = int(parse_qs(query.decode()).get("mib", ["8"])[0])
+    # Blocks below glibc's mmap threshold (128 KiB) come from the heap, as bodies do.
+    blocks = [b"\x01" * BURST_BLOCK for _ in range(mib * MIB // BURST_BLOCK)]
+    del blocks
+
+
 def _block() -> None:
     print(f"app: worker {os.getpid()} blocks its loop", file=sys.stderr, flush=True)
     time.sleep(BLOCK_S)
@@ -106,6 +116,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await asyncio.sleep(WAIT_S)
     elif path == "/leak":
         _leak(scope["query_string"])
+    elif path == "/burst":
+        _burst(scope["query_string"])
     elif path == "/block":
         _block()
     await _respond(send, str(os.getpid()).encode())
