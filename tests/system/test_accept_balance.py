@@ -190,6 +190,19 @@ def unix_listeners(pid: int, path: Path) -> set[int]:
     return listening & _socket_inodes(pid)
 
 
+def upgraded(serve: ServeProcess) -> int:
+    """USR2: the new master's pid, once the old one (`serve`) has exited cleanly."""
+    serve.signal(signal.SIGUSR2)
+    log = serve.wait_log(r"upgrade: new master (\d+) started")
+    new_master = int(re.findall(r"upgrade: new master (\d+) started", log)[0])
+    assert serve.wait_exit(timeout=60) == 0
+    return new_master
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_usr2_hands_every_slots_socket_to_the_new_master(
     start_serve: StartServe, tmp_path: Path
 ) -> None:
@@ -199,12 +212,8 @@ def test_usr2_hands_every_slots_socket_to_the_new_master(
     serve = start_serve(config=config)
     before = listening_inodes(serve.pid, serve.port)
     with load(serve.port, plans=MIXED) as traffic:
-        serve.signal(signal.SIGUSR2)
-        log = serve.wait_log(r"upgrade: new master (\d+) started")
-        new_master = int(re.findall(r"upgrade: new master (\d+) started", log)[0])
-        assert serve.wait_exit(timeout=60) == 0
-        children = Path(f"/proc/{new_master}/task/{new_master}/children")
-        workers = [int(pid) for pid in children.read_text().split()]
+        new_master = upgraded(serve)
+        workers = children_of(new_master)
         wait_until(lambda: set(workers) <= traffic.pids)
     try:
         assert traffic.failures == []
@@ -223,16 +232,12 @@ def test_a_single_slots_socket_handed_over_by_usr2_stays_a_slot_socket(
         tmp_path / "serve.yaml", app=APP, bind="127.0.0.1:0", workers=1, access_log=False
     )
     serve = start_serve(config=config)
-    serve.signal(signal.SIGUSR2)
-    log = serve.wait_log(r"upgrade: new master (\d+) started")
-    new_master = int(re.findall(r"upgrade: new master (\d+) started", log)[0])
-    assert serve.wait_exit(timeout=60) == 0
-    children = Path(f"/proc/{new_master}/task/{new_master}/children")
+    new_master = upgraded(serve)
     try:
-        wait_until(lambda: len(children.read_text().split()) == 1)
+        wait_until(lambda: len(children_of(new_master)) == 1)
         os.kill(new_master, signal.SIGTTIN)
-        wait_until(lambda: len(children.read_text().split()) == 2)
-        workers = [int(pid) for pid in children.read_text().split()]
+        wait_until(lambda: len(children_of(new_master)) == 2)
+        workers = children_of(new_master)
         wait_until(lambda: len(listening_inodes(new_master, serve.port)) == 2)
         held = [listening_inodes(pid, serve.port) for pid in workers]
         assert [len(inodes) for inodes in held] == [1, 1]
