@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--quiet-wait", type=float, default=10.0, help="max seconds to wait for other load")
     add("--retry-noisy", type=int, default=1, help="redo a run disturbed by other load N times")
-    add("--max-minutes", type=float, default=40.0, help="start no server after this many")
+    # A full default run is estimated at about an hour on 2 CPUs.
+    add("--max-minutes", type=float, default=90.0, help="start no server after this many")
     add("--out", type=Path, default=HERE / "RESULTS.md", help="markdown report")
     add("--chart", type=Path, default=HERE / "results.png", help="bar chart (PNG)")
     add("--json", type=Path, default=HERE / "results.json", help="raw samples")

@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         f"bench: {bench.total} load runs, about {minutes:.0f} min; server logs in {bench.logs}"
         " (removed after a run without failures)"
     )
+    if minutes > options.max_minutes:
+        _progress(
+            f"bench: warning: --max-minutes {options.max_minutes:g} is below the estimate;"
+            " the run will likely stop early and its report miss cells"
+        )
     try:
         bench.run()
         found = bench.worker_shares()
