@@ -9,12 +9,13 @@ Rules:
   formatter.
 - Text from the network goes through escape_control() before it is rendered.
 - A line is on the path of every request, so it is built from parts made as rarely as
-  they change: a client address, a method and an HTTP version are escaped and JSON-quoted
-  once per distinct value (a keep-alive connection's requests share its address), the
+  they change: a client address is escaped and JSON-quoted once per distinct value (a
+  keep-alive connection's requests share its address), a request's method, request line
+  and path once per distinct path, query, method and version (the routes in use), the
   time of day once per second and a JSON line's head once per millisecond. Per request
-  the format renders through the function it was compiled to (server.access_format),
-  and a JSON line is one more f-string, quoting only the message, the request line and
-  the path.
+  the line renders through the function its format was compiled to
+  (server.access_format): one f-string, for JSON too, whose message is rendered already
+  quoted for JSON from quoted parts.
 - A JSON line gives duration_ms to the microsecond ("%.3f"): the shortest repr() of the
   float measured cost a tenth of the whole line, and its digits past the microsecond were
   noise. The fields handed to logging carry the same value, rounded alike.
@@ -27,11 +28,10 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from json.encoder import encode_basestring
 from typing import Any
 
 from serve.server.access_buffer import AccessBuffer
-from serve.server.access_format import FIELDS, compile_format
+from serve.server.access_format import FIELDS, compile_format, compile_json_line, json_quoted
 from serve.server.logs import (
     ACCESS_FIELDS_ATTR,
     ACCESS_LOGGER_NAME,
@@ -41,11 +41,14 @@ from serve.server.logs import (
 )
 from serve.server.settings import WorkerSettings
 
-# Distinct clients, methods and versions remembered at most; then a memo starts again.
+# Distinct clients and requests remembered at most; then a memo starts again.
 _KEPT = 4096
-# A remembered value: as text lines show it (escaped), and as a JSON string.
+# A client as text lines show it (escaped), and as the content of a JSON string.
 Parts = tuple[str, str]
-_NO_CLIENT: Parts = ("-", '"-"')
+_NO_CLIENT: Parts = ("-", "-")
+# A request's method, request line and path as text lines show them, then the same as
+# JSON string contents.
+Request = tuple[str, str, str, str, str, str]
 
 
 class AccessLogger:
@@ -57,17 +60,17 @@ class AccessLogger:
         self._out = out
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._clients: dict[tuple[str, int] | None, Parts] = {None: _NO_CLIENT}
-        self._words: dict[str, Parts] = {}
-        # The message alone, and a text line: the time and head before it, a newline after.
+        self._requests: dict[tuple[str, bytes, str, str], Request] = {}
+        # The message alone, a text line (the time and head before it, a newline after) and
+        # a JSON line from its message on.
         self._message = compile_format(fmt, "")
         self._text_line = compile_format(fmt, "\n")
-        # A JSON line has a path field; a text line has one if its format shows it.
-        self._wants_path = json or "%(path)" in fmt
+        self._json_line = compile_json_line(fmt)
         pid = os.getpid()
         self._text_head = f" [{pid}] INFO serve.access: "
         # What follows the time in a JSON line, up to the message: JsonFormatter's key order.
         self._json_head = (
-            f'+00:00", "level": "INFO", "pid": {pid}, "logger": "serve.access", "msg": '
+            f'+00:00", "level": "INFO", "pid": {pid}, "logger": "serve.access", "msg": "'
         )
         # The time rendered: its second, and for JSON its millisecond with the line's head.
         self._second = -1
@@ -84,21 +87,14 @@ class AccessLogger:
         self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
     ) -> None:
         """One line for the request an ASGI `scope` describes."""
-        target = scope["path"]
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        if not target.isprintable():
-            # Inline, the common case of escape_control: a printable target needs no call.
-            target = escape_control(target)
         client = scope["client"]
-        client_text, client_json = self._clients.get(client) or self._learn_client(client)
-        words = self._words
+        client_text, client_q = self._clients.get(client) or self._learn_client(client)
         # A websocket scope has no method: its handshake was a GET.
-        method = scope.get("method", "GET")
-        method, method_json = words.get(method) or self._learn(method)
-        version = scope["http_version"]
-        request_line = f"{method} {target} HTTP/{(words.get(version) or self._learn(version))[0]}"
-        path = target.partition("?")[0] if self._wants_path else ""
+        key = (scope["path"], scope["query_string"], scope.get("method", "GET"),
+               scope["http_version"])  # fmt: skip
+        method, request_line, path, method_q, request_line_q, path_q = self._requests.get(
+            key
+        ) or self._learn_request(key)
         duration_ms = duration_s * 1000.0
         out = self._out
         if out is None:
@@ -115,15 +111,12 @@ class AccessLogger:
         else:
             millisecond = int(time.time() * 1000)
             head = self._head if millisecond == self._millisecond else self._json_at(millisecond)
-            message = self._message(
-                "", client_text, request_line, status, nbytes, duration_ms, method, path
-            )
             out.append(
-                f'{head}{encode_basestring(message)}, "client": {client_json}'
-                f', "request_line": {encode_basestring(request_line)}'
-                f', "status": {status}, "bytes": {nbytes}, "duration_ms": {duration_ms:.3f}'
-                f', "method": {method_json}, "path": {encode_basestring(path)}}}\n'
-            )
+                self._json_line(
+                    head, client_text, request_line, status, nbytes, duration_ms, method, path,
+                    client_q, request_line_q, method_q, path_q,
+                )
+            )  # fmt: skip
 
     def _through_logging(self, values: tuple[Any, ...]) -> None:
         if self._logger.isEnabledFor(logging.INFO):
@@ -134,12 +127,20 @@ class AccessLogger:
                 extra = {ACCESS_FIELDS_ATTR: fields}
             self._logger.info(self._message("", *values), extra=extra)
 
-    def _learn(self, word: str) -> Parts:
-        if len(self._words) > _KEPT:
-            self._words.clear()
-        text = escape_control(word)
-        parts = self._words[word] = (text, encode_basestring(text))
-        return parts
+    def _learn_request(self, key: tuple[str, bytes, str, str]) -> Request:
+        if len(self._requests) >= _KEPT:
+            self._requests.clear()
+        path, query, method, version = key
+        target = path + "?" + query.decode("latin-1") if query else path
+        method = escape_control(method)
+        target = escape_control(target)
+        request_line = f"{method} {target} HTTP/{escape_control(version)}"
+        path = target.partition("?")[0]
+        request = self._requests[key] = (
+            method, request_line, path,
+            json_quoted(method), json_quoted(request_line), json_quoted(path),
+        )  # fmt: skip
+        return request
 
     def _learn_client(self, client: tuple[str, int] | None) -> Parts:
         if client is None:
@@ -147,7 +148,7 @@ class AccessLogger:
         if len(self._clients) > _KEPT:
             self._clients = {None: _NO_CLIENT}
         text = escape_control(f"{client[0]}:{client[1]}")
-        parts = self._clients[client] = (text, encode_basestring(text))
+        parts = self._clients[client] = (text, json_quoted(text))
         return parts
 
     def _text_day(self, second: int) -> str:
