@@ -37,11 +37,25 @@ from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, Reque
 from serve.server.h1_body import BodyFraming, reframed
 from serve.server.h1_head import PartialHead
 from serve.server.h1_validate import SEEN_REQUEST_LINES, check_fields, request_line
+from serve.server.memo import AdaptiveMemo
 from serve.server.settings import Limits
 
 _HEAD_END = b"\r\n\r\n"
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
+
+# What a complete, bodiless, non-upgrade head parsed to: (request line length, field count,
+# method, target, path, raw_path, query, version, fields, keep_alive, expect_continue).
+# The two lengths let a parser with lower limits refuse it the slow way.
+KnownHead = tuple[
+    int, int, str, bytes, str, bytes, bytes, str, tuple[tuple[bytes, bytes], ...], bool, bool
+]
+# Heads seen whole, by their exact bytes: a hit skips llhttp and check_fields, about a fifth
+# of a keep-alive request's instructions. A hit follows a complete message (the parser is
+# in _HEAD), so llhttp is between messages and stays right without seeing the bytes.
+KNOWN_HEADS: AdaptiveMemo[bytes, KnownHead] = AdaptiveMemo()
+# Longer heads carry cookies or tokens that rarely repeat: never hashed.
+_MEMO_HEAD = 1024
 
 
 class _State(Enum):
@@ -189,6 +203,16 @@ class H1Parser:
 
     # -- framing -------------------------------------------------------------------------------
     def _start_message(self, head: bytes) -> None:
+        memo: AdaptiveMemo[bytes, KnownHead] | None = None
+        if len(head) <= _MEMO_HEAD:
+            if KNOWN_HEADS.paused:
+                KNOWN_HEADS.paused -= 1
+            else:
+                memo = KNOWN_HEADS
+                known = memo.get(head)
+                if known and known[0] <= self._max_line and known[1] <= self._max_headers:
+                    self._replay(known)
+                    return
         line = head.partition(b"\r\n")[0]
         if len(line) > self._max_line:
             raise RequestRejected(414, "request line too long")
@@ -233,8 +257,28 @@ class H1Parser:
         elif self._message_done:
             self._events.append(_END)
             self._state = _HEAD if keep_alive else _CLOSED
+            if memo is not None and not upgraded and upgrade is None:
+                memo.put(head, (
+                    len(line), len(headers), method, target, path, raw_path, query, version,
+                    tuple(headers), keep_alive, expect,
+                ))  # fmt: skip
         else:
             self._end_message()  # refuses the message
+
+    def _replay(self, known: KnownHead) -> None:
+        """What _start_message derived from these bytes before, with a fresh field list."""
+        _, _, method, target, path, raw_path, query, version, fields, keep_alive, expect = known
+        self._heads += 1
+        events = self._events
+        events.append(
+            RequestHead(
+                method, target, path, raw_path, query, version, list(fields), keep_alive, expect,
+                None, False,
+            )
+        )  # fmt: skip
+        events.append(_END)
+        self._keep_alive = keep_alive
+        self._state = _HEAD if keep_alive else _CLOSED
 
     def _begin_body(self, length: int, chunked: bool) -> None:
         if self._message_done:
