@@ -204,15 +204,14 @@ class H1Parser:
     # -- framing -------------------------------------------------------------------------------
     def _start_message(self, head: bytes) -> None:
         memo: AdaptiveMemo[bytes, KnownHead] | None = None
-        if len(head) <= _MEMO_HEAD:
-            if KNOWN_HEADS.paused:
-                KNOWN_HEADS.paused -= 1
-            else:
-                memo = KNOWN_HEADS
-                known = memo.get(head)
-                if known and known[0] <= self._max_line and known[1] <= self._max_headers:
-                    self._replay(known)
-                    return
+        if KNOWN_HEADS.paused:
+            KNOWN_HEADS.paused -= 1
+        elif len(head) <= _MEMO_HEAD:
+            memo = KNOWN_HEADS
+            known = memo.get(head)
+            if known and known[0] <= self._max_line and known[1] <= self._max_headers:
+                self._replay(known)
+                return
         line = head.partition(b"\r\n")[0]
         if len(line) > self._max_line:
             raise RequestRejected(414, "request line too long")

@@ -71,24 +71,18 @@ def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> ResponseFields:
     frames the body itself and the app's field would frame it twice.
     """
     memo = ENCODED_FIELDS
+    key = None
     if memo.paused:
         memo.paused -= 1
-        return _encode_response(headers)
-    kind = type(headers)
-    if kind is not list and kind is not tuple:
-        return _encode_response(headers)
-    key = tuple(headers)
-    try:
-        known = memo.get(key)
-    except TypeError:  # pairs given as lists: unhashable, encoded every time
-        return _encode_response(headers)
-    if known is None:
-        known = _encode_response(key)
-        memo.put(key, known)
-    return known
-
-
-def _encode_response(headers: Iterable[tuple[bytes, bytes]]) -> ResponseFields:
+    elif type(headers) is list or type(headers) is tuple:
+        try:
+            key = tuple(headers)
+            known = memo.get(key)
+        except TypeError:  # pairs given as lists: unhashable, encoded every time
+            key = None
+        else:
+            if known is not None:
+                return known
     parts: list[bytes] = []
     length = None
     close = False
@@ -108,7 +102,10 @@ def _encode_response(headers: Iterable[tuple[bytes, bytes]]) -> ResponseFields:
         else:
             continue
         parts += (name, b": ", value, b"\r\n")
-    return b"".join(parts), length, close
+    encoded = b"".join(parts), length, close
+    if key is not None:
+        memo.put(key, encoded)
+    return encoded
 
 
 def _check_name(name: bytes) -> bytes:

@@ -198,9 +198,17 @@ def test_the_guard_pauses_under_distinct_heads_and_probes_again(
     for i in range(16, 80):  # paused: neither looked up nor stored
         parser.feed(distinct(i))
     assert memo.paused == 0 and len(memo.table) == 16
+    for i in range(80, 96):  # a probe that fails again pauses twice as long
+        parser.feed(distinct(i))
+    assert memo.paused == 128
+    for i in range(96, 96 + 128):
+        parser.feed(distinct(i))
     for _ in range(32):  # probing again: a repeating head keeps the memo on
         assert heads(parser.feed(GET))[0].target == b"/a?x=1"
     assert memo.paused == 0 and GET in memo.table
+    for i in range(16):  # and the next pause is the first one again
+        parser.feed(distinct(1000 + i))
+    assert memo.paused == 64
 
 
 def test_the_memo_is_bounded_and_cleared_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
