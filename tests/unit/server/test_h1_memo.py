@@ -78,7 +78,7 @@ def test_a_hit_gives_the_same_head_with_a_fresh_field_list(memo: AdaptiveMemo[An
 def test_a_known_head_is_replayed_without_parsing(memo: AdaptiveMemo[Any, Any]) -> None:
     # A stored result that no parse of these bytes could give proves the lookup answers.
     fields = ((b"host", b"memo"),)
-    memo.put(GET, (10, 1, "GET", b"/m", "/m", b"/m", b"", "1.1", fields, True, False))
+    memo.put(GET, (10, 1, ("GET", b"/m", "1.1", "/m", b"/m", b"", False), fields, True, False))
     head = heads(H1Parser(LIMITS).feed(GET))[0]
     assert (head.target, head.headers) == (b"/m", [(b"host", b"memo")])
 
