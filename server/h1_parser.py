@@ -9,6 +9,10 @@ Rules:
   before bytes reach llhttp, so however slowly a head arrives (server.h1_head), no more than
   max_header_size bytes of it are ever held.
 - httptools callbacks only append to lists and set flags; they never raise.
+- A whole head of at most 1 KiB that parsed to a complete, bodiless, non-upgrade request is
+  remembered by its exact bytes (KNOWN_HEADS, worker-wide, server.memo) with what it parsed
+  to; the same bytes again skip llhttp and the field checks. Only a parse that succeeded is
+  stored, and a parser whose limits it exceeds parses it in full and refuses it.
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
