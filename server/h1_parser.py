@@ -9,6 +9,10 @@ Rules:
   before bytes reach llhttp, so however slowly a head arrives (server.h1_head), no more than
   max_header_size bytes of it are ever held.
 - httptools callbacks only append to lists and set flags; they never raise.
+- A whole head of at most 1 KiB that parsed to a complete, bodiless, non-upgrade request is
+  remembered by its exact bytes (KNOWN_HEADS, worker-wide, server.memo) with what it parsed
+  to; the same bytes again skip llhttp and the field checks. Only a parse that succeeded is
+  stored, and a parser whose limits it exceeds parses it in full and refuses it.
 - A rejected head emits no RequestHead. After a ParseFailed the parser is dead. After a
   request that does not keep the connection alive, later bytes are ignored: the server must
   not process further requests on that connection (RFC 9112 §9.6).
@@ -36,12 +40,29 @@ from serve.server.errors import RequestRejected
 from serve.server.events import BodyChunk, Event, MessageEnd, ParseFailed, RequestHead
 from serve.server.h1_body import BodyFraming, reframed
 from serve.server.h1_head import PartialHead
-from serve.server.h1_validate import SEEN_REQUEST_LINES, check_fields, request_line
+from serve.server.h1_validate import (
+    SEEN_REQUEST_LINES,
+    RequestLine,
+    check_fields,
+    request_line,
+)
+from serve.server.memo import AdaptiveMemo
 from serve.server.settings import Limits
 
 _HEAD_END = b"\r\n\r\n"
 _END = MessageEnd()
 _NO_EVENTS: list[Event] = []
+
+# What a complete, bodiless, non-upgrade head parsed to: (request line length, field count,
+# request line, fields, keep_alive, expect_continue). The two lengths let a parser with
+# lower limits refuse it the slow way.
+KnownHead = tuple[int, int, RequestLine, tuple[tuple[bytes, bytes], ...], bool, bool]
+# Heads seen whole, by their exact bytes: a hit skips llhttp and check_fields, about a fifth
+# of a keep-alive request's instructions. A hit follows a complete message (the parser is
+# in _HEAD), so llhttp is between messages and stays right without seeing the bytes.
+KNOWN_HEADS: AdaptiveMemo[bytes, KnownHead] = AdaptiveMemo()
+# Longer heads carry cookies or tokens that rarely repeat: never hashed.
+_MEMO_HEAD = 1024
 
 
 class _State(Enum):
@@ -57,11 +78,47 @@ _HEAD, _BODY = _State.HEAD, _State.BODY
 _CLOSED, _DEAD = _State.CLOSED, _State.DEAD
 
 
+def _replayed(known: KnownHead) -> RequestHead:
+    """A head seen before, as a new event with its own field list (apps may change theirs)."""
+    _, _, (method, target, version, path, raw_path, query, _), fields, keep_alive, expect = known
+    return RequestHead(
+        method, target, path, raw_path, query, version, list(fields), keep_alive, expect, None,
+        False,
+    )  # fmt: skip
+
+
 def _rejection(exc: HttpParserError) -> RequestRejected:
     if isinstance(exc, HttpParserInvalidMethodError):
         # parse_request_line saw a valid token: it is a method we do not implement.
         return RequestRejected(501, "method not implemented")
     return RequestRejected(400, str(exc))
+
+
+class _Reports:
+    """What llhttp reports while it parses one message. Its own object, held by llhttp but
+    not holding the parser, so no cycle keeps a closed connection's parser alive."""
+
+    __slots__ = ("events", "head_done", "headers", "message_done")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = _NO_EVENTS
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.message_done = False
+
+    # httptools callbacks: append and flag, never raise.
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the whitespace before a value but keeps the whitespace after it.
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(BodyChunk(body))
+
+    def on_message_complete(self) -> None:
+        self.message_done = True
 
 
 class H1Parser:
@@ -80,16 +137,13 @@ class H1Parser:
         self._max_line = limits.max_request_line
         self._max_head = limits.max_header_size
         self._max_headers = limits.max_headers
-        self._parser = HttpRequestParser(self)
+        self._seen = _Reports()
+        self._parser = HttpRequestParser(self._seen)
         self._body = BodyFraming(self._parser, limits)
         self._state = _HEAD
-        self._events: list[Event] = []
         self._partial = PartialHead(limits.max_request_line, limits.max_header_size)
         # The partial head's bytes, read on the hot path without a call.
         self._head_buf = self._partial.buffer
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_done = False
-        self._message_done = False
         self._keep_alive = True
         self._upgrades = upgrades
         self._rest = b""
@@ -122,7 +176,7 @@ class H1Parser:
         any later one.
         """
         events: list[Event] = []
-        self._events = events
+        self._seen.events = events
         pos = 0
         if self.held:
             # Resumed where the last feed stopped, without copying what is left.
@@ -159,9 +213,8 @@ class H1Parser:
                     break
         except RequestRejected as exc:
             events.append(self._fail(exc))
-        # Not kept past the feed: httptools and this parser hold each other, so a closed
-        # connection's parser waits for the cyclic GC, and with it a last body chunk.
-        self._events = _NO_EVENTS
+        # Not kept past the feed: an idle connection would hold its last body chunk.
+        self._seen.events = _NO_EVENTS
         return events
 
     def feed_eof(self) -> list[Event]:
@@ -173,31 +226,26 @@ class H1Parser:
             return []
         return [self._fail(RequestRejected(400, "connection closed inside a request"))]
 
-    # -- httptools callbacks: append and flag, never raise ------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp drops the whitespace before a value but keeps the whitespace after it.
-        self._headers.append((name.lower(), value.rstrip(b" \t")))
-
-    def on_headers_complete(self) -> None:
-        self._head_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._events.append(BodyChunk(body))
-
-    def on_message_complete(self) -> None:
-        self._message_done = True
-
     # -- framing -------------------------------------------------------------------------------
     def _start_message(self, head: bytes) -> None:
+        memo: AdaptiveMemo[bytes, KnownHead] | None = None
+        if KNOWN_HEADS.paused:
+            KNOWN_HEADS.paused -= 1
+        elif len(head) <= _MEMO_HEAD:
+            memo = KNOWN_HEADS
+            known = memo.get(head)
+            if known and known[0] <= self._max_line and known[1] <= self._max_headers:
+                self._replay(known)
+                return
         line = head.partition(b"\r\n")[0]
         if len(line) > self._max_line:
             raise RequestRejected(414, "request line too long")
-        method, target, version, path, raw_path, query, has_authority = SEEN_REQUEST_LINES.get(
-            line
-        ) or request_line(line)
+        parsed = SEEN_REQUEST_LINES.get(line) or request_line(line)
+        method, target, version, path, raw_path, query, has_authority = parsed
         headers: list[tuple[bytes, bytes]] = []
-        self._headers = headers
-        self._head_done = self._message_done = False
+        seen = self._seen
+        seen.headers = headers
+        seen.head_done = seen.message_done = False
         upgraded = False
         try:
             self._parser.feed_data(head)
@@ -205,7 +253,7 @@ class H1Parser:
             upgraded = True
         except HttpParserError as exc:
             raise _rejection(exc) from None
-        if not self._head_done:
+        if not seen.head_done:
             raise RequestRejected(400, "malformed request head")
         if len(headers) > self._max_headers:
             raise RequestRejected(431, "too many header fields")
@@ -216,7 +264,7 @@ class H1Parser:
             self._body.check_length(length)
         has_body = chunked or length > 0
         self._heads += 1
-        self._events.append(
+        seen.events.append(
             RequestHead(
                 method, target, path, raw_path, query, version, headers, keep_alive, expect,
                 upgrade, has_body,
@@ -230,32 +278,41 @@ class H1Parser:
             self._reframe_body(length, chunked)
         if has_body:
             self._begin_body(length, chunked)
-        elif self._message_done:
-            self._events.append(_END)
+        elif seen.message_done:
+            seen.events.append(_END)
             self._state = _HEAD if keep_alive else _CLOSED
+            if memo is not None and not upgraded and upgrade is None:
+                known = (len(line), len(headers), parsed, tuple(headers), keep_alive, expect)
+                memo.put(head, known)
         else:
             self._end_message()  # refuses the message
 
+    def _replay(self, known: KnownHead) -> None:
+        self._heads += 1
+        self._seen.events += (_replayed(known), _END)
+        self._keep_alive = keep_alive = known[4]
+        self._state = _HEAD if keep_alive else _CLOSED
+
     def _begin_body(self, length: int, chunked: bool) -> None:
-        if self._message_done:
+        if self._seen.message_done:
             # llhttp saw no body where the fields announce one: never guess which is right.
             raise RequestRejected(400, "message framing mismatch")
         if chunked:
-            self._headers = []  # trailer fields land here and are dropped with the list
+            self._seen.headers = []  # trailer fields land here and are dropped with the list
         self._body.start(self._parser, length, chunked)
         self._state = _BODY
 
     def _reframe_body(self, length: int, chunked: bool) -> None:
         if chunked or length:
-            self._headers = []  # the fields of the framing head told to llhttp land here
-            self._message_done = False
-        self._parser = reframed(self, length, chunked)
+            self._seen.headers = []  # the fields of the framing head told to llhttp land here
+            self._seen.message_done = False
+        self._parser = reframed(self._seen, length, chunked)
 
     def _end_message(self) -> None:
-        if not self._message_done:
+        if not self._seen.message_done:
             # Our framing and llhttp's disagree on where the message ends: never guess.
             raise RequestRejected(400, "message framing mismatch")
-        self._events.append(_END)
+        self._seen.events.append(_END)
         self._state = _HEAD if self._keep_alive else _CLOSED
 
     def _fail(self, exc: RequestRejected) -> ParseFailed:

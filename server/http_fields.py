@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from serve.server.errors import InvalidResponse
+from serve.server.memo import AdaptiveMemo
 
 logger = logging.getLogger("serve")
 
@@ -29,6 +30,11 @@ _MEMO_SIZE = 512
 _MEMO_VALUE = 256
 _NAMES: dict[bytes, bytes] = {}
 _VALUES: set[bytes] = set()
+# (block, content_length, close) of response_headers, by the app's pairs as a tuple: apps
+# answer most routes with the same list, and encoding it again costs several thousand
+# instructions. A varying Content-Length makes a route miss; the memo's guard pauses it then.
+ResponseFields = tuple[bytes, int | None, bool]
+ENCODED_FIELDS: AdaptiveMemo[tuple[tuple[bytes, bytes], ...], ResponseFields] = AdaptiveMemo()
 # Response fields whose values decide the framing of the response.
 _FRAMING_NAMES = frozenset((b"content-length", b"connection", b"transfer-encoding"))
 # RFC 9110 section 6.4.1: 1xx, 204 and 304 responses never carry content.
@@ -57,15 +63,26 @@ def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def response_headers(
-    headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[bytes, int | None, bool]:
+def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> ResponseFields:
     """encode_headers for a response the server frames: (block, content_length, close).
 
     The Content-Length (None if absent) and whether a Connection field asks to close come
     back for the framing decision; a Transfer-Encoding field is dropped, as the server
     frames the body itself and the app's field would frame it twice.
     """
+    memo = ENCODED_FIELDS
+    key = None
+    if memo.paused:
+        memo.paused -= 1
+    elif type(headers) is list or type(headers) is tuple:
+        try:
+            key = tuple(headers)
+            known = memo.get(key)
+        except TypeError:  # pairs given as lists: unhashable, encoded every time
+            key = None
+        else:
+            if known is not None:
+                return known
     parts: list[bytes] = []
     length = None
     close = False
@@ -85,7 +102,10 @@ def response_headers(
         else:
             continue
         parts += (name, b": ", value, b"\r\n")
-    return b"".join(parts), length, close
+    encoded = b"".join(parts), length, close
+    if key is not None:
+        memo.put(key, encoded)
+    return encoded
 
 
 def _check_name(name: bytes) -> bytes:
