@@ -310,3 +310,39 @@ def test_a_feed_keeps_no_event_once_it_returned() -> None:
     assert [type(event) for event in events] == [RequestHead, BodyChunk]
     del events
     assert not [obj for obj in gc.get_objects() if type(obj) is BodyChunk]
+
+
+def test_requests_around_long_bodies_parse_alike_however_the_reads_split() -> None:
+    # Long counted bodies among heads of every kind on one connection, however the reads
+    # split them; bytes inside a body that look like a request are body.
+    long_body = b"\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n" * 1000
+    post = b"POST /%s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+    wire = b"".join((
+        post % (b"long1", len(long_body), long_body),
+        b"GET /get HTTP/1.1\r\nHost: a\r\n\r\n",
+        post % (b"short", 5, b"hello"),
+        b"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nworld\r\n0\r\n\r\n",
+        post % (b"long2", len(long_body), long_body),
+        b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n",
+    ))  # fmt: skip
+    start = len(wire) // 3
+    for cuts in ([], [start], [start, start + 1, start + 9000], list(range(4096, len(wire), 4096))):
+        events = merged(feed_pieces(wire, cuts))
+        heads = [e.path for e in events if isinstance(e, RequestHead)]
+        assert heads == ["/long1", "/get", "/short", "/chunked", "/long2", "/last"]
+        bodies = [e.data for e in events if isinstance(e, BodyChunk)]
+        assert bodies == [long_body, b"hello", b"world", long_body]
+        assert kinds(events).count("MessageEnd") == 6
+
+
+def test_a_long_body_behind_an_upgrade_served_as_plain_http_is_read_whole() -> None:
+    # llhttp stops at the upgrade head; the reframed llhttp then reads the body.
+    body = b"x" * 40000
+    head = b"POST /up HTTP/1.1\r\nHost: a\r\nUpgrade: other\r\nConnection: upgrade\r\n"
+    wire = head + b"Content-Length: 40000\r\n\r\n" + body + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+    for cuts in ([], [len(head) + 30], [len(wire) - 40, len(wire) - 3]):
+        events = merged(feed_pieces(wire, cuts))
+        assert [e.path for e in events if isinstance(e, RequestHead)] == ["/up", "/next"]
+        assert [e.data for e in events if isinstance(e, BodyChunk)] == [body]
+        assert kinds(events).count("MessageEnd") == 2
