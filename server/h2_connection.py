@@ -43,7 +43,7 @@ from serve.server.context import WorkerContext
 from serve.server.flow import FlowControl
 from serve.server.h2_ending import H2Ending, Phase
 from serve.server.h2_guard import ResetGuard
-from serve.server.h2_hpack import MemoEncoder
+from serve.server.h2_hpack import MemoDecoder, MemoEncoder
 from serve.server.h2_settings import H2Settings
 from serve.server.h2_stream import H2Stream
 from serve.server.h2_streams import StreamTable
@@ -70,6 +70,7 @@ def server_connection(settings: H2Settings) -> H2Connection:
     )
     conn = H2Connection(config)
     conn.encoder = MemoEncoder()
+    conn.decoder = MemoDecoder()
     conn.local_settings = Settings(
         client=False,
         initial_values={

@@ -1,5 +1,6 @@
-"""HPACK encoding of the header blocks one HTTP/2 connection sends, remembering the blocks
-that left the dynamic table as they found it.
+"""HPACK coding of the header blocks of one HTTP/2 connection, remembering the blocks that
+left the dynamic table as they found it: the blocks it sends (MemoEncoder) and the blocks
+it receives (MemoDecoder).
 
 Rules: a drop-in for hpack's Encoder (server.h2_connection installs one per connection) that
 returns, byte for byte, what hpack's own encoding would (tests/unit/server/test_h2_hpack.py
@@ -15,6 +16,14 @@ come back to the state it found (emptied by an entry too large for it), where gi
 block without inserting again would leave the peer's table and ours apart. Serve hands h2
 plain 2-tuples only (server.h2_scope), so equal fields encode equally (hpack's never-indexed
 tuples, which compare equal to plain ones, never reach it).
+
+The same holds inbound: a client sends the same request block again and again (once its
+fields are indexed, the block names table entries only), and decoding it is a pure
+function of the bytes and the table's state when it neither inserted, evicted nor carried
+a size update, so MemoDecoder gives the list it decoded before (h2 copies it into its
+event; nothing mutates it). A hit still honours the limits in force now: a list over
+max_header_list_size, or a table over max_allowed_table_size, is decoded again and refused
+the way hpack refuses it.
 """
 
 from __future__ import annotations
@@ -22,12 +31,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hpack import Encoder
+from hpack import Decoder, Encoder, HeaderTuple
 
 # Heads remembered per connection: a few per route; cleared, not evicted one by one.
 _MEMO_SIZE = 32
 
 _Block = tuple[bytes, object, int]
+# (the fields, the table's first entry and length, the list's size as hpack counts it)
+_Fields = tuple[list[HeaderTuple], object, int, int]
+# The first octet of a dynamic table size update (RFC 7541 section 6.3): 001xxxxx.
+_SIZE_UPDATE_MASK, _SIZE_UPDATE = 0xE0, 0x20
 
 
 class MemoEncoder(Encoder):
@@ -51,3 +64,37 @@ class MemoEncoder(Encoder):
                 self._memo.clear()
             self._memo[key] = (block, first, length)
         return block
+
+
+class MemoDecoder(Decoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self._memo: dict[bytes, _Fields] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
+        entries = self.header_table.dynamic_entries
+        first = entries[0] if entries else None
+        length = len(entries)
+        plain = raw and type(data) is bytes
+        known = self._memo.get(data) if plain else None
+        if (
+            known is not None
+            and known[1] is first
+            and known[2] == length
+            and known[3] <= self.max_header_list_size
+            and self.header_table.maxsize <= self.max_allowed_table_size
+        ):
+            return known[0]
+        fields = list(super().decode(data, raw))
+        if (
+            plain
+            and data
+            and data[0] & _SIZE_UPDATE_MASK != _SIZE_UPDATE
+            and len(entries) == length
+            and (entries[0] if entries else None) is first
+        ):
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            size = sum(32 + len(name) + len(value) for name, value in fields)
+            self._memo[data] = (fields, first, length, size)
+        return fields

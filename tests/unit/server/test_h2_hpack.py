@@ -1,14 +1,21 @@
-"""The remembering HPACK encoder (server.h2_hpack) against hpack's own: byte for byte the
-same blocks for any sequence of header lists and table size changes, decoding to the
-fields given, while it does give remembered blocks."""
+"""The remembering HPACK encoder and decoder (server.h2_hpack) against hpack's own: byte for
+byte the same blocks, and the same fields and table, for any sequence of header lists and
+table size changes, while they do give remembered results."""
 
 from __future__ import annotations
 
-from hpack import Decoder, Encoder
+import pytest
+from hpack import (
+    Decoder,
+    Encoder,
+    HPACKError,
+    InvalidTableSizeError,
+    OversizedHeaderListError,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve.server.h2_hpack import MemoEncoder
+from serve.server.h2_hpack import MemoDecoder, MemoEncoder
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -60,3 +67,76 @@ def test_a_block_that_inserted_is_not_given_again_when_the_table_empties_back() 
         block = memo.encode(step)
         assert block == plain.encode(step)
         assert decoder.decode(block, raw=True) == step
+
+
+def _table(decoder: Decoder) -> tuple[list[tuple[bytes, bytes]], int]:
+    table = decoder.header_table
+    return list(table.dynamic_entries), table.maxsize
+
+
+def _outcome(decoder: Decoder, block: bytes) -> object:
+    try:
+        return decoder.decode(block, raw=True)
+    except HPACKError as exc:
+        return type(exc)
+
+
+# What a client's encoder can send: indexed, with or without indexing, never indexed.
+_SENT_FIELD = st.one_of(
+    _FIELD,
+    st.tuples(st.sampled_from([b"x-token", b"authorization"]), st.sampled_from([b"a", b"b"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.lists(_SENT_FIELD, min_size=1, max_size=6), _STEP), max_size=40))
+def test_the_same_fields_and_table_as_hpacks_decoder(steps: list[Fields | int]) -> None:
+    # One client encoder feeds both decoders; each list is sent twice in a row, the second
+    # time mostly as names of table entries.
+    client, memo, plain = Encoder(), MemoDecoder(), Decoder()
+    for step in steps:
+        if isinstance(step, int):
+            client.header_table_size = step
+            continue
+        for _ in range(2):
+            block = client.encode(step)
+            # hpack's encoder can skip a size update (a size set twice): the block then
+            # names entries the decoders never saw, and both must refuse it alike.
+            outcome = _outcome(memo, block)
+            assert outcome == _outcome(plain, block)
+            assert outcome == step or isinstance(outcome, type)
+            assert _table(memo) == _table(plain)
+
+
+def test_a_repeated_block_is_given_from_memory() -> None:
+    client, memo = Encoder(), MemoDecoder()
+    head = [(b":method", b"GET"), (b":path", b"/items/42"), (b"user-agent", b"h2load")]
+    blocks = [client.encode(head) for _ in range(3)]
+    decoded = [memo.decode(block, raw=True) for block in blocks]
+    assert decoded == [head] * 3
+    # The first inserts the fields; the second only names them and is remembered.
+    assert blocks[1] == blocks[2] and decoded[2] is decoded[1] is not decoded[0]
+
+
+def test_a_remembered_block_still_meets_the_limits_in_force() -> None:
+    client, memo = Encoder(), MemoDecoder()
+    head = [(b":method", b"GET"), (b"x-long", b"v" * 200)]
+    memo.decode(client.encode(head), raw=True)
+    block = client.encode(head)
+    assert memo.decode(block, raw=True) is memo.decode(block, raw=True)
+    # Our SETTINGS lowered the limit after the block was remembered: refused all the same.
+    memo.max_header_list_size = 100
+    with pytest.raises(OversizedHeaderListError):
+        memo.decode(block, raw=True)
+
+
+def test_a_remembered_block_is_refused_when_the_table_outgrew_the_allowed_size() -> None:
+    client, memo = Encoder(), MemoDecoder()
+    head = [(b"x-a", b"1")]
+    memo.decode(client.encode(head), raw=True)
+    block = client.encode(head)
+    assert memo.decode(block, raw=True) is memo.decode(block, raw=True)
+    # We acknowledged a smaller SETTINGS_HEADER_TABLE_SIZE; the client never shrank its.
+    memo.max_allowed_table_size = 64
+    with pytest.raises(InvalidTableSizeError):
+        memo.decode(block, raw=True)
