@@ -12,7 +12,10 @@ connection error is allowed for a stream error, section 5.4.1); split cookie fie
 joined for the app (section 8.2.3), as h2's inbound normalisation joined them. What is left
 is what the request means to us, with the same target rules as HTTP/1.1
 (server.http_target): a request we will not serve raises RequestRejected(status), answered
-on its stream without the app.
+on its stream without the app. A header list of at most 1 KiB that made a RequestHead is
+remembered by its fields (KNOWN_REQUESTS, worker-wide, server.memo): a client that sends the
+same block again (server.h2_hpack hands back the same fields for it) skips the checks, and
+each request still gets a header list of its own.
 Response fields are checked by server.http_fields, the same way as for HTTP/1.1, so that no
 header an app sends can carry CR, LF or NUL to a proxy that turns it back into HTTP/1.1, and
 come out lowercased, trimmed and without connection-specific fields: h2's own outbound
@@ -29,6 +32,7 @@ from serve.server import http_fields as hf
 from serve.server.errors import InvalidResponse, RequestRejected
 from serve.server.events import RequestHead
 from serve.server.http_target import decode_path, split_target, valid_authority
+from serve.server.memo import AdaptiveMemo
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -61,6 +65,12 @@ _SPECIAL = frozenset(
         b"upgrade",
     )
 )
+# What a header list made, but for the body: (method, :path, decoded path, raw path, query,
+# the fields the app gets, whether it asked for 100-continue).
+_Known = tuple[str, bytes, str, bytes, bytes, tuple[tuple[bytes, bytes], ...], bool]
+KNOWN_REQUESTS: AdaptiveMemo[tuple[tuple[bytes, bytes], ...], _Known] = AdaptiveMemo()
+# Larger lists carry cookies or tokens that rarely repeat; names and values, in bytes.
+_MEMO_FIELDS = 1024
 _FREE_IN_TRAILERS = frozenset((b"cookie", b"host", b"expect"))
 TRAILERS_EXTENSION: dict[str, object] = {"http.response.trailers": {}}
 _BLANKS = (b" ", b"\t")
@@ -73,6 +83,24 @@ class Malformed(Exception):
 def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> RequestHead:
     """The request of one HEADERS block; raises Malformed for a malformed one (before any
     other check, as h2 did) and RequestRejected for one we do not serve."""
+    key = tuple(fields)
+    known = None
+    if KNOWN_REQUESTS.paused:
+        KNOWN_REQUESTS.paused -= 1
+    else:
+        known = KNOWN_REQUESTS.get(key)
+        if known is None:
+            known = _parsed(key)
+            if sum(len(name) + len(value) for name, value in key) <= _MEMO_FIELDS:
+                KNOWN_REQUESTS.put(key, known)
+    method, path, decoded, raw_path, query, headers, expect = known or _parsed(key)
+    return RequestHead(
+        method, path, decoded, raw_path, query, "2", list(headers), True, expect and has_body,
+        None, has_body,
+    )  # fmt: skip
+
+
+def _parsed(fields: Iterable[tuple[bytes, bytes]]) -> _Known:
     pseudo, headers, host, expect = _split(fields)
     method = pseudo.get(b":method")
     if method is None:
@@ -95,10 +123,7 @@ def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> Reque
         raise RequestRejected(400, "invalid :authority")
     # ASGI: the :authority value (or the host field) is the request's host, in first place.
     headers[0] = (b"host", authority)
-    return RequestHead(
-        text_method, path, decode_path(raw_path), raw_path, query, "2", headers, True,
-        expect and has_body, None, has_body,
-    )  # fmt: skip
+    return text_method, path, decode_path(raw_path), raw_path, query, tuple(headers), expect
 
 
 def _split(
