@@ -79,6 +79,10 @@ class CycleOwner(Protocol):
     # and costs no call otherwise.
     @property
     def flow(self) -> WriteFlow: ...
+    # Set once the client sends nothing more (an HTTP/1.1 FIN): what ends the connection
+    # as at a close when an app waits for more than its request body.
+    @property
+    def client_gone(self) -> Callable[[], None] | None: ...
 
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
@@ -162,9 +166,16 @@ class Cycle:
             message = body.take()
             if message is not None:
                 return message
-            if body.state is _DELIVERED and self.response is _DONE:
-                # ASGI: receive after the response is sent reports the request as finished.
-                return {"type": "http.disconnect"}
+            if body.state is _DELIVERED:
+                if self.response is _DONE:
+                    # ASGI: receive after the response is sent reports the request as finished.
+                    return {"type": "http.disconnect"}
+                gone = self._owner.client_gone
+                if gone is not None:
+                    # A half-close and a close are one FIN to us: an app that waits for more
+                    # than its body is told the client left, as at a close.
+                    gone()
+                    continue
             await body.wait()
 
     async def send(self, message: Message) -> None:

@@ -117,9 +117,34 @@ class H1Connection(asyncio.Protocol):
             # finds the body bytes that came with its head.
             self.ctx.start_request(starting, EAGER_TASKS)
 
+    def eof_received(self) -> bool:
+        """The client half-closed (`nc -N`, shutdown(SHUT_WR)) or closed; both are one FIN.
+        What it sent whole is still answered, in order, and then the connection closes (a
+        client that is gone resets the first write, and the rest is dropped); an app waiting
+        for more than its body hears http.disconnect at once. Over TLS asyncio closes the
+        transport whatever this returns, so there the connection ends as at a close."""
+        requests = self.requests
+        if requests.state is _CLOSED or self.info.tls is not None:
+            return False
+        requests.client_finished()
+        if requests.state is not _CLOSED and not self.parser.held:
+            self.input_ended()
+        return True
+
+    def input_ended(self) -> None:
+        """Every byte the client sent is parsed: a request it cut short is answered 400 after
+        the ones before it, and with nothing left to answer the connection closes now."""
+        for event in self.parser.feed_eof():
+            self.requests.fail(cast(ParseFailed, event))
+        if not self.requests.answering() and self.requests.state is not _CLOSED:
+            self.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self.requests.state = _CLOSED
-        self.requests.disconnect()
+        requests = self.requests
+        requests.state = _CLOSED
+        requests.disconnect()
+        # A bound method of the pipeline: kept, it would leave the pipeline to the cyclic GC.
+        requests.client_gone = None
         self.flow.resume_writing()
         self.ctx.connection_closed(self)
 
@@ -145,11 +170,15 @@ class H1Connection(asyncio.Protocol):
 
     # -- PipelineHost ------------------------------------------------------------------------
     def parse_held(self) -> None:
-        if self.requests.state is not _CLOSED and not self.transport.is_closing():
+        requests = self.requests
+        if requests.state is not _CLOSED and not self.transport.is_closing():
             # As if the socket were read again: parsing pauses reading for what it finds
             # (more pipelined requests, a body the app has not taken, more held bytes).
-            self.flow.resume_reading()
+            if requests.client_gone is None:
+                self.flow.resume_reading()
             self.data_received(b"")
+            if requests.client_gone is not None and not self.parser.held:
+                self.input_ended()
 
     def write_error_and_close(self, status: int) -> None:
         self.transport.write(w.error_response(status, self.ctx.date_block))

@@ -5,7 +5,8 @@ gives it a cycle (server.cycle) and owns that cycle (its CycleOwner). The first 
 the pipeline is the one being answered; the ones parsed behind it wait, with reading paused,
 until the responses before theirs are complete (RFC 9112 §9.3.2: responses go out in the
 order of the requests). After each response this decides how the connection goes on: the
-next request, the error found behind the answered ones, idle for keep-alive, or closed.
+next request, the error found behind the answered ones, idle for keep-alive, or closed
+(also once a client that half-closed has had every answer).
 `state` is where the connection is in Go's net/http states: requests move it to ACTIVE and
 back to IDLE here, the connection sets NEW when bytes arrive and CLOSED when it ends. What
 this asks of the connection is a PipelineHost; the transport is never touched here.
@@ -19,6 +20,7 @@ import enum
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from serve.server.connection_info import ConnectionInfo
@@ -40,7 +42,7 @@ class ConnState(enum.Enum):
 
 
 _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
-_RECEIVING = BodyState.RECEIVING
+_RECEIVING, _DELIVERED = BodyState.RECEIVING, BodyState.DELIVERED
 _NOT_STARTED = ResponseState.NOT_STARTED
 
 
@@ -60,6 +62,7 @@ class RequestPipeline:
         "_parser",
         "_queue",
         "_response",
+        "client_gone",
         "flow",
         "heads",
         "idle_mark",
@@ -93,6 +96,9 @@ class RequestPipeline:
         self.state = _NEW
         # The error to answer once the requests before it are answered, then close.
         self.pending_error: ParseFailed | None = None
+        # Set when the client half-closed (or closed): once what it sent is answered, the
+        # connection closes, and an app waiting for more than its body calls this.
+        self.client_gone: Callable[[], None] | None = None
         # The cycle of the last request head: where its body and its end go.
         self.receiving: Cycle
         # Request heads seen; with the state, what the deadline sweep compares between runs.
@@ -150,6 +156,21 @@ class RequestPipeline:
         self.pending_error = event
         self.flow.pause_reading()
 
+    def client_finished(self) -> None:
+        """The client sends no more: what it sent whole is still answered, but an app waiting
+        for more than its request body, now or later, ends the connection (server.cycle)."""
+        self.client_gone = self._client_left
+        for cycle in self._queue:
+            body = cycle.body
+            if body.state is _DELIVERED and body.waiter is not None:
+                self._client_left()
+                return
+
+    def _client_left(self) -> None:
+        # Taken as gone, as at a close: every request hears it and the transport closes.
+        self.disconnect()
+        self._host.close()
+
     def disconnect(self) -> None:
         """The connection is lost or dropped: every request in the pipeline hears it."""
         for cycle in self._queue:
@@ -177,6 +198,8 @@ class RequestPipeline:
                 self._read_more()
         elif self.pending_error is not None:
             self._host.write_error_and_close(self.pending_error.status)
+        elif self.client_gone is not None and not self._parser.held:
+            self._host.close()
         else:
             self.state = _IDLE
             self.idle_mark = ctx.requests

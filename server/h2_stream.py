@@ -98,6 +98,9 @@ class H2Stream:
         "unacked",
         "writer",
     )
+    # A stream's client half-closes with END_STREAM, which ends only its body; a closed
+    # connection ends every stream through lost().
+    client_gone = None
 
     def __init__(self, session: StreamSession, writer: StreamWriter, stream_id: int) -> None:
         self.session = session
