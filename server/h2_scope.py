@@ -83,17 +83,18 @@ class Malformed(Exception):
 def request_head(fields: Iterable[tuple[bytes, bytes]], has_body: bool) -> RequestHead:
     """The request of one HEADERS block; raises Malformed for a malformed one (before any
     other check, as h2 did) and RequestRejected for one we do not serve."""
-    key = tuple(fields)
-    known = None
     if KNOWN_REQUESTS.paused:
         KNOWN_REQUESTS.paused -= 1
+        known = _parsed(fields)
     else:
-        known = KNOWN_REQUESTS.get(key)
-        if known is None:
-            known = _parsed(key)
+        key = tuple(fields)
+        cached = KNOWN_REQUESTS.get(key)
+        if cached is None:
+            cached = _parsed(key)
             if sum(len(name) + len(value) for name, value in key) <= _MEMO_FIELDS:
-                KNOWN_REQUESTS.put(key, known)
-    method, path, decoded, raw_path, query, headers, expect = known or _parsed(key)
+                KNOWN_REQUESTS.put(key, cached)
+        known = cached
+    method, path, decoded, raw_path, query, headers, expect = known
     return RequestHead(
         method, path, decoded, raw_path, query, "2", list(headers), True, expect and has_body,
         None, has_body,
