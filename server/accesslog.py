@@ -16,6 +16,11 @@ Rules:
   the line renders through the function its format was compiled to
   (server.access_format): one f-string, for JSON too, whose message is rendered already
   quoted for JSON from quoted parts.
+- A text line's time is the second it was rendered in, read from the clock once a second: a
+  timer set for the next second's start marks the rendered time stale, and the next line
+  renders it anew (a timer fired early only renders the same second again). A line rendered
+  in the loop turn that crosses a second may show the second before, as nginx's cached time
+  does; per request the clock is not read at all.
 - A JSON line gives duration_ms to the microsecond ("%.3f"): the shortest repr() of the
   float measured cost a tenth of the whole line, and its digits past the microsecond were
   noise. The fields handed to logging carry the same value, rounded alike.
@@ -23,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -72,9 +78,11 @@ class AccessLogger:
         self._json_head = (
             f'+00:00", "level": "INFO", "pid": {pid}, "logger": "serve.access", "msg": "'
         )
-        # The time rendered: its second, and for JSON its millisecond with the line's head.
-        self._second = -1
+        # The time rendered: a text line's time and head ("" when stale); a JSON line's
+        # second with its start, and its millisecond with the line's head.
         self._day = ""
+        self._json_second = -1
+        self._json_day = ""
         self._millisecond = -1
         self._head = ""
 
@@ -100,23 +108,24 @@ class AccessLogger:
         if out is None:
             values = (client_text, request_line, status, nbytes, duration_ms, method, path)
             self._through_logging(values)
-        elif not self._json:
-            second = int(time.time())
-            head = self._day if second == self._second else self._text_day(second)
-            out.append(
-                self._text_line(
-                    head, client_text, request_line, status, nbytes, duration_ms, method, path
-                )
-            )
+            return
+        if not self._json:
+            line = self._text_line(
+                self._day or self._text_day(), client_text, request_line, status, nbytes,
+                duration_ms, method, path,
+            )  # fmt: skip
         else:
             millisecond = int(time.time() * 1000)
             head = self._head if millisecond == self._millisecond else self._json_at(millisecond)
-            out.append(
-                self._json_line(
-                    head, client_text, request_line, status, nbytes, duration_ms, method, path,
-                    client_q, request_line_q, method_q, path_q,
-                )
+            line = self._json_line(
+                head, client_text, request_line, status, nbytes, duration_ms, method, path,
+                client_q, request_line_q, method_q, path_q,
             )  # fmt: skip
+        # AccessBuffer.append, inline.
+        out.lines.append(line)
+        out.room -= len(line)
+        if out.room <= 0:
+            out.appended()
 
     def _through_logging(self, values: tuple[Any, ...]) -> None:
         if self._logger.isEnabledFor(logging.INFO):
@@ -151,19 +160,25 @@ class AccessLogger:
         parts = self._clients[client] = (text, json_quoted(text))
         return parts
 
-    def _text_day(self, second: int) -> str:
-        """The time and head of a text line, up to its message."""
-        self._second = second
+    def _text_day(self) -> str:
+        """The time and head of a text line, up to its message, until the next second."""
+        now = time.time()
+        second = int(now)
         self._day = time.strftime(TEXT_DATE_FORMAT, time.localtime(second)) + self._text_head
+        asyncio.get_running_loop().call_later(second + 1 - now, self._day_passed)
         return self._day
+
+    def _day_passed(self) -> None:
+        self._day = ""
 
     def _json_at(self, millisecond: int) -> str:
         second, millis = divmod(millisecond, 1000)
-        if second != self._second:
+        if second != self._json_second:
             moment = datetime.fromtimestamp(second, tz=timezone.utc)
-            self._second, self._day = second, moment.strftime('{"ts": "%Y-%m-%dT%H:%M:%S')
+            self._json_second = second
+            self._json_day = moment.strftime('{"ts": "%Y-%m-%dT%H:%M:%S')
         self._millisecond = millisecond
-        self._head = f"{self._day}.{millis:03d}{self._json_head}"
+        self._head = f"{self._json_day}.{millis:03d}{self._json_head}"
         return self._head
 
 

@@ -15,7 +15,13 @@ import pytest
 
 from serve.server.access_buffer import PIPE_BUF, AccessBuffer, line_pieces
 from serve.server.accesslog import AccessLogger
-from serve.server.logs import ACCESS_LOGGER_NAME, LOGGER_NAME, configure_logging, log_stream_fd
+from serve.server.logs import (
+    ACCESS_LOGGER_NAME,
+    LOGGER_NAME,
+    TEXT_DATE_FORMAT,
+    configure_logging,
+    log_stream_fd,
+)
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 from tests.unit.server.access_scope import log_request
 
@@ -130,6 +136,35 @@ def test_a_json_line_in_any_format_is_the_line_logging_writes(tmp_path: Path, fm
     assert messages == [json.loads(line)["msg"] for line in slow]
     if fmt == FORMATS[3]:
         assert messages[2].startswith('\\ "quoted" \t G\\x1bET /a\\x0d\\x0a"forged"?x=')
+
+
+@pytest.mark.usefixtures("restore_loggers")
+def test_a_text_line_shows_the_second_it_was_written_in(tmp_path: Path) -> None:
+    # The clock is read once a second, not per line: lines written after a second starts
+    # still show that second, not the one the logger last read.
+    log_path = tmp_path / "access.log"
+    configure_logging("info", "text", log_file=str(log_path))
+    fd_of = log_stream_fd()
+    assert fd_of is not None
+    seconds: list[tuple[int, int]] = []
+
+    async def write_lines() -> None:
+        access = AccessLogger("%(status)s", json=False, out=AccessBuffer(fd_of, 65536, 60.0))
+        for _ in range(3):
+            for _ in range(2):
+                before = time.time()
+                log_request(access, None, "GET", "/", "1.1", 200, 0, 0.001)
+                seconds.append((int(before), int(time.time())))
+            now = time.time()
+            await asyncio.sleep(int(now) + 1 - now + 0.02)
+        access.flush()
+
+    asyncio.run(write_lines())
+    stamps = [TEXT_STAMP.match(line) for line in log_path.read_text().splitlines()]
+    shown = [int(time.mktime(time.strptime(s[0].strip(), TEXT_DATE_FORMAT))) for s in stamps if s]
+    assert len(shown) == len(seconds) == 6
+    assert all(low <= second <= high for second, (low, high) in zip(shown, seconds, strict=True))
+    assert len(set(shown)) >= 3
 
 
 def test_pieces_end_at_line_ends_and_stay_within_the_limit() -> None:
