@@ -8,6 +8,9 @@ Rules:
   through logging as records on "serve.access" instead, their fields attached for the JSON
   formatter.
 - Text from the network goes through escape_control() before it is rendered.
+- A response serve wrote where no request head was read (a malformed or oversized head, a
+  connection refused over a limit) has a line too: "-" for the request line, method and
+  path (nginx's "-" for an empty request), and a duration of 0.
 - A line is on the path of every request, so it is built from parts made as rarely as
   they change: a client address is escaped and JSON-quoted once per distinct value (a
   keep-alive connection's requests share its address), a request's method, request line
@@ -55,6 +58,11 @@ _NO_CLIENT: Parts = ("-", "-")
 # A request's method, request line and path as text lines show them, then the same as
 # JSON string contents.
 Request = tuple[str, str, str, str, str, str]
+RequestKey = tuple[str, bytes, str, str]
+# The key and parts of a response without a request head (no scope has None in its fields).
+_NO_HEAD_KEY: Any = (None, None, None, None)
+_NO_HEAD: Request = ("-", "-", "-", "-", "-", "-")
+_NO_HEAD_SCOPE = {"path": None, "query_string": None, "method": None, "http_version": None}
 
 
 class AccessLogger:
@@ -66,7 +74,7 @@ class AccessLogger:
         self._out = out
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._clients: dict[tuple[str, int] | None, Parts] = {None: _NO_CLIENT}
-        self._requests: dict[tuple[str, bytes, str, str], Request] = {}
+        self._requests: dict[RequestKey, Request] = {_NO_HEAD_KEY: _NO_HEAD}
         # The message alone, a text line (the time and head before it, a newline after) and
         # a JSON line from its message on.
         self._message = compile_format(fmt, "")
@@ -127,6 +135,10 @@ class AccessLogger:
         if out.room <= 0:
             out.appended()
 
+    def log_without_head(self, client: tuple[str, int] | None, status: int, nbytes: int) -> None:
+        """One line for a response serve wrote where no request head was read."""
+        self.log_scope(_NO_HEAD_SCOPE | {"client": client}, status, nbytes, 0.0)
+
     def _through_logging(self, values: tuple[Any, ...]) -> None:
         if self._logger.isEnabledFor(logging.INFO):
             extra = None
@@ -136,9 +148,9 @@ class AccessLogger:
                 extra = {ACCESS_FIELDS_ATTR: fields}
             self._logger.info(self._message("", *values), extra=extra)
 
-    def _learn_request(self, key: tuple[str, bytes, str, str]) -> Request:
+    def _learn_request(self, key: RequestKey) -> Request:
         if len(self._requests) >= _KEPT:
-            self._requests.clear()
+            self._requests = {_NO_HEAD_KEY: _NO_HEAD}
         path, query, method, version = key
         target = path + "?" + query.decode("latin-1") if query else path
         method = escape_control(method)

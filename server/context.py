@@ -63,6 +63,17 @@ class Finished(Protocol):
     start_time: float
 
 
+@dataclass(slots=True)
+class ServerAnswer:
+    """A request whose head serve read and answered itself at once (an upgrade it refused),
+    as the accounting sees it (Finished)."""
+
+    scope: Scope
+    status: int
+    bytes_sent: int
+    start_time: float = field(default_factory=time.perf_counter)
+
+
 def date_block(server_header: str | None, now: float | None = None) -> bytes:
     """The `date:` (and `server:`) header lines, pre-encoded; refreshed once a second."""
     t = time.gmtime(now)
@@ -190,6 +201,16 @@ class WorkerContext:
         STATS.record(done.status, duration_s)
         if self.access_logger is not None:
             self.access_logger.log_scope(done.scope, done.status, done.bytes_sent, duration_s)
+
+    def answered_without_head(
+        self, client: tuple[str, int] | None, status: int, nbytes: int
+    ) -> None:
+        """serve wrote `status` where no request head was read (a malformed or oversized
+        head, a connection refused over a limit): a response for the status counts and the
+        access log, but not a request, and no duration."""
+        STATS.record_without_head(status)
+        if self.access_logger is not None:
+            self.access_logger.log_without_head(client, status, nbytes)
 
     def check_idle(self) -> None:
         """Nothing open and no app running: the allocator's pad only pays off under load,

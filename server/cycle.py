@@ -256,7 +256,8 @@ class Cycle:
             self._fail_response()
 
     def refuse(self, status: int) -> None:
-        """The server answers `status` in place of an app it does not start (shedding)."""
+        """The server answers `status` in place of an app it does not start (shedding), or
+        of one whose request can never complete (its body's framing broke)."""
         self._fail_response(status)
 
     def time_out(self) -> None:

@@ -82,8 +82,7 @@ class H1Connection(asyncio.Protocol):
         response = H1Response(ctx, self.transport, self.batch)
         self.requests = RequestPipeline(self, ctx, self.parser, self.flow, response, self.info)
         if not ctx.admit(self, transport, ctx.loop.time()):
-            self.transport.write(w.error_response(503, ctx.date_block))
-            self.close()
+            self.requests.answer_without_head(503)
 
     def data_received(self, data: bytes) -> None:
         requests = self.requests

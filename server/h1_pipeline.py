@@ -30,6 +30,7 @@ from serve.server.events import ParseFailed, RequestHead
 from serve.server.flow import FlowControl
 from serve.server.h1_parser import H1Parser
 from serve.server.h1_response import H1Response
+from serve.server.h1_writer import error_body
 from serve.server.request_body import BodyState
 from serve.server.scope import http_scope
 
@@ -140,21 +141,28 @@ class RequestPipeline:
         before it, or now."""
         queue = self._queue
         if not queue:
-            self._host.write_error_and_close(event.status)
+            self.answer_without_head(event.status)
             return
         last = queue[-1]
         if last.body.state is _RECEIVING:
             # The failure is inside this request's body: it can never complete.
             if len(queue) == 1:
-                last.disconnect()
                 if last.response is _NOT_STARTED:
-                    self._host.write_error_and_close(event.status)
+                    # Answered, counted and logged as the request's, in its app's place.
+                    last.refuse(event.status)
                 else:
                     self._host.close()
+                last.disconnect()
                 return
             queue.pop()
         self.pending_error = event
         self.flow.pause_reading()
+
+    def answer_without_head(self, status: int) -> None:
+        """Answer `status` where no request head was read (a malformed or oversized head, a
+        connection over a limit), counted and logged as such, and close."""
+        self._ctx.answered_without_head(self._info.client, status, len(error_body(status)))
+        self._host.write_error_and_close(status)
 
     def client_finished(self) -> None:
         """The client sends no more: what it sent whole is still answered, but an app waiting
@@ -197,7 +205,7 @@ class RequestPipeline:
             if len(queue) == 1:
                 self._read_more()
         elif self.pending_error is not None:
-            self._host.write_error_and_close(self.pending_error.status)
+            self.answer_without_head(self.pending_error.status)
         elif self.client_gone is not None and not self._parser.held:
             self._host.close()
         else:

@@ -39,10 +39,15 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def error_body(status: int) -> bytes:
+    """The body of the server's own `status` response: its reason phrase."""
+    return reason(status) or b"Error"
+
+
 def error_response(status: int, date_block: bytes, *, body: bytes | None = None) -> bytes:
     """A complete response the server itself sends (4xx/5xx), always closing the connection."""
     if body is None:
-        body = reason(status) or b"Error"
+        body = error_body(status)
     return b"".join(
         (
             status_line(status),

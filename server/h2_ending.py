@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
+from serve.server.connection_info import ConnectionInfo
 from serve.server.deadline import Wait
 from serve.server.h2_stream import H2Stream
 from serve.server.h2_streams import StreamTable
@@ -60,6 +61,8 @@ class EndingSession(Protocol):
 
     @property
     def ctx(self) -> WorkerContext: ...
+    @property
+    def info(self) -> ConnectionInfo: ...
     # Streams whose response is not complete; the writer's outbound holds those waiting for
     # window.
     @property
@@ -97,6 +100,8 @@ class H2Ending:
         session = self.session
         fields, _ = h2_scope.response_fields(503, _BUSY_HEAD, session.date_fields())
         session.writer.answer(stream_id, fields, _BUSY_BODY)
+        # As HTTP/1.1's 503 at accept: a refused connection, not a request of the app's.
+        session.ctx.answered_without_head(session.info.client, 503, len(_BUSY_BODY))
         self.goaway(stream_id)
 
     def idle(self) -> None:

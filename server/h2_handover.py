@@ -24,6 +24,7 @@ from serve.server.connection_info import ConnectionInfo
 from serve.server.context import WorkerContext
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
+from serve.server.h1_refusal import refuse_upgrade
 from serve.server.h2_connection import H2Session
 
 logger = logging.getLogger("serve")
@@ -77,8 +78,8 @@ def take_over_upgrade(
             _begin_upgraded(session, head, data)
             return
     logger.debug("h2c upgrade from %s refused with %d", info.client, status)
-    transport.write(w.error_response(status, ctx.date_block))
-    transport.close()
+    response = w.error_response(status, ctx.date_block)
+    refuse_upgrade(ctx, transport, info, head, status=status, response=response)
 
 
 def _begin_upgraded(session: H2Session, head: RequestHead, data: bytes) -> None:

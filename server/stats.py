@@ -63,6 +63,13 @@ class ResponseStats:
         self.durations[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
         self.duration_sum += duration_s
 
+    def record_without_head(self, status: int) -> None:
+        """serve answered where no request head was read (a malformed head, a refused
+        connection): a response by its class, but no request duration."""
+        index = status // 100 - 1
+        if 0 <= index < STATUS_CLASSES:
+            self.responses[index] += 1
+
     def reset(self) -> None:
         self.responses[:] = ZERO_RESPONSES
         self.durations[:] = ZERO_DURATIONS

@@ -21,6 +21,7 @@ from serve.server.app_run import run_app
 from serve.server.connection_info import ConnectionInfo
 from serve.server.events import RequestHead
 from serve.server.flow import FlowControl
+from serve.server.h1_refusal import refuse_upgrade
 from serve.server.scope import websocket_scope
 from serve.server.ws_asgi import WebSocketApp
 from serve.server.ws_connection import WebSocketConnection
@@ -50,12 +51,12 @@ def take_over(
         offer = hs.read_offer(head)
     except hs.HandshakeRejected as exc:
         logger.debug("bad WebSocket handshake from %s: %s", info.client, exc.reason)
-        transport.write(hs.rejection(exc, ctx.date_block))
-        transport.close()
+        response = hs.rejection(exc, ctx.date_block)
+        refuse_upgrade(ctx, transport, info, head, status=exc.status, response=response)
         return
     if ctx.draining:
-        transport.write(w.error_response(503, ctx.date_block))
-        transport.close()
+        response = w.error_response(503, ctx.date_block)
+        refuse_upgrade(ctx, transport, info, head, status=503, response=response)
         return
     scope = websocket_scope(ctx, info, head, offer.subprotocols)
     conn = WebSocketConnection(

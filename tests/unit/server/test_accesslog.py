@@ -167,6 +167,47 @@ def test_a_text_line_shows_the_second_it_was_written_in(tmp_path: Path) -> None:
     assert len(set(shown)) >= 3
 
 
+@pytest.mark.usefixtures("restore_loggers")
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_response_without_a_request_head_shows_dashes_both_ways(
+    tmp_path: Path, json_lines: bool
+) -> None:
+    kind = "json" if json_lines else "text"
+    fmt = DEFAULT_ACCESS_LOG_FORMAT + " %(method)s %(path)s"
+    slow_path, fast_path = tmp_path / "logging.log", tmp_path / "fast.log"
+    configure_logging("info", kind, log_file=str(slow_path))
+    AccessLogger(fmt, json=json_lines).log_without_head(("10.0.0.9", 7), 431, 31)
+    configure_logging("info", kind, log_file=str(fast_path))
+    fd_of = log_stream_fd()
+    assert fd_of is not None
+
+    async def fast_lines() -> None:
+        fast = AccessLogger(fmt, json=json_lines, out=AccessBuffer(fd_of, 65536, 60.0))
+        # More distinct requests than the memo keeps: it starts again, and still knows
+        # what a response without a head shows.
+        for n in range(5000):
+            log_request(fast, None, "GET", f"/{n}", "1.1", 200, 0, 0.001)
+        fast.log_without_head(("10.0.0.9", 7), 431, 31)
+        fast.flush()
+
+    asyncio.run(fast_lines())
+    slow, fast = slow_path.read_text().splitlines(), fast_path.read_text().splitlines()[-1:]
+    stamp = JSON_STAMP if json_lines else TEXT_STAMP
+
+    def unstamped(lines: list[str]) -> list[str]:
+        # The duration's spelling aside, as in the test of JSON lines above.
+        return [DURATION.sub("", stamp.sub("", line)) for line in lines]
+
+    assert unstamped(fast) == unstamped(slow)
+    if json_lines:
+        entry = json.loads(fast[0])
+        assert entry["msg"] == '10.0.0.9:7 - "-" 431 31 0.0ms - -'
+        assert (entry["request_line"], entry["method"], entry["path"]) == ("-", "-", "-")
+        assert (entry["status"], entry["bytes"], entry["duration_ms"]) == (431, 31, 0.0)
+    else:
+        assert fast[0].endswith('serve.access: 10.0.0.9:7 - "-" 431 31 0.0ms - -')
+
+
 def test_pieces_end_at_line_ends_and_stay_within_the_limit() -> None:
     lines = [b"%d %s\n" % (n, b"x" * (n * 37 % 300)) for n in range(200)]
     data = b"".join(lines)

@@ -1,0 +1,121 @@
+"""What serve answers itself, in place of the app, is in the access log and the status
+counts like any response: a malformed or oversized head ("-" for the request it could not
+read), a body whose framing breaks while its app runs, a refused WebSocket or h2c upgrade
+(the request line it did read), and a connection refused over limit_concurrency."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from tests.conftest import StartServe, raw_request, status_of, wait_until, write_config
+from tests.system.test_metrics import Metrics
+from tests.tls_certs import client_context, server_leaf, write_leaf
+
+pytestmark = pytest.mark.system
+
+APP = "asgi_apps:app"
+# An access line of the default text format: request line, status, body bytes, duration.
+LINE = re.compile(
+    r'INFO serve\.access: 127\.0\.0\.1:\d+ - "(?P<request>[^"]*)" (?P<status>\d{3}) '
+    r"(?P<bytes>\d+) (?P<ms>\d+\.\d)ms$"
+)
+BROKEN_CHUNK = (
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
+)
+WS_WITHOUT_KEY = (
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+H2C_WITHOUT_SETTINGS = (
+    b"GET /h2 HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n"
+)
+
+
+def access_lines(log: str) -> list[tuple[str, int, int, str]]:
+    return [
+        (m["request"], int(m["status"]), int(m["bytes"]), m["ms"])
+        for m in map(LINE.search, log.splitlines())
+        if m
+    ]
+
+
+def test_the_servers_own_answers_are_logged_and_counted(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "serve.yaml",
+        app=APP,
+        bind="127.0.0.1:0",
+        http2={"enabled": True},
+        access_log_buffer_size=0,
+        metrics={"bind": "127.0.0.1:0"},
+    )
+    serve = start_serve(config=config)
+    metrics = Metrics(serve)
+    port = serve.port
+    answers = [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (BROKEN_CHUNK, 400),
+        (WS_WITHOUT_KEY, 400),
+        (H2C_WITHOUT_SETTINGS, 400),
+    ]
+    for request, status in answers:
+        assert status_of(raw_request(port, request)) == status
+
+    expected = [
+        ("-", 400, len(b"Bad Request"), "0.0"),
+        ("-", 431, len(b"Request Header Fields Too Large"), "0.0"),
+        ("POST /echo HTTP/1.1", 400),
+        ("GET /ws HTTP/1.1", 400, len(b"Bad Request")),
+        ("GET /h2 HTTP/1.1", 400, len(b"Bad Request")),
+    ]
+    wait_until(lambda: len(access_lines(serve.log())) == len(expected), timeout=15)
+    lines = access_lines(serve.log())
+    assert [line[: len(want)] for line, want in zip(lines, expected, strict=True)] == expected
+    # Five responses, each written once; three of them answered a request head.
+    metrics.wait_for("serve_responses_total", 5, status_class="4xx")
+    metrics.wait_for("serve_requests_total", 3)
+    assert serve.stop() == 0
+    assert len(access_lines(serve.log())) == len(expected)
+
+
+def test_connections_refused_over_limit_concurrency_are_logged_on_both_protocols(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    # Over TLS, so that an HTTP/2 client (ALPN h2) reads HTTP/2's own 503 on its first stream.
+    ca = trustme.CA()
+    cert = write_leaf(server_leaf(ca), tmp_path, "server")
+    config = write_config(
+        tmp_path / "serve.yaml",
+        app=APP,
+        bind="127.0.0.1:0",
+        ssl={"certfile": str(cert.certfile), "keyfile": str(cert.keyfile)},
+        http2={"enabled": True},
+        limit_concurrency=1,
+        access_log_buffer_size=0,
+    )
+    serve = start_serve(config=config)
+    base = f"https://127.0.0.1:{serve.port}"
+
+    def client(http2: bool) -> httpx.Client:
+        return httpx.Client(
+            base_url=base, http1=not http2, http2=http2, verify=client_context(ca), timeout=10
+        )
+
+    with client(http2=False) as held:
+        assert held.get("/scope").status_code == 200
+        # The held connection is the one allowed: HTTP/1.1 and HTTP/2 clients get 503.
+        with client(http2=False) as over:
+            assert over.get("/").status_code == 503
+        with client(http2=True) as over:
+            refused = over.get("/")
+            assert (refused.http_version, refused.status_code) == ("HTTP/2", 503)
+        no_request = ("-", 503, len(b"Service Unavailable"), "0.0")
+        wait_until(lambda: access_lines(serve.log())[1:] == [no_request, no_request], timeout=15)
+    assert access_lines(serve.log())[0][:2] == ("GET /scope HTTP/1.1", 200)
