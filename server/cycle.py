@@ -87,6 +87,8 @@ class CycleOwner(Protocol):
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
+    # The client left after the app began its response and before its end went out.
+    def response_cut(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
@@ -146,9 +148,16 @@ class Cycle:
         self._trailer_sender: TrailerSender | None = None
 
     def disconnect(self) -> None:
-        """The client left: receive() answers http.disconnect from now on."""
+        """The client left: receive() answers http.disconnect from now on. A response the app
+        began and did not end is accounted now, as it stands (its status, the bytes that
+        went out), as uvicorn logs a response once it starts; one not begun is not."""
+        if self.disconnected:
+            return
         self.disconnected = True
         self.body.drop()
+        state = self.response
+        if state is not _NOT_STARTED and state is not _DONE:
+            self._owner.response_cut(self)
 
     # -- the ASGI callables ----------------------------------------------------------------
     async def receive(self) -> Message:

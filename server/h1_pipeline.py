@@ -214,6 +214,9 @@ class RequestPipeline:
             if self.flow.read_paused:
                 self._read_more()
 
+    def response_cut(self, cycle: Cycle) -> None:
+        self._ctx.finish_request(cycle)
+
     def response_failed(self, cycle: Cycle) -> None:
         self._ctx.finish_request(cycle)
         if cycle.answer:

@@ -211,6 +211,9 @@ class H2Stream:
     def response_complete(self, cycle: Cycle) -> None:
         self.session.ctx.finish_request(cycle)
 
+    def response_cut(self, cycle: Cycle) -> None:
+        self.session.ctx.finish_request(cycle)
+
     def response_failed(self, cycle: Cycle) -> None:
         self.session.ctx.finish_request(cycle)
         session = self.session

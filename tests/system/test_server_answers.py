@@ -1,18 +1,23 @@
 """What serve answers itself, in place of the app, is in the access log and the status
 counts like any response: a malformed or oversized head ("-" for the request it could not
 read), a body whose framing breaks while its app runs, a refused WebSocket or h2c upgrade
-(the request line it did read), and a connection refused over limit_concurrency."""
+(the request line it did read), and a connection refused over limit_concurrency. So is a
+response the client cut short, as it stood when the client left."""
 
 from __future__ import annotations
 
 import re
+import socket
+import struct
 from pathlib import Path
 
+import h2.events as ev
 import httpx
 import pytest
 import trustme
 
 from tests.conftest import StartServe, raw_request, status_of, wait_until, write_config
+from tests.h2_client import RawH2
 from tests.system.test_metrics import Metrics
 from tests.tls_certs import client_context, server_leaf, write_leaf
 
@@ -44,18 +49,16 @@ def access_lines(log: str) -> list[tuple[str, int, int, str]]:
     ]
 
 
+def config(tmp_path: Path, **keys: object) -> Path:
+    # Every line written at once, and HTTP/2 on: each test reads lines as they happen.
+    keys = {"app": APP, "bind": "127.0.0.1:0", "http2": {"enabled": True}, **keys}
+    return write_config(tmp_path / "serve.yaml", access_log_buffer_size=0, **keys)
+
+
 def test_the_servers_own_answers_are_logged_and_counted(
     start_serve: StartServe, tmp_path: Path
 ) -> None:
-    config = write_config(
-        tmp_path / "serve.yaml",
-        app=APP,
-        bind="127.0.0.1:0",
-        http2={"enabled": True},
-        access_log_buffer_size=0,
-        metrics={"bind": "127.0.0.1:0"},
-    )
-    serve = start_serve(config=config)
+    serve = start_serve(config=config(tmp_path, metrics={"bind": "127.0.0.1:0"}))
     metrics = Metrics(serve)
     port = serve.port
     answers = [
@@ -91,16 +94,8 @@ def test_connections_refused_over_limit_concurrency_are_logged_on_both_protocols
     # Over TLS, so that an HTTP/2 client (ALPN h2) reads HTTP/2's own 503 on its first stream.
     ca = trustme.CA()
     cert = write_leaf(server_leaf(ca), tmp_path, "server")
-    config = write_config(
-        tmp_path / "serve.yaml",
-        app=APP,
-        bind="127.0.0.1:0",
-        ssl={"certfile": str(cert.certfile), "keyfile": str(cert.keyfile)},
-        http2={"enabled": True},
-        limit_concurrency=1,
-        access_log_buffer_size=0,
-    )
-    serve = start_serve(config=config)
+    ssl = {"certfile": str(cert.certfile), "keyfile": str(cert.keyfile)}
+    serve = start_serve(config=config(tmp_path, ssl=ssl, limit_concurrency=1))
     base = f"https://127.0.0.1:{serve.port}"
 
     def client(http2: bool) -> httpx.Client:
@@ -119,3 +114,45 @@ def test_connections_refused_over_limit_concurrency_are_logged_on_both_protocols
         no_request = ("-", 503, len(b"Service Unavailable"), "0.0")
         wait_until(lambda: access_lines(serve.log())[1:] == [no_request, no_request], timeout=15)
     assert access_lines(serve.log())[0][:2] == ("GET /scope HTTP/1.1", 200)
+
+
+def test_a_response_the_client_cuts_is_logged_as_it_stood_on_both_protocols(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    serve = start_serve(config=config(tmp_path))
+    flag = tmp_path / "go"
+    # HTTP/1.1: the client reads the first event of a stream, then resets the connection (a
+    # FIN alone is a half-close, which still gets the rest of the response).
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=10) as sock:
+        sock.sendall(f"GET /push?flag={flag} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        seen = b""
+        while b"first event" not in seen:
+            seen += sock.recv(65536)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # HTTP/2: the client resets the stream after its first event; the connection stays.
+    client = RawH2(serve.port)
+    stream = client.request(f"/push?flag={flag}")
+    client.read_until(lambda event: isinstance(event, ev.DataReceived))
+    client.conn.reset_stream(stream)
+    client.flush()
+    cut = [(f"GET /push?flag={flag} HTTP/1.1", 200), (f"GET /push?flag={flag} HTTP/2", 200)]
+    wait_until(lambda: logged(serve.log()) == cut, timeout=15)
+    client.close()
+    flag.touch()
+    # A client that leaves before the response begins has no line (as with uvicorn): the
+    # app hears the disconnect, and its send then raises.
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=10) as sock:
+        sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: a\r\n\r\n")
+    serve.wait_log("send after disconnect raised ClientDisconnected")
+    assert (
+        status_of(
+            raw_request(serve.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        )
+        == 200
+    )
+    wait_until(lambda: len(logged(serve.log())) == 3, timeout=15)
+    assert logged(serve.log()) == [*cut, ("GET / HTTP/1.1", 200)]
+
+
+def logged(log: str) -> list[tuple[str, int]]:
+    return [line[:2] for line in access_lines(log)]

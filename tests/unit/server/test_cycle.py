@@ -54,6 +54,9 @@ class RecordingOwner:
     def response_failed(self, cycle: Cycle) -> None:
         self.calls.append(("failed", cycle.status))
 
+    def response_cut(self, cycle: Cycle) -> None:
+        self.calls.append(("cut", cycle.status))
+
     def app_finished(self, cycle: Cycle) -> None:
         self.calls.append(("finished",))
 
@@ -173,6 +176,32 @@ def test_after_disconnect_receive_reports_it_and_send_raises_an_oserror() -> Non
     # ASGI spec 2.4: a server-specific OSError subclass, nothing written.
     assert raised == [ClientDisconnected, ClientDisconnected]
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "cut"),
+    [
+        ([], []),
+        ([START], [("cut", 200)]),
+        ([START, {"type": "http.response.body", "body": b"a", "more_body": True}], [("cut", 200)]),
+        ([START, {"type": "http.response.body", "body": b"whole"}], []),
+    ],
+)
+def test_a_response_the_client_cut_is_accounted_once_as_it_stands(
+    sent: list[dict[str, Any]], cut: list[tuple[str, int]]
+) -> None:
+    # Begun and not ended: the owner hears of it once, however often the loss is told. Not
+    # begun, or complete: nothing to account (the app's end, or its completion, does).
+    async def scenario() -> list[Any]:
+        cycle, owner = make()
+        for message in sent:
+            await cycle.send(message)
+        owner.calls.clear()
+        cycle.disconnect()
+        cycle.disconnect()
+        return owner.calls
+
+    assert run(scenario()) == cut
 
 
 def test_a_disconnect_raised_from_send_is_no_app_error(caplog: pytest.LogCaptureFixture) -> None:
