@@ -10,10 +10,11 @@ fields are in the dynamic table their encoding (some 7% of a small request's cos
 pure function of the table. So a block that neither added to the table nor carried a table
 size update is remembered with the table's state, and given again while that state holds:
 the table changes only by an insertion (which puts a new entry first) or an eviction (which
-shortens it, as a resize does), so its first entry (held here, so never freed and reused)
-and its length name it. A block that did insert is not remembered even so: the table may
-come back to the state it found (emptied by an entry too large for it), where giving the
-block without inserting again would leave the peer's table and ours apart. Serve hands h2
+shortens it, as a resize does), so its first entry (held here, so never freed and reused),
+its length and its maximum size name it. The size is part of the name because an empty
+table stays empty when a block inserts an entry too large for it: that block is
+remembered, and must not be given again once the table has grown to hold the entry, or
+the peer's table would gain it and ours not. Serve hands h2
 plain 2-tuples only (server.h2_scope), so equal fields encode equally (hpack's never-indexed
 tuples, which compare equal to plain ones, never reach it).
 
@@ -36,9 +37,11 @@ from hpack import Decoder, Encoder, HeaderTuple
 # Heads remembered per connection: a few per route; cleared, not evicted one by one.
 _MEMO_SIZE = 32
 
-_Block = tuple[bytes, object, int]
-# (the fields, the table's first entry and length, the list's size as hpack counts it)
-_Fields = tuple[list[HeaderTuple], object, int, int]
+# (the block, the table's first entry, length and maximum size)
+_Block = tuple[bytes, object, int, int]
+# (the fields, the table's first entry, length and maximum size, the list's size as hpack
+# counts it)
+_Fields = tuple[list[HeaderTuple], object, int, int, int]
 # The first octet of a dynamic table size update (RFC 7541 section 6.3): 001xxxxx.
 _SIZE_UPDATE_MASK, _SIZE_UPDATE = 0xE0, 0x20
 
@@ -55,14 +58,15 @@ class MemoEncoder(Encoder):
         first = entries[0] if entries else None
         length = len(entries)
         plain = huffman and not self.table_size_changes
+        maxsize = table.maxsize
         known = self._memo.get(key) if plain else None
-        if known is not None and known[1] is first and known[2] == length:
+        if known is not None and known[1] is first and known[2] == length and known[3] == maxsize:
             return known[0]
         block = super().encode(key, huffman)
         if plain and len(entries) == length and (entries[0] if entries else None) is first:
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            self._memo[key] = (block, first, length)
+            self._memo[key] = (block, first, length, maxsize)
         return block
 
 
@@ -72,17 +76,20 @@ class MemoDecoder(Decoder):
         self._memo: dict[bytes, _Fields] = {}
 
     def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
-        entries = self.header_table.dynamic_entries
+        table = self.header_table
+        entries = table.dynamic_entries
         first = entries[0] if entries else None
         length = len(entries)
+        maxsize = table.maxsize
         plain = raw and type(data) is bytes
         known = self._memo.get(data) if plain else None
         if (
             known is not None
             and known[1] is first
             and known[2] == length
-            and known[3] <= self.max_header_list_size
-            and self.header_table.maxsize <= self.max_allowed_table_size
+            and known[3] == maxsize
+            and known[4] <= self.max_header_list_size
+            and maxsize <= self.max_allowed_table_size
         ):
             return known[0]
         fields = list(super().decode(data, raw))
@@ -96,5 +103,5 @@ class MemoDecoder(Decoder):
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             size = sum(32 + len(name) + len(value) for name, value in fields)
-            self._memo[data] = (fields, first, length, size)
+            self._memo[data] = (fields, first, length, maxsize, size)
         return fields

@@ -108,6 +108,38 @@ def test_the_same_fields_and_table_as_hpacks_decoder(steps: list[Fields | int]) 
             assert _table(memo) == _table(plain)
 
 
+# A field too large for a table of size 0 leaves it empty, so its block is remembered; once
+# the table has grown, the same bytes insert it, and a remembered answer would not.
+_GROWN_TABLE = [0, [(b":status", b"200")], [(b"content-type", b"200")], 256,
+                [(b":status", b"200")], [(b"content-type", b"200")]]  # fmt: skip
+
+
+def test_a_block_remembered_at_one_table_size_is_decoded_again_at_another() -> None:
+    client, memo, plain = Encoder(), MemoDecoder(), Decoder()
+    for step in _GROWN_TABLE:
+        if isinstance(step, int):
+            client.header_table_size = step
+            continue
+        for _ in range(2):
+            block = client.encode(step)
+            assert memo.decode(block, raw=True) == plain.decode(block, raw=True) == step
+            assert _table(memo) == _table(plain)
+    assert _table(memo) == ([(b"content-type", b"200")], 256)
+
+
+def test_a_block_remembered_at_one_table_size_is_encoded_again_at_another() -> None:
+    memo, plain, decoder = MemoEncoder(), Encoder(), Decoder()
+    for step in _GROWN_TABLE:
+        if isinstance(step, int):
+            memo.header_table_size = plain.header_table_size = step
+            continue
+        for _ in range(2):
+            block = memo.encode(step)
+            assert block == plain.encode(step)
+            assert decoder.decode(block, raw=True) == step
+    assert _table(decoder) == ([(b"content-type", b"200")], 256)
+
+
 def test_a_repeated_block_is_given_from_memory() -> None:
     client, memo = Encoder(), MemoDecoder()
     head = [(b":method", b"GET"), (b":path", b"/items/42"), (b"user-agent", b"h2load")]
