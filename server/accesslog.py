@@ -58,9 +58,11 @@ _NO_CLIENT: Parts = ("-", "-")
 # A request's method, request line and path as text lines show them, then the same as
 # JSON string contents.
 Request = tuple[str, str, str, str, str, str]
-RequestKey = tuple[str, bytes, str, str]
-# The key and parts of a response without a request head (no scope has None in its fields).
-_NO_HEAD_KEY: Any = (None, None, None, None)
+# A request's path, query string, method and version; all None for a response serve wrote
+# where no request head was read (no scope has None in its fields).
+Target = tuple[str, bytes, str, str]
+RequestKey = Target | tuple[None, None, None, None]
+_NO_HEAD_KEY: RequestKey = (None, None, None, None)
 _NO_HEAD: Request = ("-", "-", "-", "-", "-", "-")
 _NO_HEAD_SCOPE = {"path": None, "query_string": None, "method": None, "http_version": None}
 
@@ -129,7 +131,7 @@ class AccessLogger:
                 head, client_text, request_line, status, nbytes, duration_ms, method, path,
                 client_q, request_line_q, method_q, path_q,
             )  # fmt: skip
-        # AccessBuffer.append, inline.
+        # AccessBuffer.append, inline: a method call per line was 3% of a text line.
         out.lines.append(line)
         out.room -= len(line)
         if out.room <= 0:
@@ -148,7 +150,7 @@ class AccessLogger:
                 extra = {ACCESS_FIELDS_ATTR: fields}
             self._logger.info(self._message("", *values), extra=extra)
 
-    def _learn_request(self, key: RequestKey) -> Request:
+    def _learn_request(self, key: Target) -> Request:
         if len(self._requests) >= _KEPT:
             self._requests = {_NO_HEAD_KEY: _NO_HEAD}
         path, query, method, version = key

@@ -52,6 +52,9 @@ class AppRun(Protocol):
 
     task: asyncio.Task[None] | None
 
+    @property
+    def disconnected(self) -> bool: ...
+
 
 class Finished(Protocol):
     """A request as the accounting sees it once it is answered (server.cycle.Cycle, or a
@@ -161,9 +164,11 @@ class WorkerContext:
         `eager` (3.12+): the app runs at once and a Task is only kept if it suspends.
         """
         if self.shedding:
-            # server.shedding: 503 and Retry-After instead of the app.
-            STATS.overload[SHED] += 1
-            cycle.refuse(503)
+            # server.shedding: 503 and Retry-After instead of the app; a request already
+            # answered (its body broke in the read that brought its head) is left alone.
+            if not cycle.disconnected:
+                STATS.overload[SHED] += 1
+                cycle.refuse(503)
             return
         # `eager` first: on 3.11 it is always False, and the version is then never read.
         if eager and sys.version_info >= (3, 12):
@@ -186,11 +191,15 @@ class WorkerContext:
             self.deadlines.watch(run)
 
     def app_finished(self, run: AppRun) -> None:
-        """The app of `run` returned or raised, from inside its task."""
+        """The app of `run` returned or raised, from inside its task. A response its client
+        cut short is accounted now, as it stood (the app's status, the bytes it sent), as
+        uvicorn logs a response once it starts; one the client left before is not."""
         if run.task is not None:
             self.tasks.discard(run.task)
             if self.deadlines is not None and isinstance(run, Cycle):
                 self.deadlines.forget(run)
+        if run.disconnected and isinstance(run, Cycle) and run.cut_short():
+            self.finish_request(run)
         if not self.connections:
             self.check_idle()
 

@@ -87,8 +87,6 @@ class CycleOwner(Protocol):
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
-    # The client left after the app began its response and before its end went out.
-    def response_cut(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
@@ -148,16 +146,22 @@ class Cycle:
         self._trailer_sender: TrailerSender | None = None
 
     def disconnect(self) -> None:
-        """The client left: receive() answers http.disconnect from now on. A response the app
-        began and did not end is accounted now, as it stands (its status, the bytes that
-        went out), as uvicorn logs a response once it starts; one not begun is not."""
-        if self.disconnected:
-            return
+        """The client left: receive() answers http.disconnect from now on."""
         self.disconnected = True
         self.body.drop()
+
+    def cut_short(self) -> bool:
+        """The client left after the app began its response and before the response ended,
+        and the server did not answer in the app's place: asked once the app has ended, so
+        that a send the loss interrupted has finished (an HTTP/2 stream can be lost inside
+        the send that completes it)."""
         state = self.response
-        if state is not _NOT_STARTED and state is not _DONE:
-            self._owner.response_cut(self)
+        return (
+            self.disconnected
+            and not self.answer
+            and state is not _NOT_STARTED
+            and state is not _DONE
+        )
 
     # -- the ASGI callables ----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -265,8 +269,7 @@ class Cycle:
             self._fail_response()
 
     def refuse(self, status: int) -> None:
-        """The server answers `status` in place of an app it does not start (shedding), or
-        of one whose request can never complete (its body's framing broke)."""
+        """The server answers `status` in place of an app it does not start (shedding)."""
         self._fail_response(status)
 
     def time_out(self) -> None:

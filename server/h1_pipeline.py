@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from serve.server.connection_info import ConnectionInfo
-from serve.server.context import WorkerContext
+from serve.server.context import ServerAnswer, WorkerContext
 from serve.server.cycle import Cycle, ResponseState
 from serve.server.events import ParseFailed, RequestHead
 from serve.server.flow import FlowControl
@@ -147,12 +147,15 @@ class RequestPipeline:
         if last.body.state is _RECEIVING:
             # The failure is inside this request's body: it can never complete.
             if len(queue) == 1:
+                last.disconnect()
                 if last.response is _NOT_STARTED:
-                    # Answered, counted and logged as the request's, in its app's place.
-                    last.refuse(event.status)
+                    # The request's response, in its app's place (which hears the loss).
+                    status, body = event.status, error_body(event.status)
+                    answer = ServerAnswer(last.scope, status, len(body), last.start_time)
+                    self._ctx.finish_request(answer)
+                    self._host.write_error_and_close(status)
                 else:
                     self._host.close()
-                last.disconnect()
                 return
             queue.pop()
         self.pending_error = event
@@ -214,10 +217,9 @@ class RequestPipeline:
             if self.flow.read_paused:
                 self._read_more()
 
-    def response_cut(self, cycle: Cycle) -> None:
-        self._ctx.finish_request(cycle)
-
     def response_failed(self, cycle: Cycle) -> None:
+        if cycle.answer:
+            cycle.bytes_sent = len(error_body(cycle.answer))
         self._ctx.finish_request(cycle)
         if cycle.answer:
             self._host.write_error_and_close(cycle.answer)

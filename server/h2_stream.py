@@ -24,6 +24,7 @@ from h2.errors import ErrorCodes
 
 from serve.server import h2_scope
 from serve.server import http_fields as hf
+from serve.server.context import ServerAnswer
 from serve.server.cycle import Cycle, ResponseState
 from serve.server.deadline import Wait
 from serve.server.request_body import BodyState
@@ -138,6 +139,9 @@ class H2Stream:
         cycle = self.cycle
         if cycle.response is ResponseState.NOT_STARTED or cycle.response is ResponseState.STARTED:
             self.writer.send_head(self.stream_id, [(b":status", b"413")], True)
+            # The request's response, in the app's place: accounted as such, not as cut.
+            cycle.answer = 413
+            self.session.ctx.finish_request(ServerAnswer(cycle.scope, 413, 0, cycle.start_time))
         self.session.reset(self, ErrorCodes.CANCEL)
 
     def lost(self) -> None:
@@ -211,13 +215,14 @@ class H2Stream:
     def response_complete(self, cycle: Cycle) -> None:
         self.session.ctx.finish_request(cycle)
 
-    def response_cut(self, cycle: Cycle) -> None:
-        self.session.ctx.finish_request(cycle)
-
     def response_failed(self, cycle: Cycle) -> None:
-        self.session.ctx.finish_request(cycle)
         session = self.session
-        if not session.carries(self):
+        carried = session.carries(self)
+        if carried and cycle.answer:
+            # What the client gets of this response: the error body written below.
+            cycle.bytes_sent = len(hf.reason(cycle.answer))
+        session.ctx.finish_request(cycle)
+        if not carried:
             return
         if cycle.answer:
             self.out.clear()

@@ -80,6 +80,7 @@ class StreamTable:
         except RequestRejected as exc:
             logger.debug("bad HTTP/2 request from %s: %s", self._info.client, exc.reason)
             self._writer.send_head(stream_id, [(b":status", b"%d" % exc.status)], True)
+            self._ctx.answered_without_head(self._info.client, exc.status, 0)
             if has_body:
                 self._writer.reset_stream(stream_id, ErrorCodes.NO_ERROR)
             return

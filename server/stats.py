@@ -1,7 +1,9 @@
 """Per-worker response counters, reported to the master in each heartbeat.
 
 Rules: one ResponseStats per worker process (STATS), fed by the connection once per
-finished response with record(status, duration_s) and read by the worker's heartbeat. It
+finished response with record(status, duration_s), or record_without_head(status) for an
+answer to a head serve could not read (no request, no duration), and read by the worker's
+heartbeat. It
 only counts: no IO, no clock, no lock (a worker is one thread). Counters are cumulative
 for the worker's life and never go down, so the master can add the last report of an
 exited worker to its totals. The master forks workers but never records, so a fresh

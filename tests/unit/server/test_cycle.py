@@ -54,9 +54,6 @@ class RecordingOwner:
     def response_failed(self, cycle: Cycle) -> None:
         self.calls.append(("failed", cycle.status))
 
-    def response_cut(self, cycle: Cycle) -> None:
-        self.calls.append(("cut", cycle.status))
-
     def app_finished(self, cycle: Cycle) -> None:
         self.calls.append(("finished",))
 
@@ -181,27 +178,37 @@ def test_after_disconnect_receive_reports_it_and_send_raises_an_oserror() -> Non
 @pytest.mark.parametrize(
     ("sent", "cut"),
     [
-        ([], []),
-        ([START], [("cut", 200)]),
-        ([START, {"type": "http.response.body", "body": b"a", "more_body": True}], [("cut", 200)]),
-        ([START, {"type": "http.response.body", "body": b"whole"}], []),
+        ([], False),
+        ([START], True),
+        ([START, {"type": "http.response.body", "body": b"a", "more_body": True}], True),
+        ([START, {"type": "http.response.body", "body": b"whole"}], False),
     ],
 )
-def test_a_response_the_client_cut_is_accounted_once_as_it_stands(
-    sent: list[dict[str, Any]], cut: list[tuple[str, int]]
+def test_a_response_is_cut_short_only_when_begun_and_not_ended(
+    sent: list[dict[str, Any]], cut: bool
 ) -> None:
-    # Begun and not ended: the owner hears of it once, however often the loss is told. Not
-    # begun, or complete: nothing to account (the app's end, or its completion, does).
-    async def scenario() -> list[Any]:
-        cycle, owner = make()
+    # Not begun, or complete: nothing to account as cut (the app's end, or its completion,
+    # accounts for it). Nor while the client is still there.
+    async def scenario() -> tuple[bool, bool]:
+        cycle, _ = make()
         for message in sent:
             await cycle.send(message)
-        owner.calls.clear()
+        before = cycle.cut_short()
         cycle.disconnect()
-        cycle.disconnect()
-        return owner.calls
+        return before, cycle.cut_short()
 
-    assert run(scenario()) == cut
+    assert run(scenario()) == (False, cut)
+
+
+def test_a_response_the_server_answered_is_not_cut_short() -> None:
+    async def scenario() -> bool:
+        cycle, _ = make()
+        await cycle.send(START)
+        cycle.answer = 413
+        cycle.disconnect()
+        return cycle.cut_short()
+
+    assert run(scenario()) is False
 
 
 def test_a_disconnect_raised_from_send_is_no_app_error(caplog: pytest.LogCaptureFixture) -> None:
