@@ -52,9 +52,6 @@ class AppRun(Protocol):
 
     task: asyncio.Task[None] | None
 
-    @property
-    def disconnected(self) -> bool: ...
-
 
 class Finished(Protocol):
     """A request as the accounting sees it once it is answered (server.cycle.Cycle, or a
@@ -191,15 +188,11 @@ class WorkerContext:
             self.deadlines.watch(run)
 
     def app_finished(self, run: AppRun) -> None:
-        """The app of `run` returned or raised, from inside its task. A response its client
-        cut short is accounted now, as it stood (the app's status, the bytes it sent), as
-        uvicorn logs a response once it starts; one the client left before is not."""
+        """The app of `run` returned or raised, from inside its task."""
         if run.task is not None:
             self.tasks.discard(run.task)
             if self.deadlines is not None and isinstance(run, Cycle):
                 self.deadlines.forget(run)
-        if run.disconnected and isinstance(run, Cycle) and run.cut_short():
-            self.finish_request(run)
         if not self.connections:
             self.check_idle()
 

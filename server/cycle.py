@@ -87,6 +87,8 @@ class CycleOwner(Protocol):
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: Cycle) -> None: ...
     def response_failed(self, cycle: Cycle) -> None: ...
+    # The client left after the app began its response and before the response ended.
+    def response_cut(self, cycle: Cycle) -> None: ...
 
 
 class Cycle:
@@ -146,22 +148,20 @@ class Cycle:
         self._trailer_sender: TrailerSender | None = None
 
     def disconnect(self) -> None:
-        """The client left: receive() answers http.disconnect from now on."""
+        """The client left: receive() answers http.disconnect from now on. A response begun
+        and not ended is accounted as it stands (as uvicorn logs one at its start) on the
+        next loop turn: an HTTP/2 stream can be lost inside the send that ends it."""
+        if self.disconnected:
+            return
         self.disconnected = True
         self.body.drop()
+        if self.response is not _NOT_STARTED and self.response is not _DONE:
+            asyncio.get_running_loop().call_soon(self._account_cut)
 
-    def cut_short(self) -> bool:
-        """The client left after the app began its response and before the response ended,
-        and the server did not answer in the app's place: asked once the app has ended, so
-        that a send the loss interrupted has finished (an HTTP/2 stream can be lost inside
-        the send that completes it)."""
-        state = self.response
-        return (
-            self.disconnected
-            and not self.answer
-            and state is not _NOT_STARTED
-            and state is not _DONE
-        )
+    def _account_cut(self) -> None:
+        # Still not ended, and not answered by the server in the app's place meanwhile.
+        if self.response is not _DONE and not self.answer:
+            self._owner.response_cut(self)
 
     # -- the ASGI callables ----------------------------------------------------------------
     async def receive(self) -> Message:

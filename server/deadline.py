@@ -94,10 +94,12 @@ class RequestDeadlines:
         gone = cycle.disconnected
         cycle.time_out()
         scope = cycle.scope
-        if cycle.answer:
+        if gone:
+            outcome = "client already gone"
+        elif cycle.answer:
             outcome = f"answered {cycle.answer}"
         else:
-            outcome = "client already gone" if gone else "response cut"
+            outcome = "response cut"
         logger.warning(
             "request_timeout (%g s): cancelled %s %s; %s",
             self.timeout_s,

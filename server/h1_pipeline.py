@@ -44,7 +44,7 @@ class ConnState(enum.Enum):
 
 _NEW, _ACTIVE, _IDLE, _CLOSED = ConnState.NEW, ConnState.ACTIVE, ConnState.IDLE, ConnState.CLOSED
 _RECEIVING, _DELIVERED = BodyState.RECEIVING, BodyState.DELIVERED
-_NOT_STARTED = ResponseState.NOT_STARTED
+_NOT_STARTED, _STARTED = ResponseState.NOT_STARTED, ResponseState.STARTED
 
 
 class PipelineHost(Protocol):
@@ -148,9 +148,11 @@ class RequestPipeline:
             # The failure is inside this request's body: it can never complete.
             if len(queue) == 1:
                 last.disconnect()
-                if last.response is _NOT_STARTED:
-                    # The request's response, in its app's place (which hears the loss).
+                if last.response is _NOT_STARTED or last.response is _STARTED:
+                    # Nothing of the app's response went out: the request's response is the
+                    # server's, in the app's place (which hears the loss).
                     status, body = event.status, error_body(event.status)
+                    last.answer = status
                     answer = ServerAnswer(last.scope, status, len(body), last.start_time)
                     self._ctx.finish_request(answer)
                     self._host.write_error_and_close(status)
@@ -216,6 +218,9 @@ class RequestPipeline:
             self.idle_mark = ctx.requests
             if self.flow.read_paused:
                 self._read_more()
+
+    def response_cut(self, cycle: Cycle) -> None:
+        self._ctx.finish_request(cycle)
 
     def response_failed(self, cycle: Cycle) -> None:
         if cycle.answer:

@@ -215,6 +215,9 @@ class H2Stream:
     def response_complete(self, cycle: Cycle) -> None:
         self.session.ctx.finish_request(cycle)
 
+    def response_cut(self, cycle: Cycle) -> None:
+        self.session.ctx.finish_request(cycle)
+
     def response_failed(self, cycle: Cycle) -> None:
         session = self.session
         carried = session.carries(self)

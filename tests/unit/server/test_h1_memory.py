@@ -9,6 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from serve.server.context import WorkerContext
+from serve.server.cycle import ResponseState
 from serve.server.h1_connection import PIPELINE_MAX, H1Connection
 from serve.server.settings import WorkerSettings
 from serve.server.types import ASGIApp, Receive, Scope, Send
@@ -244,8 +245,29 @@ def test_a_bad_chunk_after_the_response_started_closes_without_an_answer() -> No
         assert statuses(wire) == [b"200"]
         assert b"400" not in wire
         await until(lambda: not ctx.tasks and not ctx.connections)
+        # The response was cut: accounted once, as the app's.
+        assert ctx.requests == 1
 
     serve(answers_first, main)
+
+
+def test_a_bad_chunk_after_the_head_was_given_but_not_written_is_answered_400() -> None:
+    # http.response.start alone writes nothing (the head waits for the body), so the
+    # server can still answer in the app's place, and accounts that answer only.
+    async def starts_first(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def main(conn: H1Connection, transport: MemoryTransport, ctx: WorkerContext) -> None:
+        transport.send(CHUNKED_POST + b"5\r\nhello\r\n")
+        await until(lambda: conn.requests.receiving.response is ResponseState.STARTED)
+        transport.send(b"zz\r\n")
+        assert statuses(transport.take()) == [b"400"]
+        await until(lambda: not ctx.tasks and not ctx.connections)
+        assert ctx.requests == 1
+
+    serve(starts_first, main)
 
 
 def test_an_app_that_fails_before_answering_gets_500_and_the_connection_closes() -> None:
