@@ -52,7 +52,7 @@ class HandshakeReply:
         self._denial: tuple[int, list[tuple[bytes, bytes]]] = (403, [])
         self.start_time = time.perf_counter()
         self.status = 0
-        # The accounting counts a handshake's answer as no body bytes.
+        # A 101 and the app's own denial count as no body bytes.
         self.bytes_sent = 0
 
     def accept(self, message: Message) -> None:
@@ -70,6 +70,8 @@ class HandshakeReply:
     def refuse(self, status: int) -> None:
         """The server's own denial: 403 (the app closed first) or 500 (the app failed)."""
         self._transport.write(w.error_response(status, self._ctx.date_block))
+        # Its body is the server's, counted as every answer written in an app's place.
+        self.bytes_sent = len(w.error_body(status))
         self._answered(status)
 
     def start_denial(self, message: Message) -> None:

@@ -169,3 +169,18 @@ def test_a_response_the_client_cuts_is_logged_as_it_stood_on_both_protocols(
 
 def logged(log: str) -> list[tuple[str, int]]:
     return [line[:2] for line in access_lines(log)]
+
+
+def test_a_websocket_the_app_closes_before_accepting_logs_the_servers_403_body(
+    start_serve: StartServe, tmp_path: Path
+) -> None:
+    serve = start_serve(config=config(tmp_path, app="ws_apps:starlette_app"))
+    handshake = (
+        b"GET /deny HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    assert status_of(raw_request(serve.port, handshake)) == 403
+    wait_until(lambda: access_lines(serve.log()), timeout=15)
+    assert [line[:3] for line in access_lines(serve.log())] == [
+        ("GET /deny HTTP/1.1", 403, len(b"Forbidden"))
+    ]
