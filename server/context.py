@@ -65,8 +65,9 @@ class Finished(Protocol):
 
 @dataclass(slots=True)
 class ServerAnswer:
-    """A request whose head serve read and answered itself at once (an upgrade it refused),
-    as the accounting sees it (Finished)."""
+    """A request whose head serve read and then answered itself in its app's place (an
+    upgrade it refused, a body that broke or grew over max_body_size), as the accounting
+    sees it (Finished); start_time is now unless the request's own is given."""
 
     scope: Scope
     status: int
