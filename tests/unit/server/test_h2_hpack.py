@@ -88,24 +88,31 @@ _SENT_FIELD = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.lists(_SENT_FIELD, min_size=1, max_size=6), _STEP), max_size=40))
-def test_the_same_fields_and_table_as_hpacks_decoder(steps: list[Fields | int]) -> None:
-    # One client encoder feeds both decoders; each list is sent twice in a row, the second
-    # time mostly as names of table entries.
+def _decode_alike(steps: list[Fields | int]) -> MemoDecoder:
+    """One client encoder feeds both decoders; each list is sent twice in a row, the second
+    time mostly as names of table entries. Returns the remembering decoder."""
     client, memo, plain = Encoder(), MemoDecoder(), Decoder()
     for step in steps:
         if isinstance(step, int):
-            client.header_table_size = step
+            # The size it has already: hpack's encoder would then skip or repeat an update,
+            # and its blocks name entries the decoders never saw (its quirk, not theirs).
+            if step != client.header_table_size:
+                client.header_table_size = step
             continue
         for _ in range(2):
             block = client.encode(step)
-            # hpack's encoder can skip a size update (a size set twice): the block then
-            # names entries the decoders never saw, and both must refuse it alike.
+            # Should a block still name entries the decoders never saw, both refuse it alike.
             outcome = _outcome(memo, block)
             assert outcome == _outcome(plain, block)
             assert outcome == step or isinstance(outcome, type)
             assert _table(memo) == _table(plain)
+    return memo
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.lists(_SENT_FIELD, min_size=1, max_size=6), _STEP), max_size=40))
+def test_the_same_fields_and_table_as_hpacks_decoder(steps: list[Fields | int]) -> None:
+    _decode_alike(steps)
 
 
 # A field too large for a table of size 0 leaves it empty, so its block is remembered; once
@@ -115,16 +122,7 @@ _GROWN_TABLE = [0, [(b":status", b"200")], [(b"content-type", b"200")], 256,
 
 
 def test_a_block_remembered_at_one_table_size_is_decoded_again_at_another() -> None:
-    client, memo, plain = Encoder(), MemoDecoder(), Decoder()
-    for step in _GROWN_TABLE:
-        if isinstance(step, int):
-            client.header_table_size = step
-            continue
-        for _ in range(2):
-            block = client.encode(step)
-            assert memo.decode(block, raw=True) == plain.decode(block, raw=True) == step
-            assert _table(memo) == _table(plain)
-    assert _table(memo) == ([(b"content-type", b"200")], 256)
+    assert _table(_decode_alike(_GROWN_TABLE)) == ([(b"content-type", b"200")], 256)
 
 
 def test_a_block_remembered_at_one_table_size_is_encoded_again_at_another() -> None:
