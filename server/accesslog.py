@@ -48,10 +48,14 @@ from serve.server.logs import (
     escape_control,
     log_stream_fd,
 )
+from serve.server.memo import AdaptiveMemo
 from serve.server.settings import WorkerSettings
 
 # Distinct clients and requests remembered at most; then a memo starts again.
 _KEPT = 4096
+# Distinct lines remembered (without their time and duration): one per keep-alive client,
+# route and answer in use; about 300 bytes each.
+_LINES_KEPT = 1024
 # A client as text lines show it (escaped), and as the content of a JSON string.
 Parts = tuple[str, str]
 _NO_CLIENT: Parts = ("-", "-")
@@ -64,6 +68,8 @@ Target = tuple[str, bytes, str, str]
 RequestKey = Target | tuple[None, None, None, None]
 _NO_HEAD_KEY: RequestKey = (None, None, None, None)
 _NO_HEAD: Request = ("-", "-", "-", "-", "-", "-")
+# A line's client, request target (as Target), status and bytes.
+LineKey = tuple[tuple[str, int] | None, str | None, bytes | None, str | None, str | None, int, int]
 _NO_HEAD_SCOPE = {"path": None, "query_string": None, "method": None, "http_version": None}
 
 
@@ -77,11 +83,14 @@ class AccessLogger:
         self._logger = logging.getLogger(ACCESS_LOGGER_NAME)
         self._clients: dict[tuple[str, int] | None, Parts] = {None: _NO_CLIENT}
         self._requests: dict[RequestKey, Request] = {_NO_HEAD_KEY: _NO_HEAD}
-        # The message alone, a text line (the time and head before it, a newline after) and
-        # a JSON line from its message on.
-        self._message = compile_format(fmt, "")
-        self._text_line = compile_format(fmt, "\n")
-        self._json_line = compile_json_line(fmt)
+        # The message alone (for logging), and the line from its message on: a text line's
+        # with a newline after, or a JSON line's, the access fields after it.
+        self._message = compile_format(fmt, "").whole
+        line = compile_json_line(fmt) if json else compile_format(fmt, "\n")
+        self._whole, self._fixed, self._timed = line
+        # What a line shows besides its time and duration (server.access_format), by the fields
+        # that decide it.
+        self._lines: AdaptiveMemo[LineKey, tuple[Any, ...]] = AdaptiveMemo(_LINES_KEPT)
         pid = os.getpid()
         self._text_head = f" [{pid}] INFO serve.access: "
         # What follows the time in a JSON line, up to the message: JsonFormatter's key order.
@@ -89,10 +98,13 @@ class AccessLogger:
             f'+00:00", "level": "INFO", "pid": {pid}, "logger": "serve.access", "msg": "'
         )
         # The time rendered: a text line's time and head ("" when stale); a JSON line's
-        # second with its start, and its millisecond with the line's head.
+        # second (its first millisecond) with its start, and its millisecond with the
+        # line's head.
         self._day = ""
         self._json_second = -1
         self._json_day = ""
+        # ".000" to ".999": a line renders its millisecond often, one per millisecond.
+        self._millis = tuple(f".{n:03d}" for n in range(1000)) if json else ()
         self._millisecond = -1
         self._head = ""
 
@@ -105,32 +117,29 @@ class AccessLogger:
         self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
     ) -> None:
         """One line for the request an ASGI `scope` describes."""
-        client = scope["client"]
-        client_text, client_q = self._clients.get(client) or self._learn_client(client)
-        # A websocket scope has no method: its handshake was a GET.
-        key = (scope["path"], scope["query_string"], scope.get("method", "GET"),
-               scope["http_version"])  # fmt: skip
-        method, request_line, path, method_q, request_line_q, path_q = self._requests.get(
-            key
-        ) or self._learn_request(key)
-        duration_ms = duration_s * 1000.0
         out = self._out
         if out is None:
-            values = (client_text, request_line, status, nbytes, duration_ms, method, path)
-            self._through_logging(values)
+            self._through_logging(scope, status, nbytes, duration_s)
             return
         if not self._json:
-            line = self._text_line(
-                self._day or self._text_day(), client_text, request_line, status, nbytes,
-                duration_ms, method, path,
-            )  # fmt: skip
+            prefix = self._day or self._text_day()
         else:
-            millisecond = int(time.time() * 1000)
-            head = self._head if millisecond == self._millisecond else self._json_at(millisecond)
-            line = self._json_line(
-                head, client_text, request_line, status, nbytes, duration_ms, method, path,
-                client_q, request_line_q, method_q, path_q,
-            )  # fmt: skip
+            millisecond = time.time_ns() // 1_000_000
+            prefix = self._head if millisecond == self._millisecond else self._json_at(millisecond)
+        duration_ms = duration_s * 1000.0
+        lines = self._lines
+        if lines.paused:
+            lines.paused -= 1
+            line = self._whole(prefix, *self._arguments(scope, status, nbytes, duration_ms))
+        else:
+            # A websocket scope has no method: its handshake was a GET.
+            key = (scope["client"], scope["path"], scope["query_string"],
+                   scope.get("method", "GET"), scope["http_version"], status, nbytes)  # fmt: skip
+            fixed = lines.get(key)
+            if fixed is None:
+                fixed = self._fixed(*self._arguments(scope, status, nbytes, 0.0))
+                lines.put(key, fixed)
+            line = self._timed(prefix, duration_ms, fixed)
         # AccessBuffer.append, inline: a method call per line was 3% of a text line.
         out.lines.append(line)
         out.room -= len(line)
@@ -141,14 +150,33 @@ class AccessLogger:
         """One line for a response serve wrote where no request head was read."""
         self.log_scope(_NO_HEAD_SCOPE | {"client": client}, status, nbytes, 0.0)
 
-    def _through_logging(self, values: tuple[Any, ...]) -> None:
+    def _arguments(
+        self, scope: Mapping[str, Any], status: int, nbytes: int, duration_ms: float
+    ) -> tuple[Any, ...]:
+        """The compiled formats' arguments (ARGUMENTS) for a line."""
+        client = scope["client"]
+        client_text, client_q = self._clients.get(client) or self._learn_client(client)
+        key = (scope["path"], scope["query_string"], scope.get("method", "GET"),
+               scope["http_version"])  # fmt: skip
+        method, request_line, path, method_q, request_line_q, path_q = self._requests.get(
+            key
+        ) or self._learn_request(key)
+        return (
+            client_text, request_line, status, nbytes, duration_ms, method, path,
+            client_q, request_line_q, method_q, path_q,
+        )  # fmt: skip
+
+    def _through_logging(
+        self, scope: Mapping[str, Any], status: int, nbytes: int, duration_s: float
+    ) -> None:
         if self._logger.isEnabledFor(logging.INFO):
+            arguments = self._arguments(scope, status, nbytes, duration_s * 1000.0)
             extra = None
             if self._json:
-                fields = dict(zip(FIELDS, values, strict=True))
+                fields = dict(zip(FIELDS, arguments, strict=False))  # QUOTED left out
                 fields["duration_ms"] = round(fields["duration_ms"], 3)
                 extra = {ACCESS_FIELDS_ATTR: fields}
-            self._logger.info(self._message("", *values), extra=extra)
+            self._logger.info(self._message("", *arguments), extra=extra)
 
     def _learn_request(self, key: Target) -> Request:
         if len(self._requests) >= _KEPT:
@@ -186,13 +214,14 @@ class AccessLogger:
         self._day = ""
 
     def _json_at(self, millisecond: int) -> str:
-        second, millis = divmod(millisecond, 1000)
+        millis = millisecond % 1000
+        second = millisecond - millis
         if second != self._json_second:
-            moment = datetime.fromtimestamp(second, tz=timezone.utc)
+            moment = datetime.fromtimestamp(second // 1000, tz=timezone.utc)
             self._json_second = second
             self._json_day = moment.strftime('{"ts": "%Y-%m-%dT%H:%M:%S')
         self._millisecond = millisecond
-        self._head = f"{self._json_day}.{millis:03d}{self._json_head}"
+        self._head = self._json_day + self._millis[millis] + self._json_head
         return self._head
 
 

@@ -1,4 +1,5 @@
-"""access_log_format compiled to an f-string renders exactly what the %-format renders."""
+"""access_log_format compiled to f-strings renders exactly what the %-format renders, whole
+or from the pieces around its duration."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import json
 
 import pytest
 
-from serve.server.access_format import FIELDS, compile_format, compile_json_line, json_quoted
+from serve.server.access_format import (
+    FIELDS,
+    LineFormat,
+    compile_format,
+    compile_json_line,
+    json_quoted,
+)
 from serve.server.settings import DEFAULT_ACCESS_LOG_FORMAT
 
 # Each: the FIELDS' values as the access log passes them.
@@ -27,6 +34,32 @@ def with_paths(
     return (client, request_line, status, nbytes, duration_ms, method, path)
 
 
+def with_quoted(values: tuple[object, ...]) -> tuple[object, ...]:
+    """The fields' values, then the string fields' as a JSON line takes them."""
+    named = dict(zip(FIELDS, values, strict=True))
+    quoted = [
+        json_quoted(str(named[name])) for name in ("client", "request_line", "method", "path")
+    ]
+    return (*values, *quoted)
+
+
+def rendered_both_ways(line: LineFormat, prefix: str, values: tuple[object, ...]) -> str:
+    """The line rendered whole, checked equal to it rendered from its fixed pieces."""
+    arguments = with_quoted(values)
+    whole = line.whole(prefix, *arguments)
+    duration_ms = values[FIELDS.index("duration_ms")]
+    assert isinstance(duration_ms, float)
+    assert line.timed(prefix, duration_ms, line.fixed(*arguments)) == whole
+    # The pieces do not depend on the duration they were made with.
+    assert line.timed(prefix, duration_ms, line.fixed(*with_quoted(with_duration(values)))) == whole
+    return whole
+
+
+def with_duration(values: tuple[object, ...]) -> tuple[object, ...]:
+    at = FIELDS.index("duration_ms")
+    return (*values[:at], 77.125, *values[at + 1 :])
+
+
 VALUES_WITH_PATHS = [with_paths(*values) for values in VALUES]
 FORMATS = [
     DEFAULT_ACCESS_LOG_FORMAT,
@@ -44,20 +77,24 @@ FORMATS = [
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("suffix", ["", "\n"])
 def test_the_compiled_format_renders_what_the_percent_format_renders(fmt: str, suffix: str) -> None:
-    render = compile_format(fmt, suffix)
+    line = compile_format(fmt, suffix)
     # Compiled, not the %-format the compiler falls back to where it would differ.
-    assert render.__code__.co_filename == "<access_log_format>"
+    assert line.whole.__code__.co_filename == "<access_log_format>"
+    assert line.timed.__code__.co_filename == "<access_log_format>"
     for values in VALUES_WITH_PATHS:
         expected = "head: " + fmt % dict(zip(FIELDS, values, strict=True)) + suffix
-        assert render("head: ", *values) == expected
+        assert rendered_both_ways(line, "head: ", values) == expected
 
 
 def test_the_default_format_is_compiled_not_percent_formatted() -> None:
-    render = compile_format(DEFAULT_ACCESS_LOG_FORMAT, "\n")
-    assert render.__code__.co_filename == "<access_log_format>"
+    line = compile_format(DEFAULT_ACCESS_LOG_FORMAT, "\n")
+    assert line.whole.__code__.co_filename == "<access_log_format>"
     # Its %s and %.1f conversions are the f-string's own: no %-format (P0, ...) is left.
-    names = render.__code__.co_names
+    names = line.whole.__code__.co_names
     assert names and all(name.startswith("L") for name in names)
+    # Around its one duration: the text before it and the "ms" and newline after.
+    fixed = line.fixed(*with_quoted(VALUES_WITH_PATHS[0]))
+    assert fixed == ('127.0.0.1:51234 - "GET /items?q=%20x HTTP/1.1" 200 1234 ', "ms\n")
 
 
 def json_line_expected(fmt: str, values: tuple[object, ...]) -> str:
@@ -90,14 +127,10 @@ JSON_FORMATS = [
 
 @pytest.mark.parametrize(("compiled", "fmt"), JSON_FORMATS)
 def test_a_json_line_renders_its_message_quoted_then_the_fields(compiled: bool, fmt: str) -> None:
-    render = compile_json_line(fmt)
-    assert (render.__code__.co_filename == "<access_log_format>") is compiled
+    json_line = compile_json_line(fmt)
+    assert (json_line.whole.__code__.co_filename == "<access_log_format>") is compiled
     tricky = ('"c\\', 'G\x1bET /\x01é\u2028"x" HTTP/1.1', 200, 34, 1.25, "G\x1bET", '/"x"')
     for values in [*VALUES_WITH_PATHS, tricky]:
-        quoted = [
-            json_quoted(values[FIELDS.index(name)])
-            for name in ("client", "request_line", "method", "path")
-        ]
-        line = render("prefix: ", *values, *quoted)
+        line = rendered_both_ways(json_line, "prefix: ", values)
         assert line == "prefix: " + json_line_expected(fmt, values)
         json.loads('{"msg": "' + line.removeprefix("prefix: "))

@@ -8,12 +8,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from serve.server.access_buffer import PIPE_BUF, AccessBuffer, line_pieces
+from serve.server.access_buffer import AccessBuffer
 from serve.server.accesslog import AccessLogger
 from serve.server.logs import (
     ACCESS_LOGGER_NAME,
@@ -51,13 +51,18 @@ def restore_loggers() -> Iterator[None]:
         logger.propagate = propagate
 
 
-def lines_both_ways(tmp_path: Path, fmt: str, json_lines: bool) -> tuple[list[str], list[str]]:
-    """The REQUESTS' lines through logging (a log file), then through the fast path."""
+Request = tuple[tuple[str, int] | None, str, str, str, int, int, float]
+
+
+def lines_both_ways(
+    tmp_path: Path, fmt: str, json_lines: bool, requests: list[Request] = REQUESTS
+) -> tuple[list[str], list[str]]:
+    """The requests' lines through logging (a log file), then through the fast path."""
     kind = "json" if json_lines else "text"
     slow_path, fast_path = tmp_path / "logging.log", tmp_path / "fast.log"
     configure_logging("info", kind, log_file=str(slow_path))
     slow = AccessLogger(fmt, json=json_lines)
-    for request in REQUESTS:
+    for request in requests:
         log_request(slow, *request)
     configure_logging("info", kind, log_file=str(fast_path))
     fd_of = log_stream_fd()
@@ -65,7 +70,7 @@ def lines_both_ways(tmp_path: Path, fmt: str, json_lines: bool) -> tuple[list[st
 
     async def fast_lines() -> None:
         fast = AccessLogger(fmt, json=json_lines, out=AccessBuffer(fd_of, 65536, 60.0))
-        for request in REQUESTS:
+        for request in requests:
             log_request(fast, *request)
         fast.flush()
 
@@ -139,6 +144,33 @@ def test_a_json_line_in_any_format_is_the_line_logging_writes(tmp_path: Path, fm
 
 
 @pytest.mark.usefixtures("restore_loggers")
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_request_repeated_shows_its_own_duration_status_and_bytes(
+    tmp_path: Path, json_lines: bool
+) -> None:
+    # Few distinct lines, so the fast path renders most from pieces it remembered; each
+    # request differs from the last in its duration and one or more other fields.
+    requests: list[Request] = [
+        (("10.0.0.1", 1000 + n % 3), "GET" if n % 4 else "POST", "/b?x=1" if n % 2 else "/a",
+         "1.1" if n % 5 else "2", 200 if n % 7 else 404, 10 * (n % 4), n / 1000 + 0.0001)
+        for n in range(600)
+    ]  # fmt: skip
+    slow, fast = lines_both_ways(tmp_path, DEFAULT_ACCESS_LOG_FORMAT, json_lines, requests)
+    assert len(fast) == len(requests)
+    if json_lines:
+        fast, slow = (
+            [DURATION.sub("", line) for line in fast],
+            [DURATION.sub("", line) for line in slow],
+        )
+    stamp = JSON_STAMP if json_lines else TEXT_STAMP
+    assert [stamp.sub("", line) for line in fast] == [stamp.sub("", line) for line in slow]
+    # Request 427 repeats request 7 but for its duration.
+    expected = '10.0.0.1:1001 - "GET /b?x=1 HTTP/1.1" 404 30 {}ms'
+    assert expected.format("7.1") in fast[7].replace("\\", "")
+    assert expected.format("427.1") in fast[427].replace("\\", "")
+
+
+@pytest.mark.usefixtures("restore_loggers")
 def test_a_text_line_shows_the_second_it_was_written_in(tmp_path: Path) -> None:
     # The clock is read once a second, not per line: lines written after a second starts
     # still show that second, not the one the logger last read.
@@ -206,154 +238,6 @@ def test_a_response_without_a_request_head_shows_dashes_both_ways(
         assert (entry["status"], entry["bytes"], entry["duration_ms"]) == (431, 31, 0.0)
     else:
         assert fast[0].endswith('serve.access: 10.0.0.9:7 - "-" 431 31 0.0ms - -')
-
-
-def test_pieces_end_at_line_ends_and_stay_within_the_limit() -> None:
-    lines = [b"%d %s\n" % (n, b"x" * (n * 37 % 300)) for n in range(200)]
-    data = b"".join(lines)
-    pieces = line_pieces(data, 1000)
-    assert [data[start:end] for start, end in pieces] and b"".join(
-        data[start:end] for start, end in pieces
-    ) == data
-    for start, end in pieces:
-        assert end - start <= 1000
-        assert data[end - 1 : end] == b"\n"
-        assert start == 0 or data[start - 1 : start] == b"\n"
-
-
-def test_a_line_longer_than_the_limit_goes_alone_and_whole() -> None:
-    data = b"short\n" + b"y" * 5000 + b"\n" + b"tail\n"
-    assert [data[s:e] for s, e in line_pieces(data, 4096)] == [
-        b"short\n",
-        b"y" * 5000 + b"\n",
-        b"tail\n",
-    ]
-    assert line_pieces(data, len(data)) == [(0, len(data))]
-
-
-class Target:
-    """A file the buffer writes to, counting how often it was asked for the descriptor."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self.asked = 0
-
-    def fd_of(self) -> int:
-        self.asked += 1
-        return self.fd
-
-    def lines(self) -> list[str]:
-        return self.path.read_text().splitlines()
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[Target]:
-    target = Target(tmp_path / "access.log")
-    yield target
-    os.close(target.fd)
-
-
-def run(scenario: Callable[[], object]) -> None:
-    async def main() -> None:
-        result = scenario()
-        if asyncio.iscoroutine(result):
-            await result
-
-    asyncio.run(main())
-
-
-def test_lines_wait_until_the_buffer_is_full_then_go_in_one_write(target: Target) -> None:
-    def scenario() -> None:
-        buffer = AccessBuffer(target.fd_of, 100, 60.0)
-        for n in range(4):
-            buffer.append(f"line {n} {'x' * 12}\n")
-        assert target.lines() == []
-        buffer.append(f"line 4 {'x' * 12}\n")
-        assert target.asked == 1
-        assert target.lines() == [f"line {n} {'x' * 12}" for n in range(5)]
-        buffer.append("after\n")
-        buffer.flush()
-        assert target.lines()[-1] == "after"
-
-    run(scenario)
-
-
-def test_size_zero_writes_each_line_at_once(target: Target) -> None:
-    def scenario() -> None:
-        buffer = AccessBuffer(target.fd_of, 0, 60.0)
-        buffer.append("one\n")
-        assert target.lines() == ["one"]
-        buffer.append("two\n")
-        assert target.lines() == ["one", "two"]
-
-    run(scenario)
-
-
-def test_the_interval_flushes_a_buffer_that_is_not_full(target: Target) -> None:
-    async def scenario() -> None:
-        buffer = AccessBuffer(target.fd_of, 65536, 0.05)
-        buffer.append("first\n")
-        buffer.append("second\n")
-        assert target.lines() == []
-        deadline = time.monotonic() + 10
-        while not target.lines() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert target.lines() == ["first", "second"]
-        assert target.asked == 1
-
-    run(scenario)
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def test_a_failed_write_is_reported_once_and_later_lines_still_go(target: Target) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    fds = [write_end]
-
-    def scenario() -> None:
-        buffer = AccessBuffer(lambda: fds[0], 0, 60.0)
-        buffer.append("lost 1\n")
-        buffer.append("lost 2\n")
-        fds[0] = target.fd
-        buffer.append("kept\n")
-
-    collect = Collect()
-    logging.getLogger(LOGGER_NAME).addHandler(collect)
-    try:
-        run(scenario)
-    finally:
-        logging.getLogger(LOGGER_NAME).removeHandler(collect)
-        os.close(write_end)
-    assert len(collect.messages) == 1
-    assert collect.messages[0].startswith("cannot write the access log, lines lost: ")
-    assert target.lines() == ["kept"]
-
-
-def test_a_flush_to_a_pipe_holds_whole_lines_in_order() -> None:
-    read_end, write_end = os.pipe()
-    lines = [f"{n:04d} {'z' * (n * 53 % 700)}\n" for n in range(40)]
-
-    def scenario() -> None:
-        buffer = AccessBuffer(lambda: write_end, 1 << 20, 60.0)
-        for line in lines:
-            buffer.append(line)
-        buffer.flush()
-
-    # The pipe's buffer (64 KiB) takes the whole batch without a reader.
-    assert sum(map(len, lines)) < 65536 and sum(map(len, lines)) > PIPE_BUF
-    run(scenario)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        assert pipe.read().decode() == "".join(lines)
 
 
 @pytest.mark.usefixtures("restore_loggers")
