@@ -4,8 +4,8 @@ Rules:
 - The format is a %-format over named fields (FIELDS). compile_format() gives a LineFormat
   whose `whole` renders (prefix, *ARGUMENTS) as exactly `prefix + fmt % fields + suffix`;
   a JSON line's (compile_json_line) renders the same message quoted for JSON, then the
-  access fields. Every function takes the QUOTED fields too, so the text and JSON lines
-  are called alike. Why: %-formatting parses its format at every call, about a quarter of
+  access fields. `whole` and `fixed` take the QUOTED fields too, so the text and JSON
+  lines are called alike. Why: %-formatting parses its format at every call, about a quarter of
   the instructions of a whole access line (callgrind); an f-string is compiled once.
 - A conversion becomes the f-string's plain `{name}` where that renders the same text: %s
   of any field, %d and %i of the integer fields, and a float's %f or %.Nf as `{name:.Nf}`.
@@ -16,7 +16,8 @@ Rules:
   client asking one route for the same answer) then renders a few pieces, not all.
 - The generated source names only what this module makes up: the fields (FIELDS, checked),
   the constants L0, L1, ... (the format's literal text) and P0, P1, ... (single
-  conversions). No text of the format is ever part of the source.
+  conversions), and a float's precision (ASCII digits). No other text of the format is
+  ever part of the source.
 - A format this parser does not follow exactly, or whose compiled result differs from the
   %-format on a sample, is rendered by the %-format itself: slower, never different; its
   `fixed` keeps the fields as they are.
@@ -37,10 +38,10 @@ ARGUMENTS = FIELDS + QUOTED
 _INTEGERS = frozenset({"status", "bytes"})
 # Python's %-conversion of a named field, or a literal "%%".
 _CONVERSION = re.compile(
-    r"%(?:\((?P<name>\w+)\)(?P<spec>[#0 +-]*\d*(?:\.\d*)?[hlL]?[diouxXeEfFgGcrsa])|%)"
+    r"%(?:\((?P<name>\w+)\)(?P<spec>[#0 +-]*[0-9]*(?:\.[0-9]*)?[hlL]?[diouxXeEfFgGcrsa])|%)"
 )
 # A float's %f or %.Nf: no flag, no width.
-_FLOAT = re.compile(r"(?:\.\d*)?f")
+_FLOAT = re.compile(r"(?:\.[0-9]*)?f")
 _SAMPLE = ("10.0.0.1:5", "GET /a?b HTTP/1.1", 204, 1234, 1.25, "GET", "/a")
 # The same with text that JSON must escape, for a JSON line.
 _JSON_SAMPLE = (
@@ -134,7 +135,8 @@ def _percent_renderer(fmt: str, suffix: str) -> Render:
 def _percent_json_renderer(fmt: str) -> Render:
     def render(prefix: str, *values: Any) -> str:
         named = dict(zip(ARGUMENTS, values, strict=True))
-        return prefix + json_quoted(fmt % named) + "".join(_JSON_FIELDS).format(**named)
+        message = fmt % dict(zip(FIELDS, values, strict=False))
+        return prefix + json_quoted(message) + "".join(_JSON_FIELDS).format(**named)
 
     return render
 

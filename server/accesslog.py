@@ -15,10 +15,15 @@ Rules:
   they change: a client address is escaped and JSON-quoted once per distinct value (a
   keep-alive connection's requests share its address), a request's method, request line
   and path once per distinct path, query, method and version (the routes in use), the
-  time of day once per second and a JSON line's head once per millisecond. Per request
-  the line renders through the function its format was compiled to
-  (server.access_format): one f-string, for JSON too, whose message is rendered already
-  quoted for JSON from quoted parts.
+  time of day once per second and a JSON line's head once per millisecond. Everything a
+  line shows but its time and duration is rendered once per distinct client, request,
+  status and bytes (a keep-alive client asking one route for the same answer) and
+  remembered in an AdaptiveMemo (server.memo); a line then joins its time, those pieces
+  and its duration. While lines mostly differ the memo pauses, and a line renders whole
+  through the function its format was compiled to (server.access_format): one f-string,
+  for JSON too, whose message is rendered already quoted for JSON from quoted parts. A
+  request line or a line over 1 KiB is never remembered, so the memos stay small whatever
+  targets clients send.
 - A text line's time is the second it was rendered in, read from the clock once a second: a
   timer set for the next second's start marks the rendered time stale, and the next line
   renders it anew (a timer fired early only renders the same second again). A line rendered
@@ -54,8 +59,12 @@ from serve.server.settings import WorkerSettings
 # Distinct clients and requests remembered at most; then a memo starts again.
 _KEPT = 4096
 # Distinct lines remembered (without their time and duration): one per keep-alive client,
-# route and answer in use; about 300 bytes each.
+# route and answer in use.
 _LINES_KEPT = 1024
+# A request line or a line longer than this is rendered every time, never remembered: a
+# client sending long targets that never repeat (8 KiB over HTTP/1.1, 64 KiB over HTTP/2)
+# would otherwise fill the memos with megabytes of its text.
+_REMEMBERED_CHARS = 1024
 # A client as text lines show it (escaped), and as the content of a JSON string.
 Parts = tuple[str, str]
 _NO_CLIENT: Parts = ("-", "-")
@@ -133,10 +142,13 @@ class AccessLogger:
             key = (scope["client"], scope["path"], scope["query_string"],
                    scope.get("method", "GET"), scope["http_version"], status, nbytes)  # fmt: skip
             fixed = lines.get(key)
-            if fixed is None:
+            if fixed is not None:
+                line = self._timed(prefix, duration_ms, fixed)
+            else:
                 fixed = self._fixed(*self._arguments(scope, status, nbytes, 0.0))
-                lines.put(key, fixed)
-            line = self._timed(prefix, duration_ms, fixed)
+                line = self._timed(prefix, duration_ms, fixed)
+                if len(line) <= _REMEMBERED_CHARS:
+                    lines.put(key, fixed)
         # AccessBuffer.append, inline: a method call per line was 3% of a text line.
         out.lines.append(line)
         out.room -= len(line)
@@ -184,10 +196,12 @@ class AccessLogger:
         target = escape_control(target)
         request_line = f"{method} {target} HTTP/{escape_control(version)}"
         path = target.partition("?")[0]
-        request = self._requests[key] = (
+        request = (
             method, request_line, path,
             json_quoted(method), json_quoted(request_line), json_quoted(path),
         )  # fmt: skip
+        if len(request_line) <= _REMEMBERED_CHARS:
+            self._requests[key] = request
         return request
 
     def _learn_client(self, client: tuple[str, int] | None) -> Parts:

@@ -25,6 +25,9 @@ a size update, so MemoDecoder gives the list it decoded before (h2 copies it int
 event; nothing mutates it). A hit still honours the limits in force now: a list over
 max_header_list_size, or a table over max_allowed_table_size, is decoded again and refused
 the way hpack refuses it.
+
+Either way only blocks and header lists of at most 4 KiB are remembered: a memo lives as
+long as its connection, and larger ones are a client's (or an echoing app's) to choose.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from hpack import Decoder, Encoder, HeaderTuple
 
 # Heads remembered per connection: a few per route; cleared, not evicted one by one.
 _MEMO_SIZE = 32
+# A header list larger than this, as hpack counts it (32 + name + value per field), or a
+# block longer, is encoded or decoded every time: a client's 64 KiB blocks would otherwise
+# stay in memory 32 at a time on each of its connections.
+_MEMO_BYTES = 4096
 
 # (the block, the table's first entry, length and maximum size)
 _Block = tuple[bytes, object, int, int]
@@ -63,7 +70,13 @@ class MemoEncoder(Encoder):
         if known is not None and known[1] is first and known[2] == length and known[3] == maxsize:
             return known[0]
         block = super().encode(key, huffman)
-        if plain and len(entries) == length and (entries[0] if entries else None) is first:
+        if (
+            plain
+            and len(entries) == length
+            and (entries[0] if entries else None) is first
+            and len(block) <= _MEMO_BYTES
+            and _list_size(key) <= _MEMO_BYTES
+        ):
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = (block, first, length, maxsize)
@@ -99,9 +112,16 @@ class MemoDecoder(Decoder):
             and data[0] & _SIZE_UPDATE_MASK != _SIZE_UPDATE
             and len(entries) == length
             and (entries[0] if entries else None) is first
+            and len(data) <= _MEMO_BYTES
         ):
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            size = sum(32 + len(name) + len(value) for name, value in fields)
-            self._memo[data] = (fields, first, length, maxsize, size)
+            size = _list_size(fields)
+            if size <= _MEMO_BYTES:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[data] = (fields, first, length, maxsize, size)
         return fields
+
+
+def _list_size(fields: Iterable[Any]) -> int:
+    """A header list's size as HPACK counts it (RFC 7541 section 4.1)."""
+    return sum(32 + len(name) + len(value) for name, value in fields)

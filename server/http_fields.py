@@ -35,6 +35,9 @@ _VALUES: set[bytes] = set()
 # instructions. A varying Content-Length makes a route miss; the memo's guard pauses it then.
 ResponseFields = tuple[bytes, int | None, bool]
 ENCODED_FIELDS: AdaptiveMemo[tuple[tuple[bytes, bytes], ...], ResponseFields] = AdaptiveMemo()
+# A longer encoded head is encoded every time, never remembered: an app that echoes a
+# request's value into a header would otherwise let clients fill the memo with megabytes.
+_MEMO_HEAD = 8192
 # Response fields whose values decide the framing of the response.
 _FRAMING_NAMES = frozenset((b"content-length", b"connection", b"transfer-encoding"))
 # RFC 9110 section 6.4.1: 1xx, 204 and 304 responses never carry content.
@@ -103,7 +106,7 @@ def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> ResponseFields:
             continue
         parts += (name, b": ", value, b"\r\n")
     encoded = b"".join(parts), length, close
-    if key is not None:
+    if key is not None and len(encoded[0]) <= _MEMO_HEAD:
         memo.put(key, encoded)
     return encoded
 

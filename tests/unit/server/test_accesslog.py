@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +269,31 @@ def test_remembered_clients_and_methods_start_again_and_lines_stay_right(
         lines = [json.loads(line)["msg"] for line in lines]
     expected = [f"{c[0]}:{c[1]} {m[:-1]}\\x0a" for c, m in [*requests, *requests[:3]]]
     assert [line.split("serve.access: ")[-1] for line in lines] == expected
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_long_targets_that_never_repeat_are_not_remembered(json_lines: bool) -> None:
+    # Each request once or twice, each with its own 4 KiB path: remembering their request
+    # lines and lines would keep about 50 MB; rendering them every time keeps nothing.
+    targets = [f"/{n:05d}" + "x" * 4096 for n in range(3000)]
+    fd = os.open(os.devnull, os.O_WRONLY)
+
+    async def write_lines() -> int:
+        access = AccessLogger(
+            DEFAULT_ACCESS_LOG_FORMAT, json=json_lines, out=AccessBuffer(lambda: fd, 65536, 60.0)
+        )
+        log_request(access, ("10.0.0.1", 1), "GET", "/", "1.1", 200, 2, 0.001)
+        tracemalloc.start()
+        try:
+            for target in [*targets, *targets[::2]]:
+                log_request(access, ("10.0.0.1", 1), "GET", target, "1.1", 200, 2, 0.001)
+            access.flush()
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    try:
+        held = asyncio.run(write_lines())
+    finally:
+        os.close(fd)
+    assert held < 1 << 20

@@ -92,6 +92,15 @@ def test_pairs_that_cannot_be_a_key_are_encoded_every_time(memo: Memo) -> None:
     assert memo.table == {}
 
 
+def test_a_long_head_is_encoded_every_time_and_never_stored(memo: Memo) -> None:
+    # An app that echoes a request's value into a header: clients choose the head's size.
+    echoed = [(b"content-length", b"5"), (b"x-echo", b"e" * 9000)]
+    for _ in range(3):
+        assert hf.response_headers(echoed) == full(echoed)
+    hf.response_headers(PLAIN)
+    assert list(memo.table) == [tuple(PLAIN)]
+
+
 def test_the_guard_pauses_under_varying_lengths_and_probes_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -168,3 +168,23 @@ def test_a_remembered_block_still_meets_the_limits_in_force(
     setattr(memo, limit, value)
     with pytest.raises(error):
         memo.decode(block, raw=True)
+
+
+def test_a_large_block_is_decoded_every_time_not_remembered() -> None:
+    # Too large for the client's table, the field leaves it empty, as an indexed one would:
+    # only its size keeps the block out of the memo.
+    client, memo = Encoder(), MemoDecoder()
+    head = [(b":method", b"GET"), (b"x-big", b"v" * 5000)]
+    block = client.encode(head)
+    decoded = [memo.decode(block, raw=True) for _ in range(3)]
+    assert decoded == [head] * 3
+    assert decoded[2] is not decoded[1]
+    assert memo.header_table.dynamic_entries == client.header_table.dynamic_entries
+
+
+def test_a_large_head_is_encoded_every_time_not_remembered() -> None:
+    memo, plain = MemoEncoder(), Encoder()
+    head = [(b":status", b"200"), (b"x-big", b"v" * 5000)]
+    blocks = [memo.encode(head) for _ in range(3)]
+    assert blocks == [plain.encode(head) for _ in range(3)]
+    assert blocks[2] is not blocks[1]
