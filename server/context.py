@@ -128,16 +128,18 @@ class WorkerContext:
             self.deadlines = RequestDeadlines(self.loop, settings.request_timeout_s)
 
     # -- connections -------------------------------------------------------------------------
-    def admit(self, conn: Connection, transport: asyncio.BaseTransport, now: float) -> bool:
-        """A connection was accepted and registered: False if it must be refused with 503
-        (no room under max_connections, or over limit_concurrency)."""
+    def admit(self, conn: Connection, transport: asyncio.BaseTransport, now: float) -> str | None:
+        """A connection was accepted and registered: None, or the setting it must be
+        refused with 503 under ("max_connections": no room; "limit_concurrency")."""
         cap = self.cap
         room = cap is None or cap.admit(len(self.connections) + 1, self.connections, now)
         self.connections.add(conn)
         if self.load is not None:
             self.load.accepted(transport)
+        if not room:
+            return "max_connections"
         limit = self.settings.limit_concurrency
-        return room and (limit is None or len(self.connections) <= limit)
+        return None if limit is None or len(self.connections) <= limit else "limit_concurrency"
 
     def at_concurrency_limit(self) -> bool:
         limit = self.settings.limit_concurrency

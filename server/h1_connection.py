@@ -72,6 +72,12 @@ class H1Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.register(transport) is not None:
+            self.requests.answer_without_head(503)
+
+    def register(self, transport: asyncio.BaseTransport) -> str | None:
+        """Set the connection up and register it with the worker; the setting it must be
+        refused under (WorkerContext.admit), not answered yet."""
         # uvloop's transports do not subclass asyncio.Transport but provide its interface.
         self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
@@ -81,8 +87,7 @@ class H1Connection(asyncio.Protocol):
         self.info = ConnectionInfo.of(transport, ctx.proxy)
         response = H1Response(ctx, self.transport, self.batch)
         self.requests = RequestPipeline(self, ctx, self.parser, self.flow, response, self.info)
-        if not ctx.admit(self, transport, ctx.loop.time()):
-            self.requests.answer_without_head(503)
+        return ctx.admit(self, transport, ctx.loop.time())
 
     def data_received(self, data: bytes) -> None:
         requests = self.requests

@@ -7,8 +7,8 @@ needs exactly one HTTP2-Settings field that h2 can read; its request becomes str
 answered over HTTP/2 after `101 Switching Protocols`. Otherwise the request gets 400 (503
 while the worker drains) and the connection closes: the HTTP/1.1 parser has already stopped
 at the upgrade, so serving it as HTTP/1.1 is no longer possible.
-An ALPN h2 connection accepted over limit_concurrency becomes an H2Session that answers its
-first request 503 (server.h2_ending); it never was an H1Connection.
+An HTTP/2 connection accepted over limit_concurrency (ALPN h2, or cleartext with the
+preface) becomes an H2Session that answers its first request 503 (server.h2_ending).
 """
 
 from __future__ import annotations
@@ -46,14 +46,15 @@ def take_over(
     return session
 
 
-def take_over_over_limit(ctx: WorkerContext, transport: asyncio.Transport) -> None:
-    """An ALPN h2 connection accepted over limit_concurrency: see server.h2_ending."""
+def take_over_over_limit(ctx: WorkerContext, transport: asyncio.Transport, data: bytes) -> None:
+    """An HTTP/2 connection accepted over limit_concurrency (ALPN h2, or the preface in
+    `data`): see server.h2_ending."""
     # Its requests get 503 without the app, so no proxy's word on its client is needed.
     info = ConnectionInfo.of(transport, None)
     session = H2Session(ctx, transport, FlowControl(transport), info)
     session.over_limit = True
     session.attach()
-    session.begin(b"")
+    session.begin(data)
 
 
 def take_over_upgrade(

@@ -275,3 +275,31 @@ def test_over_limit_concurrency_an_h2_client_reads_a_503(tmp_path: Path) -> None
             assert after.get("/").http_version == "HTTP/2"
     finally:
         proc.kill_group()
+
+
+def test_over_limit_concurrency_a_cleartext_client_reads_its_own_protocols_503(
+    tmp_path: Path,
+) -> None:
+    # Without ALPN the first bytes say which protocol the client speaks: an HTTP/2 client
+    # with prior knowledge cannot read an HTTP/1.1 503 written before them.
+    proc = start(tmp_path, http2={"enabled": True}, limit_concurrency=1)
+    base = f"http://127.0.0.1:{proc.port}"
+
+    def h2_client() -> httpx.Client:
+        return httpx.Client(base_url=base, http1=False, http2=True, timeout=10)
+
+    try:
+        with httpx.Client(base_url=base, timeout=10) as held:
+            assert held.get("/").status_code == 200
+            with h2_client() as over:
+                refused = over.get("/")
+                assert (refused.http_version, refused.status_code) == ("HTTP/2", 503)
+                assert refused.text == "Service Unavailable"
+            reply = raw_request(proc.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert reply.startswith(b"HTTP/1.1 503 ")
+            assert held.get("/").status_code == 200
+        with h2_client() as after:
+            wait_until(lambda: after.get("/").status_code == 200)
+            assert after.get("/").http_version == "HTTP/2"
+    finally:
+        proc.kill_group()
