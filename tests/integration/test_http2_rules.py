@@ -9,7 +9,7 @@ response are a protocol error to it), so a test that reads a response also check
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h2.events as ev
@@ -270,9 +270,7 @@ def test_over_limit_concurrency_an_h2_client_reads_a_503(tmp_path: Path) -> None
                 # refused again while the first one is held.
                 assert over.get("/").status_code == 503
             assert held.get("/").status_code == 200
-        with client() as after:
-            wait_until(lambda: after.get("/").status_code == 200)
-            assert after.get("/").http_version == "HTTP/2"
+        served_over_h2_once_free(client)
     finally:
         proc.kill_group()
 
@@ -298,8 +296,13 @@ def test_over_limit_concurrency_a_cleartext_client_reads_its_own_protocols_503(
             reply = raw_request(proc.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert reply.startswith(b"HTTP/1.1 503 ")
             assert held.get("/").status_code == 200
-        with h2_client() as after:
-            wait_until(lambda: after.get("/").status_code == 200)
-            assert after.get("/").http_version == "HTTP/2"
+        served_over_h2_once_free(h2_client)
     finally:
         proc.kill_group()
+
+
+def served_over_h2_once_free(client: Callable[[], httpx.Client]) -> None:
+    """The held connection closed: a new HTTP/2 connection is served again."""
+    with client() as after:
+        wait_until(lambda: after.get("/").status_code == 200)
+        assert after.get("/").http_version == "HTTP/2"
